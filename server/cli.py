@@ -1,0 +1,130 @@
+"""`vonix` command line: serve, migrate (and later create-admin, create-bot, maintenance, vapid-keys).
+
+Start-up failures print one line naming what is wrong and exit non-zero (2: configuration,
+3: a dependency is unreachable) instead of a traceback wall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+from server.settings import ConfigError, Settings, load_settings
+
+EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"vonix: {message}", file=sys.stderr)
+    return code
+
+
+def _preflight(settings: Settings) -> None:
+    """Reach the database once (bounded by DB_TIMEOUT) before uvicorn takes over."""
+    from server.db.database import Database
+    from server.observability.metrics import Metrics
+
+    async def check() -> None:
+        db = Database(settings.database, Metrics(), pool_min=1, pool_max=1, timeout=settings.db_timeout)
+        await db.connect()
+        try:
+            await db.ping()
+        finally:
+            await db.disconnect()
+
+    asyncio.run(check())
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.db import migrate
+    from server.db.database import DatabaseUnavailable
+
+    try:
+        _preflight(settings)
+        if settings.should_migrate_on_start:
+            migrate.upgrade(settings.database)
+    except DatabaseUnavailable as exc:
+        return _fail(f"DATABASE_URL: {exc}", EXIT_UNAVAILABLE)
+    except Exception as exc:
+        return _fail(f"DATABASE_URL: migration failed: {exc.__class__.__name__}: {exc}", EXIT_UNAVAILABLE)
+
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    app = create_app(settings.model_copy(update={"migrate_on_start": False}))
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=list(settings.trusted_proxies),
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.drain_seconds) + 5,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from server.db import migrate
+
+    url = settings.database
+    try:
+        if args.action == "up":
+            migrate.upgrade(url, args.revision or "head")
+        elif args.action == "down":
+            migrate.downgrade(url, args.revision or "-1")
+        state = migrate.status(url)
+    except Exception as exc:
+        return _fail(f"DATABASE_URL: {exc.__class__.__name__}: {exc}", EXIT_UNAVAILABLE)
+    marker = "at head" if state.at_head else "behind head"
+    print(f"database {url.safe}: revision {state.current or '<empty>'} (head {state.head}, {marker})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vonix", description="Vonix community server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP and websocket server")
+    serve.add_argument("--host", default=None, help="bind address (default VONIX_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default VONIX_PORT or 8000)")
+    serve.set_defaults(handler=cmd_serve)
+
+    mig = sub.add_parser("migrate", help="apply, revert or show database migrations")
+    mig.add_argument("action", nargs="?", choices=["up", "down", "status"], default="up")
+    mig.add_argument("--revision", default=None, help="target revision (up: head, down: -1)")
+    mig.set_defaults(handler=cmd_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        return _fail(f"configuration error: {exc}", EXIT_CONFIG)
+    from server.observability.logging import configure_logging
+
+    configure_logging(settings.log_level, settings.json_logs)
+    handler: Command = args.handler
+    try:
+        return handler(args, settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data layer: table definitions, the instrumented query layer, migrations and maintenance."""

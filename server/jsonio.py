@@ -1,0 +1,78 @@
+"""JSON in and out with orjson, and body validation into pydantic schemas.
+
+`read_json` is the single entry for request bodies: it checks the content type (415), parses
+(400 `invalid_json`) and validates (422 `validation_failed` with one entry per bad field), so
+handlers only ever see a valid model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse as _StarletteJSONResponse
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class JSONResponse(_StarletteJSONResponse):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def is_json_content_type(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def read_json_value(request: Request) -> Any:
+    from server.errors import BadRequest, InvalidJson, UnsupportedMediaType
+
+    if not is_json_content_type(request.headers.get("content-type")):
+        raise UnsupportedMediaType()
+    body = await request.body()
+    if not body:
+        raise BadRequest("The request body is empty; send a JSON object.", code="empty_body")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJson(f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.") from None
+
+
+async def read_json(request: Request, model: type[Model]) -> Model:
+    value = await read_json_value(request)
+    return validate(model, value)
+
+
+def validate(model: type[Model], value: Any) -> Model:
+    from server.errors import ValidationFailed
+
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise ValidationFailed(details=validation_details(exc)) from None
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "field": ".".join(str(part) for part in error["loc"]) or "body",
+            "code": error["type"],
+            "message": error["msg"],
+        }
+        for error in exc.errors(include_url=False, include_input=False)
+    ]

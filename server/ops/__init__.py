@@ -1,0 +1,1 @@
+"""Operations: health and readiness checks, lifecycle (drain), maintenance."""

@@ -1,0 +1,202 @@
+"""One immutable settings object, built once from the environment (and an optional `.env`).
+
+Everything configurable lives here so that start-up can validate it all at once and refuse to run
+with a dangerous combination (production without a secret, several replicas on SQLite) before any
+resource is opened. The object is passed into `create_app`; nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from server.db.urls import DatabaseUrl, InvalidDatabaseUrl, parse_database_url
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names the variable and fits on one line."""
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every variable Vonix reads. The README's configuration table mirrors this class."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    env: Environment = Field(default=Environment.DEVELOPMENT, validation_alias="VONIX_ENV")
+    secret_key: SecretStr | None = Field(default=None, validation_alias="SECRET_KEY")
+    database_url: str = Field(default="sqlite:///./vonix.db", validation_alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    replicas: int = Field(default=1, ge=1, validation_alias="VONIX_REPLICAS")
+    instance_id: str = Field(
+        default_factory=lambda: secrets.token_hex(4), validation_alias="VONIX_INSTANCE_ID"
+    )
+
+    host: str = Field(default="127.0.0.1", validation_alias="VONIX_HOST")
+    port: int = Field(default=8000, ge=0, le=65535, validation_alias="VONIX_PORT")
+    public_url: str = Field(default="http://127.0.0.1:8000", validation_alias="PUBLIC_URL")
+
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    log_format: str = Field(default="auto", validation_alias="LOG_FORMAT")
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, validation_alias="MAX_BODY_BYTES")
+    migrate_on_start: bool | None = Field(default=None, validation_alias="MIGRATE_ON_START")
+
+    db_pool_min: int = Field(default=1, ge=1, validation_alias="DB_POOL_MIN")
+    db_pool_max: int = Field(default=10, ge=1, validation_alias="DB_POOL_MAX")
+    db_timeout: float = Field(default=5.0, gt=0, validation_alias="DB_TIMEOUT")
+    slow_query_ms: float = Field(default=500.0, gt=0, validation_alias="SLOW_QUERY_MS")
+
+    redis_timeout: float = Field(default=1.0, gt=0, validation_alias="REDIS_TIMEOUT")
+    redis_health_interval: float = Field(default=5.0, gt=0, validation_alias="REDIS_HEALTH_INTERVAL")
+    redis_pool_size: int = Field(default=50, ge=2, validation_alias="REDIS_POOL_SIZE")
+
+    trusted_proxies: CommaList = Field(default_factory=lambda: ["127.0.0.1", "::1"],
+                                       validation_alias="TRUSTED_PROXIES")
+    allowed_origins: CommaList = Field(default_factory=list, validation_alias="ALLOWED_ORIGINS")
+    drain_seconds: float = Field(default=10.0, ge=0, validation_alias="DRAIN_SECONDS")
+    static_dir: str | None = Field(default=None, validation_alias="STATIC_DIR")
+
+    @field_validator("trusted_proxies", "allowed_origins", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("log_format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        if value not in {"auto", "json", "console"}:
+            raise ValueError("must be auto, json or console")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            parse_database_url(value)
+        except InvalidDatabaseUrl as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> Settings:
+        if self.env is Environment.PRODUCTION:
+            if self.secret_key is None or len(self.secret_key.get_secret_value()) < 32:
+                raise ValueError("SECRET_KEY must be set (32+ characters) when VONIX_ENV=production")
+            if self.replicas > 1 and self.database.is_sqlite:
+                raise ValueError(
+                    "DATABASE_URL: SQLite cannot serve VONIX_REPLICAS>1; use postgresql://"
+                )
+            if self.replicas > 1 and self.redis_url is None:
+                raise ValueError(
+                    "REDIS_URL must be set when VONIX_REPLICAS>1: the in-process broker cannot "
+                    "reach other replicas"
+                )
+        return self
+
+    # --- derived values -------------------------------------------------------------------
+    _development_secret: str = PrivateAttr(default="")
+
+    @property
+    def database(self) -> DatabaseUrl:
+        return parse_database_url(self.database_url)
+
+    @property
+    def static_path(self) -> Path:
+        """The PWA files: `STATIC_DIR`, else `static/` beside the `server` package."""
+        if self.static_dir:
+            return Path(self.static_dir)
+        return Path(__file__).resolve().parent.parent / "static"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    @property
+    def should_migrate_on_start(self) -> bool:
+        if self.migrate_on_start is not None:
+            return self.migrate_on_start
+        return self.env is not Environment.PRODUCTION
+
+    @property
+    def json_logs(self) -> bool:
+        if self.log_format == "auto":
+            return self.env is Environment.PRODUCTION
+        return self.log_format == "json"
+
+    def secret(self) -> str:
+        """The signing secret; development gets a random per-process one (tokens die on restart)."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        return self._development_secret
+
+    def model_post_init(self, context: Any, /) -> None:
+        object.__setattr__(self, "_development_secret", secrets.token_urlsafe(48))
+
+
+_ALIASES = {name: (field.validation_alias or name) for name, field in Settings.model_fields.items()}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment; raise ConfigError with one readable line on failure."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = error.get("loc") or ()
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        if location:
+            field = str(location[0])
+            variable = _ALIASES.get(field, field.upper())
+            parts.append(f"{str(variable).upper()}: {message}")
+        else:
+            parts.append(message)
+    return "; ".join(parts)

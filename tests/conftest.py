@@ -1,0 +1,88 @@
+"""Fixtures shared by every test tier.
+
+`backend` runs a test twice: *embedded* (SQLite file + in-process broker) and *scaled* (a fresh
+PostgreSQL database from a migrated template + the session's real Redis).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.db import migrate
+from server.db.urls import parse_database_url
+from server.settings import Settings, load_settings
+from tests.support.appserver import AppServer
+from tests.support.services import PostgresServer, RedisServer
+
+TEMPLATE_DB = "vonix_template"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for tests: never read a developer's .env."""
+    values: dict[str, Any] = {"VONIX_ENV": "test", "_env_file": None}
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture(scope="session")
+def redis_service() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres_service() -> Iterator[PostgresServer]:
+    server = PostgresServer().init().start()
+    server.psql(f"CREATE DATABASE {TEMPLATE_DB}")
+    migrate.upgrade(parse_database_url(server.url(TEMPLATE_DB)))
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    migrate.upgrade(parse_database_url(f"sqlite:///{path}"))
+    return path
+
+
+def fresh_postgres_url(server: PostgresServer) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    server.psql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    return server.url(name)
+
+
+def fresh_sqlite_url(template: Path, directory: Path) -> str:
+    target = directory / f"vonix-{uuid.uuid4().hex[:8]}.db"
+    shutil.copyfile(template, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture(params=["embedded", "scaled"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Settings overrides for a backend mode; scaled mode flushes the shared Redis first."""
+    if request.param == "embedded":
+        template = request.getfixturevalue("sqlite_template")
+        return {"DATABASE_URL": fresh_sqlite_url(template, tmp_path)}
+    postgres = request.getfixturevalue("postgres_service")
+    redis = request.getfixturevalue("redis_service")
+    import redis as redis_sync
+
+    client = redis_sync.Redis.from_url(redis.url)
+    client.flushall()
+    client.close()
+    return {"DATABASE_URL": fresh_postgres_url(postgres), "REDIS_URL": redis.url,
+            "REDIS_HEALTH_INTERVAL": 0.5}
+
+
+@pytest.fixture
+async def app_server(backend: dict[str, Any]) -> AsyncIterator[AppServer]:
+    async with AppServer(make_settings(**backend)) as server:
+        yield server

@@ -1,0 +1,1 @@
+"""Test support: throwaway real services and in-process servers."""
