@@ -30,6 +30,14 @@ def make_settings(**overrides: Any) -> Settings:
     return load_settings(**values)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _structured_logging() -> None:
+    """Route structlog through the stdlib so `caplog` sees every line, as the app does."""
+    from server.observability.logging import configure_logging
+
+    configure_logging("INFO", json_logs=False)
+
+
 @pytest.fixture(scope="session")
 def redis_service() -> Iterator[RedisServer]:
     server = RedisServer().start()
@@ -86,3 +94,16 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
 async def app_server(backend: dict[str, Any]) -> AsyncIterator[AppServer]:
     async with AppServer(make_settings(**backend)) as server:
         yield server
+
+
+@pytest.fixture
+async def database(backend: dict[str, Any]) -> AsyncIterator[Any]:
+    """A connected instrumented Database on the backend's fresh, migrated database."""
+    from server.db.database import Database
+    from server.observability.metrics import Metrics
+
+    settings = make_settings(**backend)
+    db = Database(settings.database, Metrics(), pool_max=10, slow_query_seconds=0.2)
+    await db.connect()
+    yield db
+    await db.disconnect()

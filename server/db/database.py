@@ -19,6 +19,7 @@ import databases
 from databases.core import Transaction
 from sqlalchemy.sql import ClauseElement
 
+from server.db.errors import translate
 from server.db.urls import DatabaseUrl
 from server.observability.logging import get_logger
 from server.observability.metrics import Metrics
@@ -109,6 +110,10 @@ class Database:
         self.slow_queries = metrics.counter(
             "vonix_db_slow_queries_total", "Statements slower than the slow-query threshold.", ("query",)
         )
+        self.pool_wait = metrics.histogram(
+            "vonix_db_pool_wait_seconds", "Time spent waiting for a pooled connection.",
+            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
+        )
         self.pool_size = metrics.gauge("vonix_db_pool_connections", "Pool connections by state.", ("state",))
         self.recent_slow: list[dict[str, Any]] = []
 
@@ -138,48 +143,60 @@ class Database:
 
     # --- instrumented calls --------------------------------------------------------------
     @asynccontextmanager
-    async def _timed(self, name: str) -> AsyncIterator[None]:
+    async def _run(self, name: str) -> AsyncIterator[databases.core.Connection]:
+        """Acquire (timed as pool wait), run (timed per name), translate constraint errors."""
+        requested = time.perf_counter()
+        connection = self._db.connection()
+        await connection.__aenter__()
         started = time.perf_counter()
+        self.pool_wait.observe(started - requested)
         try:
-            yield
-        except BaseException:
+            yield connection
+        except BaseException as exc:
             self.query_errors.labels(name).inc()
+            violation = translate(exc)
+            if violation is not None:
+                raise violation from exc
             raise
         finally:
+            await connection.__aexit__(None, None, None)
             elapsed = time.perf_counter() - started
             self.query_latency.labels(name).observe(elapsed)
             if elapsed >= self.slow_query_seconds:
-                self.slow_queries.labels(name).inc()
-                log.warning("slow_query", query=name, duration_ms=round(elapsed * 1000, 1))
-                self.recent_slow.append({"query": name, "duration_ms": round(elapsed * 1000, 1),
-                                         "at": time.time()})
-                del self.recent_slow[:-50]
+                self._record_slow(name, elapsed)
+
+    def _record_slow(self, name: str, elapsed: float) -> None:
+        self.slow_queries.labels(name).inc()
+        duration_ms = round(elapsed * 1000, 1)
+        log.warning("slow_query", query=name, duration_ms=duration_ms)
+        self.recent_slow.append({"query": name, "duration_ms": duration_ms, "at": time.time()})
+        del self.recent_slow[:-50]
 
     async def fetch_all(self, name: str, query: Query, values: Mapping[str, Any] | None = None) -> list[Any]:
-        async with self._timed(name):
-            return list(await self._db.fetch_all(query, values))
+        async with self._run(name) as connection:
+            return list(await connection.fetch_all(query, values))  # type: ignore[arg-type]
 
     async def fetch_one(self, name: str, query: Query, values: Mapping[str, Any] | None = None) -> Any:
-        async with self._timed(name):
-            return await self._db.fetch_one(query, values)
+        async with self._run(name) as connection:
+            return await connection.fetch_one(query, values)  # type: ignore[arg-type]
 
     async def fetch_val(self, name: str, query: Query, values: Mapping[str, Any] | None = None) -> Any:
-        async with self._timed(name):
-            return await self._db.fetch_val(query, values)
+        async with self._run(name) as connection:
+            return await connection.fetch_val(query, values)  # type: ignore[arg-type]
 
     async def execute(self, name: str, query: Query, values: Mapping[str, Any] | None = None) -> Any:
-        async with self._timed(name):
-            return await self._db.execute(query, values)
+        async with self._run(name) as connection:
+            return await connection.execute(query, values)  # type: ignore[arg-type]
 
     async def execute_many(self, name: str, query: Query, values: Sequence[Mapping[str, Any]]) -> None:
-        async with self._timed(name):
-            await self._db.execute_many(query, list(values))
+        async with self._run(name) as connection:
+            await connection.execute_many(query, list(values))  # type: ignore[arg-type]
 
     async def iterate(
         self, name: str, query: Query, values: Mapping[str, Any] | None = None
     ) -> AsyncIterator[Any]:
-        async with self._timed(name):
-            async for row in self._db.iterate(query, values):
+        async with self._run(name) as connection:
+            async for row in connection.iterate(query, values):  # type: ignore[arg-type]
                 yield row
 
     def transaction(self) -> Transaction:
