@@ -1,0 +1,281 @@
+"""charts/vonix: lint, render for default and production values, validate every manifest against
+the Kubernetes schemas offline, and check what the pods will actually get."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from tests.deploy.support import (
+    CHART,
+    KUBERNETES_VERSION,
+    by_kind,
+    default_is_unset,
+    production_values,
+    readme_variables,
+    render_chart,
+)
+
+# URLs that may carry a password.
+CREDENTIAL_URLS = {"DATABASE_URL", "REDIS_URL", "SMTP_URL"}
+
+
+def looks_secret(variable: str) -> bool:
+    """Credentials, and the URLs that carry them: these belong in the Secret."""
+    credential = re.search(r"(SECRET|PASSWORD|PRIVATE_KEY|TOKEN)(_KEY)?(_PREVIOUS)?$", variable)
+    return bool(credential) or variable in CREDENTIAL_URLS
+
+
+# Every optional part switched on, so no template goes unrendered.
+EVERYTHING_ON: dict[str, Any] = {
+    "autoscaling": {"enabled": True, "connections": {"enabled": True}},
+    "serviceMonitor": {"enabled": True},
+    "networkPolicy": {"egress": {"enabled": True, "to": [{"ports": [{"port": 5432, "protocol": "TCP"}]}]}},
+    "settings": {"VONIX_INSTANCE_ID": "pinned", "ALLOWED_ORIGINS": "https://a.example"},
+    "imagePullSecrets": [{"name": "registry"}],
+}
+
+VALUE_SETS = {
+    "default": None,
+    "production": production_values(),
+    "everything-on": EVERYTHING_ON,
+}
+
+# ServiceMonitor is a Prometheus Operator CRD: kubernetes-validate has no schema for it. This is
+# our own schema of the fields the chart uses, named as in the CRD (monitoring.coreos.com/v1).
+SERVICE_MONITOR_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["selector", "endpoints"],
+            "properties": {
+                "selector": {"type": "object", "properties": {"matchLabels": {"type": "object"}}},
+                "namespaceSelector": {"type": "object", "properties": {
+                    "matchNames": {"type": "array", "items": {"type": "string"}}}},
+                "endpoints": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {
+                        "port": {"type": "string"}, "path": {"type": "string"},
+                        "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                        "scrapeTimeout": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                    }}},
+            },
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module", params=list(VALUE_SETS))
+def rendered(request: pytest.FixtureRequest) -> tuple[str, dict[str, list[dict[str, Any]]]]:
+    renderer, documents = render_chart(VALUE_SETS[request.param])
+    print(f"chart rendered with {renderer} ({request.param} values)")
+    return request.param, by_kind(documents)
+
+
+def single(kinds: dict[str, list[dict[str, Any]]], kind: str) -> dict[str, Any]:
+    assert len(kinds.get(kind, [])) == 1, f"expected one {kind}, got {len(kinds.get(kind, []))}"
+    return kinds[kind][0]
+
+
+def app_container(kinds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    return single(kinds, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+def single_or_empty(kinds: dict[str, list[dict[str, Any]]], kind: str) -> dict[str, str]:
+    return kinds[kind][0]["stringData"] if kind in kinds else {}
+
+
+def test_renderer_is_reported() -> None:
+    renderer, _ = render_chart(None)
+    assert renderer.startswith(("helm template", "helm_python"))
+    print(f"renderer: {renderer}")
+
+
+def test_chart_lints_clean_in_strict_mode() -> None:
+    import shutil
+    import subprocess
+
+    helm = shutil.which("helm")
+    for values in (None, production_values()):
+        if helm:  # pragma: no cover - no helm binary on these machines
+            result = subprocess.run([helm, "lint", "--strict", str(CHART)], capture_output=True, text=True)
+            assert result.returncode == 0, result.stdout + result.stderr
+            continue
+        import helm_python
+
+        report = helm_python.lint(str(CHART), values, strict=True, kube_version=f"v{KUBERNETES_VERSION}")
+        assert report["errors"] == []
+        # Severity 2 = warning, 3 = error; 1 (info) is only "icon is recommended".
+        assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_every_manifest_validates_against_the_kubernetes_schemas(
+    rendered: tuple[str, dict[str, list[dict[str, Any]]]],
+) -> None:
+    name, kinds = rendered
+    validated = []
+    for kind, documents in kinds.items():
+        for document in documents:
+            if kind == "ServiceMonitor":
+                jsonschema.validate(document, SERVICE_MONITOR_SCHEMA)
+                validated.append(f"{kind} (chart's CRD subset schema)")
+                continue
+            # strict: unknown fields are errors, so a misspelt key cannot pass silently.
+            version = kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+            validated.append(f"{kind} (Kubernetes {version})")
+    print(f"{name}: " + ", ".join(sorted(validated)))
+    expected = {"ConfigMap", "Deployment", "Service", "Ingress", "ServiceAccount", "NetworkPolicy",
+                "PodDisruptionBudget", "Job"}
+    assert expected <= set(kinds), expected - set(kinds)
+    if name != "default":
+        assert "HorizontalPodAutoscaler" in kinds
+    if name == "everything-on":
+        assert "ServiceMonitor" in kinds
+
+
+def test_deployment_is_safe_to_run_and_to_stop(rendered: tuple[str, dict[str, list[dict[str, Any]]]]) -> None:
+    _, kinds = rendered
+    deployment = single(kinds, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = app_container(kinds)
+
+    assert container["livenessProbe"]["httpGet"]["path"] == "/api/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/api/ready"
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind]), kind
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["affinity"]["podAntiAffinity"]
+
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    config = single(kinds, "ConfigMap")["data"]
+    drain = float(config.get("DRAIN_SECONDS", "10"))
+    # SIGKILL must come after preStop + the drain + uvicorn's 5 s margin (server/cli.py).
+    assert pod["terminationGracePeriodSeconds"] > float(pre_stop[1]) + drain + 5
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_values_and_manifests_cover_every_variable_the_app_reads(
+    rendered: tuple[str, dict[str, list[dict[str, Any]]]],
+) -> None:
+    name, kinds = rendered
+    readme = readme_variables()
+    import helm_python
+
+    with helm_python.Chart.load(str(CHART)) as chart:
+        values = chart.merge_values(VALUE_SETS[name])
+    # One value per variable, same name: the README table and the chart cannot drift apart.
+    assert set(values["settings"]) | set(values["secrets"]) == set(readme), {
+        "missing": sorted(set(readme) - set(values["settings"]) - set(values["secrets"])),
+        "unknown to the app": sorted(set(values["settings"]) | set(values["secrets"]) - set(readme)),
+    }
+    assert set(values["secrets"]) == {v for v in readme if looks_secret(v)}
+    assert not set(values["settings"]) & set(values["secrets"])
+
+    config = single(kinds, "ConfigMap")["data"]
+    assert not set(values["secrets"]) & set(config), "secrets must not be in the ConfigMap"
+    container = app_container(kinds)
+    from_env = {item["name"] for item in container.get("env", [])}
+    secret_ref = [s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s]
+    assert secret_ref == [values["existingSecret"] or "vonix"]
+    if values["existingSecret"]:
+        from_secret = set(values["secrets"])  # whatever the operator's Secret holds
+    else:
+        from_secret = set(single(kinds, "Secret")["stringData"])
+    reaching = set(config) | from_env | from_secret
+    for variable in set(readme) - reaching:
+        # Left out only when empty in values and the app's own default is "nothing": an empty
+        # string is not "unset" to the app, so empty values are not rendered at all.
+        value = {**values["settings"], **values["secrets"]}[variable]
+        assert value == "" and default_is_unset(readme[variable]), variable
+    for name, value in {**config, **single_or_empty(kinds, "Secret")}.items():
+        assert value != "", f"{name} is rendered empty"
+
+
+def test_rendered_configuration_is_accepted_by_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ConfigMap + Secret + env of the default render, fed to the real settings loader."""
+    from server.settings import load_settings
+
+    _, documents = render_chart(None)
+    kinds = by_kind(documents)
+    environment = dict(single(kinds, "ConfigMap")["data"])
+    environment.update(single(kinds, "Secret")["stringData"])
+    environment["VONIX_INSTANCE_ID"] = "vonix-7d9f-abcde"  # the downward API's pod name
+    for variable in readme_variables():
+        monkeypatch.delenv(variable, raising=False)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(_env_file=None)
+    assert settings.is_production and settings.replicas == 2
+    assert settings.database.dialect == "postgresql" and settings.redis_url
+    assert settings.should_migrate_on_start is False, "pods must leave migrations to the Job"
+    assert len(settings.secret()) >= 32
+    assert settings.port == 8000 and settings.host == "0.0.0.0"
+
+
+def test_migration_job_is_a_pre_upgrade_hook_after_the_secret() -> None:
+    _, documents = render_chart(None)
+    kinds = by_kind(documents)
+    job = single(kinds, "Job")
+    secret = single(kinds, "Secret")
+    hooks = job["metadata"]["annotations"]["helm.sh/hook"].split(",")
+    assert {"pre-install", "pre-upgrade"} <= set(hooks)
+    assert int(secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+        job["metadata"]["annotations"]["helm.sh/hook-weight"])
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["vonix", "migrate", "up"]
+    inline = {item["name"]: item.get("value") for item in container["env"]}
+    assert inline["VONIX_ENV"] == "production"
+    # Not the chart's ServiceAccount: it does not exist yet when a first install runs hooks.
+    assert "serviceAccountName" not in job["spec"]["template"]["spec"]
+
+
+def test_production_uses_the_existing_secret_and_autoscales() -> None:
+    _, documents = render_chart(production_values())
+    kinds = by_kind(documents)
+    assert "Secret" not in kinds
+    hpa = single(kinds, "HorizontalPodAutoscaler")
+    resources = {m["resource"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Resource"}
+    assert resources == {"cpu", "memory"}
+    assert "replicas" not in single(kinds, "Deployment")["spec"], "the HPA owns the replica count"
+    assert single(kinds, "ConfigMap")["data"]["VONIX_REPLICAS"] == str(hpa["spec"]["maxReplicas"])
+    ingress = single(kinds, "Ingress")
+    assert ingress["spec"]["tls"][0]["hosts"] == [r["host"] for r in ingress["spec"]["rules"]]
+    assert int(ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+
+
+def test_connection_metric_scaling_is_optional() -> None:
+    _, documents = render_chart(EVERYTHING_ON)
+    hpa = single(by_kind(documents), "HorizontalPodAutoscaler")
+    pods = [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
+    assert pods == ["vonix_websocket_connections"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"settings": {"LOG_LEVL": "INFO"}}, "LOG_LEVL"),
+        ({"settings": {"VONIX_ENV": "prod"}}, "VONIX_ENV"),
+        ({"secrets": {"SECRET_KEY": "short"}}, "SECRET_KEY"),
+        ({"terminationGracePeriodSeconds": 12}, "terminationGracePeriodSeconds"),
+        ({"podSecurityContext": {"runAsNonRoot": False}}, "runAsNonRoot"),
+    ],
+)
+def test_dangerous_values_are_refused_at_render_time(values: dict[str, Any], message: str) -> None:
+    import helm_python
+
+    with pytest.raises(helm_python.HelmError, match=re.escape(message)):
+        render_chart(values)
