@@ -15,6 +15,7 @@ from server.settings import ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
+EXIT_BUSY = 4  # maintenance: another replica holds the task's lock
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -93,6 +94,51 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_maintenance(args: argparse.Namespace, settings: Settings) -> int:
+    """Run maintenance now, under the same per-task lock the in-server scheduler takes."""
+    from server.db.database import Database, DatabaseUnavailable
+    from server.infra.locks import make_lock
+    from server.infra.redis import RedisClients
+    from server.observability.metrics import Metrics
+    from server.ops.maintenance import TASKS, Maintenance
+    from server.ops.scheduler import run_locked
+
+    tasks = list(TASKS) if args.task == "all" else [args.task]
+
+    async def run() -> int:
+        metrics = Metrics()
+        db = Database(settings.database, metrics, pool_min=1, pool_max=2, timeout=settings.db_timeout)
+        redis = None
+        if settings.redis_url:
+            redis = RedisClients(settings.redis_url, metrics, timeout=settings.redis_timeout, pool_size=2)
+        try:
+            await db.connect()
+            if redis is not None and not await redis.check():
+                return _fail(f"REDIS_URL: cannot take the maintenance lock: {redis.last_error}",
+                             EXIT_UNAVAILABLE)
+            maintenance = Maintenance(db, settings, metrics, instance=f"cli:{settings.instance_id}")
+            lock = make_lock(redis)
+            code = 0
+            for task in tasks:
+                result = await run_locked(maintenance, lock, task)
+                if result is None:
+                    code = _fail(f"maintenance {task}: skipped, another replica holds its lock", EXIT_BUSY)
+                elif result.status != "ok":
+                    code = _fail(f"maintenance {task}: {result.status} (run {result.run_id}; see the log)", 1)
+                else:
+                    counts = ", ".join(f"{name}={count}" for name, count in result.counts.items())
+                    print(f"maintenance {task}: ok in {result.seconds:.2f}s ({counts})")
+            return code
+        except DatabaseUnavailable as exc:
+            return _fail(f"DATABASE_URL: {exc}", EXIT_UNAVAILABLE)
+        finally:
+            if redis is not None:
+                await redis.close()
+            await db.disconnect()
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vonix", description="Vonix community server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("action", nargs="?", choices=["up", "down", "status"], default="up")
     mig.add_argument("--revision", default=None, help="target revision (up: head, down: -1)")
     mig.set_defaults(handler=cmd_migrate)
+
+    maint = sub.add_parser("maintenance", help="run database maintenance now (takes the task's lock)")
+    maint.add_argument("task", nargs="?", choices=["cleanup", "archive", "vacuum", "all"], default="all")
+    maint.set_defaults(handler=cmd_maintenance)
     return parser
 
 

@@ -27,6 +27,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             await resources.redis.start()
         await resources.health.readiness()
         resources.start_background(resources.monitor_health(), "health-monitor")
+        if settings.maintenance_enabled and resources.maintenance is not None:
+            resources.start_background(resources.maintenance.run(), "maintenance-scheduler")
         log.info(
             "started",
             instance=settings.instance_id,

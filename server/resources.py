@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 from starlette.requests import HTTPConnection
 
 from server.db.database import Database
+from server.infra.locks import Lock, make_lock
 from server.infra.redis import RedisClients
 from server.observability.logging import get_logger
 from server.observability.metrics import Metrics
 from server.ops.health import HealthChecks
 from server.ops.lifecycle import Lifecycle
+from server.ops.maintenance import Maintenance
+from server.ops.scheduler import MaintenanceScheduler
 from server.settings import Settings
 
 log = get_logger("vonix.resources")
@@ -30,6 +33,8 @@ class Resources:
     lifecycle: Lifecycle
     health: HealthChecks
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    locks: Lock | None = None
+    maintenance: MaintenanceScheduler | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Resources:
@@ -53,7 +58,9 @@ class Resources:
             )
         lifecycle = Lifecycle()
         health = HealthChecks(db, redis, lifecycle)
-        resources = cls(settings, metrics, db, redis, lifecycle, health)
+        locks = make_lock(redis)
+        maintenance = MaintenanceScheduler.from_settings(Maintenance(db, settings, metrics), locks, settings)
+        resources = cls(settings, metrics, db, redis, lifecycle, health, locks=locks, maintenance=maintenance)
         resources._component_up = metrics.gauge(
             "vonix_component_up", "1 when a component passed its last readiness check.", ("component",)
         )

@@ -83,6 +83,23 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(default=10.0, ge=0, validation_alias="DRAIN_SECONDS")
     static_dir: str | None = Field(default=None, validation_alias="STATIC_DIR")
 
+    # --- maintenance (issue 3) ---
+    maintenance_enabled: bool = Field(default=True, validation_alias="MAINTENANCE_ENABLED")
+    maintenance_cleanup_interval: float = Field(
+        default=86400.0, gt=0, validation_alias="MAINTENANCE_CLEANUP_INTERVAL"
+    )
+    maintenance_archive_interval: float = Field(
+        default=3600.0, gt=0, validation_alias="MAINTENANCE_ARCHIVE_INTERVAL"
+    )
+    maintenance_vacuum_interval: float = Field(
+        default=604800.0, gt=0, validation_alias="MAINTENANCE_VACUUM_INTERVAL"
+    )
+    maintenance_first_delay: float = Field(default=120.0, ge=0, validation_alias="MAINTENANCE_FIRST_DELAY")
+    maintenance_batch_size: int = Field(
+        default=1000, ge=1, le=10000, validation_alias="MAINTENANCE_BATCH_SIZE"
+    )
+    archive_after_days: int = Field(default=90, ge=1, validation_alias="ARCHIVE_AFTER_DAYS")
+
     @field_validator("trusted_proxies", "allowed_origins", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
