@@ -6,6 +6,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
+from server import ws
 from server.errors import EXCEPTION_HANDLERS
 from server.lifespan import lifespan
 from server.middleware.body_limit import BodyLimitMiddleware
@@ -14,13 +15,16 @@ from server.middleware.request_context import RequestContextMiddleware
 from server.middleware.security_headers import SecurityHeadersMiddleware
 from server.observability.logging import configure_logging
 from server.resources import Resources
-from server.routes import ops
+from server.routes import admin, auth, channels, oauth, ops, rooms
 from server.routes.pages import page_routes
 from server.settings import Settings
 
 
 def build_routes(settings: Settings) -> list[BaseRoute]:
-    return [*ops.routes, *page_routes(settings.static_path)]
+    return [
+        *ops.routes, *auth.routes, *oauth.routes, *admin.routes, *rooms.routes, *channels.routes, *ws.routes,
+        *page_routes(settings.static_path),
+    ]
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from server.settings import ConfigError, Settings, load_settings
 
@@ -71,8 +71,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.drain_seconds) + 5,
         server_header=False,
+        ws_max_size=1024 * 1024,  # the app refuses frames over 64 KiB itself, with its own close code
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_interval,
+        # Compression would run once per subscriber per frame (per-connection deflate contexts):
+        # the fan-out path must write the same bytes to everyone without per-subscriber work.
+        ws_per_message_deflate=False,
     )
-    server = uvicorn.Server(config)
+    from server.ops.drain import DrainingServer
+
+    server = DrainingServer(config, app.state.vonix)
     server.run()
     return 0 if server.started else 1
 
@@ -139,6 +147,76 @@ def cmd_maintenance(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def _with_database(settings: Settings, work: Callable[[object], Awaitable[int]]) -> int:
+    """Run `work(db)` against a connected database; one clear line when it is unreachable."""
+    from server.db.database import Database, DatabaseUnavailable
+    from server.observability.metrics import Metrics
+
+    async def run() -> int:
+        db = Database(settings.database, Metrics(), pool_min=1, pool_max=2, timeout=settings.db_timeout)
+        await db.connect()
+        try:
+            return await work(db)
+        finally:
+            await db.disconnect()
+
+    try:
+        return asyncio.run(run())
+    except DatabaseUnavailable as exc:
+        return _fail(f"DATABASE_URL: {exc}", EXIT_UNAVAILABLE)
+
+
+def cmd_create_bot(args: argparse.Namespace, settings: Settings) -> int:
+    from server.auth.bots import ALLOWED_SCOPES, create_bot
+    from server.errors import AppError
+
+    scopes = [s for s in (args.scopes or "").split(",") if s] or None
+    unknown = sorted(set(scopes or []) - ALLOWED_SCOPES)
+    if unknown:
+        return _fail(f"unknown scopes: {', '.join(unknown)} (allowed: {', '.join(sorted(ALLOWED_SCOPES))})", 2)
+
+    async def work(db: object) -> int:
+        try:
+            bot = await create_bot(db, args.name, scopes, None)  # type: ignore[arg-type]
+        except AppError as exc:
+            return _fail(exc.message, 1)
+        print(f"bot {bot.name} created (id {bot.bot_id}, scopes {','.join(bot.scopes)})")
+        print(f"token (shown once, store it now): {bot.token}")
+        return 0
+
+    return _with_database(settings, work)
+
+
+def cmd_create_admin(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+    import os
+
+    from server.auth.passwords import PasswordRejected, Passwords
+    from server.db.errors import UniqueViolation
+    from server.db.queries import users
+
+    password = os.environ.get("VONIX_ADMIN_PASSWORD") or getpass.getpass("Password for the new admin: ")
+    passwords = Passwords(settings.password_min_length)
+    try:
+        passwords.check_policy(password, username=args.username, email=args.email)
+    except PasswordRejected as exc:
+        return _fail(f"password refused: {exc}", 2)
+
+    async def work(db: object) -> int:
+        from server.db.types import utcnow
+
+        try:
+            user_id = await users.insert(db, username=args.username, email=args.email.lower(),  # type: ignore[arg-type]
+                                         password_hash=await passwords.hash(password), role="admin",
+                                         display_name=args.username, email_verified_at=utcnow())
+        except UniqueViolation:
+            return _fail("a user with that username or email exists", 1)
+        print(f"admin {args.username} created (id {user_id})")
+        return 0
+
+    return _with_database(settings, work)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vonix", description="Vonix community server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +234,17 @@ def build_parser() -> argparse.ArgumentParser:
     maint = sub.add_parser("maintenance", help="run database maintenance now (takes the task's lock)")
     maint.add_argument("task", nargs="?", choices=["cleanup", "archive", "vacuum", "all"], default="all")
     maint.set_defaults(handler=cmd_maintenance)
+
+    bot = sub.add_parser("create-bot", help="create a bot account and print its token (shown once)")
+    bot.add_argument("name")
+    bot.add_argument("--scopes", default=None, help="comma separated: subscribe,publish,history,presence")
+    bot.set_defaults(handler=cmd_create_bot)
+
+    admin = sub.add_parser("create-admin", help="create an admin account (password from a prompt or "
+                           "VONIX_ADMIN_PASSWORD)")
+    admin.add_argument("username")
+    admin.add_argument("email")
+    admin.set_defaults(handler=cmd_create_admin)
     return parser
 
 

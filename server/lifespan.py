@@ -25,6 +25,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     try:
         if resources.redis is not None:
             await resources.redis.start()
+        if resources.broker is not None:
+            await resources.broker.start()
+        if resources.node is not None:
+            await resources.node.start()
         await resources.health.readiness()
         resources.start_background(resources.monitor_health(), "health-monitor")
         if settings.maintenance_enabled and resources.maintenance is not None:
@@ -39,7 +43,12 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
     finally:
         resources.lifecycle.start_draining()
+        if resources.node is not None:
+            await resources.node.stop()
         await resources.stop_background()
+        await resources.wait_spawned()
+        if resources.broker is not None:
+            await resources.broker.close()
         if resources.redis is not None:
             await resources.redis.close()
         await resources.db.disconnect()

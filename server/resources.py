@@ -10,6 +10,12 @@ from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
+from realtime.broker import Broker, create_broker
+from realtime.history import create_history
+from realtime.node import Node, NodeSettings
+from realtime.nonces import create_nonces
+from realtime.presence import create_presence
+from server.auth.service import AuthService
 from server.db.database import Database
 from server.infra.locks import Lock, make_lock
 from server.infra.redis import RedisClients
@@ -19,6 +25,7 @@ from server.ops.health import HealthChecks
 from server.ops.lifecycle import Lifecycle
 from server.ops.maintenance import Maintenance
 from server.ops.scheduler import MaintenanceScheduler
+from server.realtime_hooks import ServerHooks
 from server.settings import Settings
 
 log = get_logger("vonix.resources")
@@ -35,6 +42,11 @@ class Resources:
     background: list[asyncio.Task[None]] = field(default_factory=list)
     locks: Lock | None = None
     maintenance: MaintenanceScheduler | None = None
+    broker: Broker | None = None
+    auth: AuthService | None = None
+    hooks: ServerHooks | None = None
+    node: Node | None = None
+    _spawned: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: Settings) -> Resources:
@@ -61,10 +73,39 @@ class Resources:
         locks = make_lock(redis)
         maintenance = MaintenanceScheduler.from_settings(Maintenance(db, settings, metrics), locks, settings)
         resources = cls(settings, metrics, db, redis, lifecycle, health, locks=locks, maintenance=maintenance)
+        resources.broker = create_broker(redis, metrics=metrics)
+        resources.auth = AuthService(settings, db, publish=resources.publish_quietly)
+        resources.hooks = ServerHooks(db, resources.auth)
+        resources.node = build_node(settings, redis, resources.broker, resources.hooks, metrics)
         resources._component_up = metrics.gauge(
             "vonix_component_up", "1 when a component passed its last readiness check.", ("component",)
         )
         return resources
+
+    async def publish_quietly(self, channel: str, message: bytes) -> None:
+        """Publish an internal event; a broker outage is logged, never raised into a request."""
+        if self.broker is None:
+            return
+        try:
+            await self.broker.publish(channel, message)
+        except Exception as exc:
+            log.warning("event_publish_failed", channel=channel, error=exc.__class__.__name__)
+
+    def spawn(self, coroutine: object, name: str) -> None:
+        """Fire-and-forget work that must not delay the response (and is awaited at shutdown)."""
+        task = asyncio.create_task(coroutine, name=name)  # type: ignore[arg-type]
+        self._spawned.add(task)
+        task.add_done_callback(self._spawn_done)
+
+    def _spawn_done(self, task: asyncio.Task[None]) -> None:
+        self._spawned.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background_task_failed", task=task.get_name(),
+                      error=task.exception().__class__.__name__)
+
+    async def wait_spawned(self, limit_seconds: float = 5.0) -> None:
+        if self._spawned:
+            await asyncio.wait(set(self._spawned), timeout=limit_seconds)
 
     def start_background(self, coroutine: object, name: str) -> None:
         self.background.append(asyncio.create_task(coroutine, name=name))  # type: ignore[arg-type]
@@ -91,6 +132,31 @@ class Resources:
         for name, status in self.health.last.items():
             self._component_up.labels(name).set(1 if status.status in ("ok", "disabled") else 0)
         self.db.pool_state()
+
+
+def build_node(settings: Settings, redis: RedisClients | None, broker: Broker, hooks: ServerHooks,
+               metrics: Metrics) -> Node:
+    """The realtime node with memory or Redis backends, chosen by whether Redis is configured."""
+    return Node(
+        hooks=hooks,
+        broker=broker,
+        history=create_history(redis, broker, size=settings.ws_history_size, ttl=settings.ws_history_ttl),
+        presence=create_presence(redis.commands if redis is not None else None, ttl=settings.presence_ttl),
+        nonces=create_nonces(redis),
+        settings=NodeSettings(
+            max_subscriptions=settings.ws_max_subscriptions,
+            max_connections_per_user=settings.ws_max_connections_per_user,
+            max_queue_bytes=settings.ws_max_queue_bytes,
+            coalesce_seconds=settings.ws_coalesce_ms / 1000,
+            publish_rate=settings.ws_publish_rate,
+            publish_burst=settings.ws_publish_burst,
+            auth_timeout=settings.ws_auth_timeout,
+            max_recovery=settings.ws_max_recovery,
+            presence_heartbeat=settings.presence_heartbeat,
+            presence_sweep=settings.presence_sweep,
+        ),
+        metrics=metrics,
+    )
 
 
 def resources_of(connection: HTTPConnection) -> Resources:

@@ -100,6 +100,58 @@ class Settings(BaseSettings):
     )
     archive_after_days: int = Field(default=90, ge=1, validation_alias="ARCHIVE_AFTER_DAYS")
 
+    # --- realtime (issue 5) ---
+    ws_auth_timeout: float = Field(default=10.0, gt=0, validation_alias="WS_AUTH_TIMEOUT")
+    ws_max_subscriptions: int = Field(default=100, ge=1, validation_alias="WS_MAX_SUBSCRIPTIONS")
+    ws_max_connections_per_user: int = Field(default=20, ge=1, validation_alias="WS_MAX_CONNECTIONS_PER_USER")
+    ws_max_queue_bytes: int = Field(default=1024 * 1024, ge=4096, validation_alias="WS_MAX_QUEUE_BYTES")
+    ws_coalesce_ms: float = Field(default=2.0, ge=0, validation_alias="WS_COALESCE_MS")
+    ws_publish_rate: float = Field(default=10.0, gt=0, validation_alias="WS_PUBLISH_RATE")
+    ws_publish_burst: float = Field(default=20.0, ge=1, validation_alias="WS_PUBLISH_BURST")
+    ws_ping_interval: float = Field(default=20.0, gt=0, validation_alias="WS_PING_INTERVAL")
+    ws_history_size: int = Field(default=1000, ge=10, validation_alias="WS_HISTORY_SIZE")
+    ws_history_ttl: int = Field(default=86400, ge=60, validation_alias="WS_HISTORY_TTL")
+    ws_max_recovery: int = Field(default=1000, ge=10, validation_alias="WS_MAX_RECOVERY")
+    presence_ttl: float = Field(default=45.0, gt=1, validation_alias="PRESENCE_TTL")
+    presence_heartbeat: float = Field(default=15.0, gt=0, validation_alias="PRESENCE_HEARTBEAT")
+    presence_sweep: float = Field(default=10.0, gt=0, validation_alias="PRESENCE_SWEEP")
+
+    # --- accounts and security (issue 4) ---
+    secret_key_previous: SecretStr | None = Field(default=None, validation_alias="SECRET_KEY_PREVIOUS")
+    access_token_ttl: int = Field(default=900, ge=2, validation_alias="ACCESS_TOKEN_TTL")
+    refresh_token_ttl: int = Field(default=30 * 86400, ge=300, validation_alias="REFRESH_TOKEN_TTL")
+    mfa_ticket_ttl: int = Field(default=300, ge=30, validation_alias="MFA_TICKET_TTL")
+    password_min_length: int = Field(default=10, ge=8, validation_alias="PASSWORD_MIN_LENGTH")
+    lockout_threshold: int = Field(default=5, ge=1, validation_alias="LOCKOUT_THRESHOLD")
+    lockout_window: int = Field(default=900, ge=1, validation_alias="LOCKOUT_WINDOW")
+    lockout_duration: int = Field(default=900, ge=1, validation_alias="LOCKOUT_DURATION")
+    ip_failure_limit: int = Field(default=20, ge=1, validation_alias="IP_FAILURE_LIMIT")
+    reset_token_ttl: int = Field(default=1800, ge=60, validation_alias="RESET_TOKEN_TTL")
+    require_verified_email: bool = Field(default=False, validation_alias="REQUIRE_VERIFIED_EMAIL")
+    cookie_secure: bool | None = Field(default=None, validation_alias="COOKIE_SECURE")
+    smtp_url: SecretStr | None = Field(default=None, validation_alias="SMTP_URL")
+    mail_from: str = Field(default="Vonix <no-reply@vonix.local>", validation_alias="MAIL_FROM")
+    smtp_timeout: float = Field(default=10.0, gt=0, validation_alias="SMTP_TIMEOUT")
+    oauth_google_client_id: str | None = Field(default=None, validation_alias="OAUTH_GOOGLE_CLIENT_ID")
+    oauth_google_client_secret: SecretStr | None = Field(
+        default=None, validation_alias="OAUTH_GOOGLE_CLIENT_SECRET")
+    oauth_google_discovery_url: str = Field(
+        default="https://accounts.google.com/.well-known/openid-configuration",
+        validation_alias="OAUTH_GOOGLE_DISCOVERY_URL")
+    oauth_discord_client_id: str | None = Field(default=None, validation_alias="OAUTH_DISCORD_CLIENT_ID")
+    oauth_discord_client_secret: SecretStr | None = Field(
+        default=None, validation_alias="OAUTH_DISCORD_CLIENT_SECRET")
+    oauth_discord_base_url: str = Field(default="https://discord.com", validation_alias="OAUTH_DISCORD_BASE_URL")
+    oauth_timeout: float = Field(default=10.0, gt=0, validation_alias="OAUTH_TIMEOUT")
+
+    @field_validator("secret_key", "secret_key_previous", "smtp_url", "oauth_google_client_id",
+                     "oauth_google_client_secret", "oauth_discord_client_id", "oauth_discord_client_secret",
+                     "static_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """`VAR=` in an env file or a chart means "not set", never an empty secret or URL."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("trusted_proxies", "allowed_origins", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
@@ -167,6 +219,12 @@ class Settings(BaseSettings):
         if self.static_dir:
             return Path(self.static_dir)
         return Path(__file__).resolve().parent.parent / "static"
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.env is Environment.PRODUCTION
 
     @property
     def is_production(self) -> bool:

@@ -107,3 +107,31 @@ async def database(backend: dict[str, Any]) -> AsyncIterator[Any]:
     await db.connect()
     yield db
     await db.disconnect()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[Any]:
+    from tests.support.smtp import SmtpServer
+
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def auth_server(backend: dict[str, Any], smtp_server: Any) -> AsyncIterator[AppServer]:
+    """The app with real SMTP delivery to the test's aiosmtpd inbox."""
+    async with AppServer(make_settings(SMTP_URL=smtp_server.url, **backend)) as server:
+        yield server
+
+
+@pytest.fixture
+def scaled_backend(postgres_service: PostgresServer, redis_service: RedisServer) -> dict[str, Any]:
+    """Scaled mode only (tests about several replicas sharing PostgreSQL and Redis)."""
+    import redis as redis_sync
+
+    client = redis_sync.Redis.from_url(redis_service.url)
+    client.flushall()
+    client.close()
+    return {"DATABASE_URL": fresh_postgres_url(postgres_service), "REDIS_URL": redis_service.url,
+            "REDIS_HEALTH_INTERVAL": 0.5}

@@ -133,18 +133,22 @@ login_attempts = sa.Table(
 # serves lockout.failures_for_user and lockout.failures_for_ip within a window
 sa.Index("ix_login_attempts_user_id_created_at", login_attempts.c.user_id, login_attempts.c.created_at)
 sa.Index("ix_login_attempts_ip_created_at", login_attempts.c.ip, login_attempts.c.created_at)
+sa.Index("ix_login_attempts_login_created_at", login_attempts.c.login, login_attempts.c.created_at)
 
 lockouts = sa.Table(
     "lockouts",
     metadata,
     _id(),
     _user_fk(nullable=True),
+    sa.Column("login", sa.String(254), nullable=True),  # unknown accounts lock by the name tried
     sa.Column("ip", sa.String(64), nullable=True),
     sa.Column("locked_until", UtcDateTime(), nullable=False),
     sa.Column("reason", sa.String(64), nullable=False),
     _created(),
 )
 sa.Index("ix_lockouts_user_id_locked_until", lockouts.c.user_id, lockouts.c.locked_until)
+sa.Index("ix_lockouts_login_locked_until", lockouts.c.login, lockouts.c.locked_until)
+sa.Index("ix_lockouts_ip_locked_until", lockouts.c.ip, lockouts.c.locked_until)
 
 user_tokens = sa.Table(  # single-use mailed tokens: password reset, email verification
     "user_tokens",

@@ -53,3 +53,19 @@ def test_migrate_takes_empty_sqlite_to_head_and_is_idempotent(tmp_path: Path) ->
     assert "at head" in again.stdout
     down = run_vonix(["migrate", "down", "--revision", "base"], env, tmp_path)
     assert "behind head" in down.stdout
+
+
+def test_create_admin_and_bot(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/cli.db", "VONIX_ADMIN_PASSWORD": "an admin passphrase 12"}
+    assert run_vonix(["migrate"], env, tmp_path).returncode == 0
+    admin = run_vonix(["create-admin", "Op_Olga", "olga@example.com"], env, tmp_path)
+    assert admin.returncode == 0 and "admin Op_Olga created" in admin.stdout
+    duplicate = run_vonix(["create-admin", "op_olga", "x@example.com"], env, tmp_path)
+    assert duplicate.returncode == 1 and "exists" in duplicate.stderr
+    weak = run_vonix(["create-admin", "Op_Two", "two@example.com"], {**env, "VONIX_ADMIN_PASSWORD": "password"},
+                     tmp_path)
+    assert weak.returncode == 2
+    bot = run_vonix(["create-bot", "relay_bot", "--scopes", "subscribe,publish"], env, tmp_path)
+    assert bot.returncode == 0
+    token_line = [line for line in bot.stdout.splitlines() if line.startswith("token")][0]
+    assert token_line.split(": ", 1)[1].startswith("vxb_")

@@ -36,7 +36,11 @@ def test_make_run_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "VONIX_ENV"}}
     # Reuse the suite's virtualenv: installing from scratch is what `make test` itself just did.
     env.update({"VONIX_PORT": str(port), "VENV": str(ROOT / ".venv")})
-    process = subprocess.Popen(["make", "run"], cwd=checkout, env=env, start_new_session=True,
+    # A stamp newer than the copied pyproject tells make the shared venv is installed: the test must
+    # never re-install the project from this temporary copy into the suite's virtualenv.
+    stamp = tmp_path / "installed.stamp"
+    stamp.touch()
+    process = subprocess.Popen(["make", "run", f"STAMP={stamp}"], cwd=checkout, env=env, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120

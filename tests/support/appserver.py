@@ -39,7 +39,8 @@ class AppServer:
 
     async def start(self) -> AppServer:
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_config=None,
-                                access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+                                access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+                                ws_max_size=1024 * 1024, ws_per_message_deflate=False)
         self._server = _QuietServer(config)
         self._task = asyncio.create_task(self._server.serve())
         for _ in range(400):

@@ -88,3 +88,8 @@ def test_production_with_everything_set_is_valid() -> None:
     assert s.json_logs
     assert s.secret() == "k" * 40
     assert "k" * 40 not in repr(s)
+
+
+def test_empty_optional_values_mean_unset() -> None:
+    s = settings(SECRET_KEY_PREVIOUS="", SMTP_URL=" ", OAUTH_GOOGLE_CLIENT_ID="")
+    assert s.secret_key_previous is None and s.smtp_url is None and s.oauth_google_client_id is None

@@ -1,0 +1,148 @@
+"""Scaled-mode history: one Lua script assigns or orders the offset, appends and publishes.
+
+Keys per channel share the `{channel}` hash tag (one Redis Cluster slot):
+- `{ch}:offset` last offset, `{ch}:epoch` epoch (re-created when Redis lost the history, so
+  clients learn their gap cannot be filled from the hot window),
+- `{ch}:window` ZSET offset -> frame, trimmed to the newest `size`,
+- `{ch}:pending` ZSET of persisted frames that arrived ahead of a missing offset (two replicas
+  committed N and N+1 but N+1 reached Redis first); they are published as soon as N arrives, or
+  after `stale_ms` if N never comes (its publisher died; the database still has it).
+All keys expire after `ttl` seconds without traffic.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from realtime.history.base import FrameParts, Published, envelope
+
+# KEYS: offset, epoch, window, pending ; ARGV: head, middle, tail, size, ttl, channel, new_epoch, ts
+_ASSIGN = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[7]
+  redis.call('SET', KEYS[2], epoch)
+  redis.call('DEL', KEYS[1], KEYS[3])
+end
+local offset = redis.call('INCR', KEYS[1])
+local frame = ARGV[1] .. offset .. ARGV[2] .. epoch .. ARGV[3]
+redis.call('ZADD', KEYS[3], offset, frame)
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[4]) + 1))
+local ttl = tonumber(ARGV[5])
+redis.call('EXPIRE', KEYS[1], ttl); redis.call('EXPIRE', KEYS[2], ttl); redis.call('EXPIRE', KEYS[3], ttl)
+redis.call('PUBLISH', ARGV[6], offset .. ' ' .. ARGV[8] .. '\\n' .. frame)
+return {offset, epoch}
+"""
+
+# KEYS: offset, epoch, window, pending ; ARGV: offset, frame, size, ttl, channel, epoch, ts, now_ms, stale_ms
+_ORDERED = """
+local function emit(off, frame, ts)
+  redis.call('ZADD', KEYS[3], off, frame)
+  redis.call('PUBLISH', ARGV[5], off .. ' ' .. ts .. '\\n' .. frame)
+  redis.call('SET', KEYS[1], off)
+end
+redis.call('SET', KEYS[2], ARGV[6])
+local offset = tonumber(ARGV[1])
+local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
+local now = tonumber(ARGV[8])
+if last >= offset then
+  return 0
+end
+if last < 0 or offset == last + 1 then
+  emit(offset, ARGV[2], ARGV[7])
+  last = offset
+else
+  redis.call('ZADD', KEYS[4], offset, now .. ' ' .. ARGV[7] .. '\\n' .. ARGV[2])
+end
+while true do
+  local head = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+  if #head == 0 then break end
+  local off = tonumber(head[2])
+  local sep = string.find(head[1], ' ', 1, true)
+  local nl = string.find(head[1], '\\n', 1, true)
+  local queued_at = tonumber(string.sub(head[1], 1, sep - 1))
+  if off <= last then
+    redis.call('ZREM', KEYS[4], head[1])
+  elseif off == last + 1 or now - queued_at > tonumber(ARGV[9]) then
+    redis.call('ZREM', KEYS[4], head[1])
+    emit(off, string.sub(head[1], nl + 1), string.sub(head[1], sep + 1, nl - 1))
+    last = off
+  else
+    break
+  end
+end
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[3]) + 1))
+local ttl = tonumber(ARGV[4])
+redis.call('EXPIRE', KEYS[1], ttl); redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('EXPIRE', KEYS[3], ttl); redis.call('EXPIRE', KEYS[4], ttl)
+return 1
+"""
+
+# KEYS: epoch ; ARGV: new_epoch, ttl
+_POSITION_EPOCH = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch, 'EX', tonumber(ARGV[2]))
+end
+return epoch
+"""
+
+
+class RedisHistory:
+    def __init__(self, client: aioredis.Redis, *, size: int = 1000, ttl: int = 86400, prefix: str = "vonix:",
+                 stale_ms: int = 2000) -> None:
+        self.client = client
+        self.size = size
+        self.ttl = ttl
+        self.prefix = prefix
+        self.stale_ms = stale_ms
+        self._assign = client.register_script(_ASSIGN)
+        self._ordered = client.register_script(_ORDERED)
+        self._epoch = client.register_script(_POSITION_EPOCH)
+
+    def _keys(self, channel: str) -> list[str]:
+        base = f"{self.prefix}h:{{{channel}}}"
+        return [f"{base}:offset", f"{base}:epoch", f"{base}:window", f"{base}:pending"]
+
+    async def publish(self, channel: str, parts: FrameParts, *, offset: int | None = None,
+                      epoch: str | None = None) -> Published:
+        ts = b"%.6f" % time.time()
+        if offset is None:
+            result: Any = await self._assign(keys=self._keys(channel), args=[
+                parts.head, parts.middle, parts.tail, self.size, self.ttl, self.prefix + channel,
+                secrets.token_hex(4), ts])
+            value = result[1]
+            return Published(int(result[0]), value.decode() if isinstance(value, bytes) else str(value))
+        assert epoch is not None, "persisted publishes bring their epoch"
+        frame = parts.build(offset, epoch)
+        await self._ordered(keys=self._keys(channel), args=[
+            offset, frame, self.size, self.ttl, self.prefix + channel, epoch, ts, int(time.time() * 1000),
+            self.stale_ms])
+        return Published(offset, epoch)
+
+    async def publish_control(self, channel: str, frame: bytes) -> None:
+        await self.client.publish(self.prefix + channel, envelope(None, time.time(), frame))
+
+    async def recover(self, channel: str, since: int, limit: int) -> list[tuple[int, bytes]] | None:
+        keys = self._keys(channel)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(keys[0])
+            pipe.zrangebyscore(keys[2], since + 1, "+inf", start=0, num=limit, withscores=True)
+            last_raw, rows = await pipe.execute()
+        last = int(last_raw or 0)
+        if since >= last:
+            return []
+        if not rows or int(rows[0][1]) != since + 1:
+            return None
+        return [(int(score), frame) for frame, score in rows]
+
+    async def position(self, channel: str) -> Published:
+        keys = self._keys(channel)
+        epoch = await self._epoch(keys=[keys[1]], args=[secrets.token_hex(4), self.ttl])
+        last = await self.client.get(keys[0])
+        return Published(int(last or 0), epoch.decode() if isinstance(epoch, bytes) else str(epoch))

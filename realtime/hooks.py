@@ -1,0 +1,50 @@
+"""What the hosting application provides to the node: identity, permissions and persistence.
+
+The realtime package never imports the HTTP app; the server implements this interface with its
+database and RBAC (`server/realtime_hooks.py`) and hands it to the node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from realtime.connection import ConnUser
+from realtime.history.base import FrameParts
+
+
+@dataclass(frozen=True, slots=True)
+class Persisted:
+    offset: int
+    epoch: str
+    parts: FrameParts
+    duplicate: bool = False  # a repeated nonce: the first message's offset, nothing published
+
+
+class ChannelHooks(Protocol):
+    async def authenticate(self, token: str) -> ConnUser:
+        """The user a token belongs to; raise ReplyError(invalid_token) otherwise."""
+        ...
+
+    async def session_alive(self, session_id: str) -> bool: ...
+
+    async def authorize(self, user: ConnUser, channel: str, action: str) -> None:
+        """Raise ReplyError(forbidden) unless `user` may `action` (subscribe|publish|history|presence)."""
+        ...
+
+    def persisted(self, channel: str) -> bool:
+        """Chat channels are stored in the database; others are ephemeral (hot window only)."""
+        ...
+
+    async def persist(self, user: ConnUser | None, channel: str, data: Any, nonce: str | None,
+                      ts: float) -> Persisted:
+        """Store a message (after commit the node publishes it)."""
+        ...
+
+    async def position(self, channel: str) -> tuple[int, str]:
+        """Last offset and epoch of a persisted channel."""
+        ...
+
+    async def history(self, channel: str, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """Stored messages after an offset, as push frames, oldest first."""
+        ...

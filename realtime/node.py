@@ -1,0 +1,539 @@
+"""The node: connections in, broker and history out. Composes hub, broker, history, presence.
+
+One broker subscription per channel per replica (first local subscriber subscribes, last one
+unsubscribes); every broker message is opened once and handed to the hub as ready bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from realtime import errors, protocol
+from realtime.connection import Connection, ConnUser, TokenBucket
+from realtime.errors import Disconnect, ReplyError
+from realtime.history.base import FrameParts, History, open_envelope
+from realtime.hooks import ChannelHooks
+from realtime.hub import Hub
+from realtime.logs import get_logger
+from realtime.nonces import Nonces
+from realtime.presence.base import Presence, PresenceUnavailable, PresenceUser
+from realtime.transport import Transport
+
+log = get_logger("vonix.node")
+REVOCATIONS = "_sys:revocations"
+PRESENCE_NAMESPACES = ("room:", "dm:")
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    max_subscriptions: int = 100
+    max_connections_per_user: int = 20
+    max_queue_bytes: int = 1 << 20
+    coalesce_seconds: float = 0.002
+    publish_rate: float = 10.0
+    publish_burst: float = 20.0
+    abuse_limit: int = 30
+    typing_interval: float = 2.0
+    auth_timeout: float = 10.0
+    max_recovery: int = 1000
+    presence_heartbeat: float = 15.0
+    presence_sweep: float = 10.0
+
+
+class Node:
+    def __init__(
+        self,
+        *,
+        hooks: ChannelHooks,
+        broker: Any,
+        history: History,
+        presence: Presence,
+        nonces: Nonces,
+        settings: NodeSettings | None = None,
+        metrics: Any = None,
+    ) -> None:
+        self.hooks = hooks
+        self.broker = broker
+        self.history = history
+        self.presence = presence
+        self.nonces = nonces
+        self.settings = settings or NodeSettings()
+        self.hub = Hub()
+        self.draining = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._cleaned: set[str] = set()
+        self._expiry: dict[str, asyncio.TimerHandle] = {}
+        self._channel_locks: dict[str, asyncio.Lock] = {}
+        self._last_seen: dict[str, int] = {}  # last offset delivered locally, per channel (catch-up)
+        self._broker_was_down = False
+        self._metrics = _Metrics(metrics, self) if metrics is not None else None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.broker.on_message = self._on_broker_message
+        self.broker.on_state = self._on_broker_state
+        await self.broker.subscribe(REVOCATIONS)
+        self._tasks = [
+            asyncio.create_task(self._presence_heartbeat(), name="presence-heartbeat"),
+            asyncio.create_task(self._presence_sweep(), name="presence-sweep"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for conn in list(self.hub.connections.values()):
+            conn.disconnect(errors.SERVICE_RESTART)
+
+    async def drain(self, window: float) -> None:
+        """Close every connection with 1012, spread over a jittered window so clients reconnect to
+        the other replicas gradually, not as a herd; queued frames are flushed first."""
+        self.draining = True
+        conns = list(self.hub.connections.values())
+        if not conns:
+            return
+
+        async def close_later(conn: Connection) -> None:
+            await asyncio.sleep(random.uniform(0, window))
+            await conn.flush_and_close(errors.SERVICE_RESTART)
+
+        await asyncio.gather(*(close_later(c) for c in conns), return_exceptions=True)
+
+    # --- connections -----------------------------------------------------------------------------
+    def open(self, transport: Transport) -> Connection:
+        conn = Connection(
+            uuid.uuid4().hex[:16], transport, max_queue_bytes=self.settings.max_queue_bytes,
+            coalesce=self.settings.coalesce_seconds,
+            limiter=TokenBucket(self.settings.publish_rate, self.settings.publish_burst),
+            on_closed=self._on_conn_closed,
+        )
+        self.hub.add(conn)
+        conn.start()
+        return conn
+
+    async def identify(self, conn: Connection, user: ConnUser) -> Disconnect | None:
+        """Attach the authenticated user; enforce the per-user cap across replicas."""
+        try:
+            allowed = await self.presence.register_connection(user.user_id, conn.conn_id,
+                                                              self.settings.max_connections_per_user)
+        except PresenceUnavailable:
+            allowed = True  # Redis down: serving beats enforcing a cap we cannot count
+            log.warning("connection_cap_unchecked", user_id=user.user_id)
+        if not allowed:
+            return errors.TOO_MANY_CONNECTIONS
+        conn.user = user
+        self.hub.identify(conn)
+        self._schedule_expiry(conn)
+        return None
+
+    def _schedule_expiry(self, conn: Connection) -> None:
+        old = self._expiry.pop(conn.conn_id, None)
+        if old is not None:
+            old.cancel()
+        user = conn.user
+        if user is None or user.expires_at is None:
+            return
+        delay = max(0.0, user.expires_at - time.time())
+        self._expiry[conn.conn_id] = asyncio.get_running_loop().call_later(
+            delay, conn.disconnect, errors.TOKEN_EXPIRED)
+
+    def _on_conn_closed(self, conn: Connection, reason: Disconnect | None) -> None:
+        if reason is not None and self._metrics is not None:
+            self._metrics.disconnects.labels(str(reason.code)).inc()
+        task = asyncio.get_running_loop().create_task(self.cleanup(conn))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def cleanup(self, conn: Connection) -> None:
+        """Forget a finished connection: presence leaves, broker unsubscribes, cap release."""
+        if conn.conn_id in self._cleaned:
+            return
+        self._cleaned.add(conn.conn_id)
+        conn.finished()
+        timer = self._expiry.pop(conn.conn_id, None)
+        if timer is not None:
+            timer.cancel()
+        channels = list(conn.subscriptions)
+        emptied = self.hub.remove(conn)
+        try:
+            for channel in emptied:
+                self._last_seen.pop(channel, None)
+                await self.broker.unsubscribe(channel)
+            if conn.user is not None:
+                for channel in channels:
+                    await self._leave_presence(conn, channel)
+                await self.presence.unregister_connection(conn.user.user_id, conn.conn_id)
+        except Exception as exc:  # Redis down: expiry and sweeps tidy up later
+            log.warning("ws_cleanup_incomplete", conn_id=conn.conn_id, error=exc.__class__.__name__)
+        finally:
+            self._cleaned.discard(conn.conn_id)
+
+    # --- frames ------------------------------------------------------------------------------------
+    async def handle(self, conn: Connection, raw: str | bytes) -> None:
+        if self._metrics is not None:
+            self._metrics.frames_in.inc()
+        try:
+            command = protocol.parse(raw)
+        except protocol.FrameError as exc:
+            conn.push(protocol.error_reply(exc.request_id, exc.code, exc.message))
+            return
+        try:
+            if command.op == "ping":
+                conn.push(protocol.reply(command.id, pong=True))
+            elif command.op == "auth":
+                await self._auth(conn, command)
+            elif conn.user is None:
+                raise ReplyError(errors.NOT_AUTHENTICATED, "send an auth frame first")
+            elif command.op == "subscribe":
+                await self._subscribe(conn, command)
+            elif command.op == "unsubscribe":
+                await self._unsubscribe(conn, command)
+            elif command.op == "publish":
+                await self._publish(conn, command)
+            elif command.op == "history":
+                await self._history(conn, command)
+            elif command.op == "presence":
+                await self._presence(conn, command)
+            elif command.op == "typing":
+                await self._typing(conn, command)
+            elif command.op == "refresh":
+                await self._refresh(conn, command)
+        except ReplyError as exc:
+            conn.push(protocol.error_reply(command.id, exc.code, exc.message, temporary=exc.temporary,
+                                           retry_after=exc.retry_after))
+        except Exception:
+            log.exception("ws_op_failed", op=command.op, conn_id=conn.conn_id)
+            conn.push(protocol.error_reply(command.id, errors.UNAVAILABLE, "temporarily unavailable",
+                                           temporary=True))
+
+    async def _auth(self, conn: Connection, command: protocol.Command) -> None:
+        if conn.user is not None:
+            raise ReplyError(errors.ALREADY_AUTHENTICATED, "this connection is authenticated")
+        try:
+            user = await self.hooks.authenticate(command.token or "")
+        except ReplyError as exc:
+            conn.push(protocol.error_reply(command.id, exc.code, exc.message))
+            conn.disconnect(errors.BAD_AUTH)
+            return
+        refused = await self.identify(conn, user)
+        if refused is not None:
+            conn.push(protocol.error_reply(command.id, errors.FORBIDDEN, refused.reason))
+            conn.disconnect(refused)
+            return
+        conn.push(protocol.reply(command.id, user=user.public(), conn_id=conn.conn_id))
+
+    def _scope(self, user: ConnUser, scope: str) -> None:
+        if user.kind == "bot" and scope not in user.scopes:
+            raise ReplyError(errors.FORBIDDEN, f"this bot token lacks the {scope!r} scope")
+
+    async def _position(self, channel: str) -> tuple[int, str]:
+        if self.hooks.persisted(channel):
+            return await self.hooks.position(channel)
+        published = await self.history.position(channel)
+        return published.offset, published.epoch
+
+    async def _subscribe(self, conn: Connection, command: protocol.Command) -> None:
+        channel, user = command.channel, conn.user
+        assert channel is not None and user is not None
+        if channel in conn.subscriptions:
+            raise ReplyError(errors.ALREADY_SUBSCRIBED, "already subscribed")
+        if len(conn.subscriptions) >= self.settings.max_subscriptions:
+            raise ReplyError(errors.TOO_MANY_SUBSCRIPTIONS,
+                             f"at most {self.settings.max_subscriptions} subscriptions per connection")
+        self._scope(user, "subscribe")
+        await self.hooks.authorize(user, channel, "subscribe")
+        first = self.hub.subscribe(conn, channel, recovering=True)
+        try:
+            if first:
+                await self.broker.subscribe(channel)
+            offset, epoch = await self._position(channel)
+            if self.hooks.persisted(channel):
+                self._last_seen.setdefault(channel, offset)
+            missed: list[tuple[int, bytes]] = []
+            recovered = False
+            if command.since is not None:
+                missed, recovered = await self._recover(channel, command.since, offset, epoch)
+        except Exception:
+            if self.hub.unsubscribe(conn, channel):
+                with contextlib.suppress(Exception):
+                    await self.broker.unsubscribe(channel)
+            raise ReplyError(errors.UNAVAILABLE, "cannot subscribe right now", temporary=True) from None
+        last = max([offset, *(o for o, _ in missed)])
+        reply = b'{"id":%d,"ok":true,"channel":%s,"offset":%d,"epoch":%s,"recovered":%s,"missed":[%s]}' % (
+            command.id, orjson.dumps(channel), offset, orjson.dumps(epoch),
+            b"true" if recovered else b"false", b",".join(frame for _, frame in missed))
+        # Nothing awaits between these lines: the reply, then the live frames that arrived meanwhile.
+        conn.push(reply)
+        for frame_offset, frame in self.hub.end_recovery(conn, channel):
+            if frame_offset > last:
+                conn.push(frame)
+        if channel.startswith(PRESENCE_NAMESPACES):
+            await self._join_presence(conn, channel)
+
+    async def _recover(self, channel: str, since: protocol.Since, offset: int,
+                       epoch: str) -> tuple[list[tuple[int, bytes]], bool]:
+        if since.epoch != epoch or since.offset > offset:
+            self._miss()
+            return [], False
+        if since.offset == offset:
+            return [], True
+        if offset - since.offset > self.settings.max_recovery:
+            self._miss()
+            return [], False
+        missed = await self.history.recover(channel, since.offset, self.settings.max_recovery)
+        if missed is None and self.hooks.persisted(channel):
+            missed = await self.hooks.history(channel, since.offset, self.settings.max_recovery)
+        if missed is None or [o for o, _ in missed[:1]] != [since.offset + 1]:
+            self._miss()
+            return [], False
+        return missed, True
+
+    def _miss(self) -> None:
+        if self._metrics is not None:
+            self._metrics.history_misses.inc()
+
+    async def _unsubscribe(self, conn: Connection, command: protocol.Command) -> None:
+        channel = command.channel
+        assert channel is not None
+        if channel not in conn.subscriptions:
+            raise ReplyError(errors.NOT_SUBSCRIBED, "not subscribed to that channel")
+        if self.hub.unsubscribe(conn, channel):
+            self._last_seen.pop(channel, None)
+            await self.broker.unsubscribe(channel)
+        conn.push(protocol.reply(command.id))
+        await self._leave_presence(conn, channel)
+
+    async def _publish(self, conn: Connection, command: protocol.Command) -> None:
+        channel, user = command.channel, conn.user
+        assert channel is not None and user is not None
+        wait = conn.limiter.take()
+        if wait:
+            conn.rejections += 1
+            if self._metrics is not None:
+                self._metrics.rate_limited.inc()
+            if conn.rejections > self.settings.abuse_limit:
+                conn.disconnect(errors.ABUSE)
+                return
+            raise ReplyError(errors.RATE_LIMITED, "publishing too fast", temporary=True, retry_after=wait)
+        conn.rejections = max(0, conn.rejections - 1)
+        self._scope(user, "publish")
+        await self.hooks.authorize(user, channel, "publish")
+        published = await self.publish(channel, command.data, user=user, nonce=command.nonce)
+        conn.push(protocol.reply(command.id, offset=published[0], epoch=published[1]))
+
+    async def publish(self, channel: str, data: Any, *, user: ConnUser | None = None,
+                      nonce: str | None = None) -> tuple[int, str]:
+        """Publish on behalf of a user or the server (REST fallback, notifications)."""
+        ts = time.time()
+        if self.hooks.persisted(channel):
+            lock = self._channel_locks.setdefault(channel, asyncio.Lock())
+            async with lock:  # local order = commit order = publish order on this replica
+                stored = await self.hooks.persist(user, channel, data, nonce, ts)
+                if not stored.duplicate:
+                    try:
+                        await self.history.publish(channel, stored.parts, offset=stored.offset,
+                                                   epoch=stored.epoch)
+                    except Exception as exc:
+                        # Stored but the broker is unreachable: deliver on this replica now; the
+                        # others catch up from the database when their broker reconnects.
+                        log.warning("publish_degraded_local_only", channel=channel, error=exc.__class__.__name__)
+                        self._deliver_local(channel, stored.offset, stored.parts.build(stored.offset, stored.epoch),
+                                            ts)
+            if len(self._channel_locks) > 10_000 and not lock.locked():
+                self._channel_locks.pop(channel, None)
+            return stored.offset, stored.epoch
+        sender = user.public() if user is not None else None
+        if nonce is not None and user is not None:
+            earlier = await self.nonces.claim(user.user_id, nonce)
+            if earlier is not None:
+                position = await self.history.position(channel)
+                return earlier, position.epoch
+        published = await self.history.publish(channel, FrameParts.message(channel, data, sender, ts))
+        if nonce is not None and user is not None:
+            await self.nonces.settle(user.user_id, nonce, published.offset)
+        return published.offset, published.epoch
+
+    async def _history(self, conn: Connection, command: protocol.Command) -> None:
+        channel, user = command.channel, conn.user
+        assert channel is not None and user is not None
+        self._scope(user, "history")
+        await self.hooks.authorize(user, channel, "history")
+        limit = command.limit or 50
+        offset, epoch = await self._position(channel)
+        after = command.since.offset if command.since is not None else max(0, offset - limit)
+        frames: list[tuple[int, bytes]] | None = await self.history.recover(channel, after, limit)
+        if frames is None and self.hooks.persisted(channel):
+            frames = await self.hooks.history(channel, after, limit)
+        frames = frames or []
+        conn.push(b'{"id":%d,"ok":true,"channel":%s,"offset":%d,"epoch":%s,"messages":[%s]}' % (
+            command.id, orjson.dumps(channel), offset, orjson.dumps(epoch), b",".join(f for _, f in frames)))
+
+    async def _presence(self, conn: Connection, command: protocol.Command) -> None:
+        channel, user = command.channel, conn.user
+        assert channel is not None and user is not None
+        self._scope(user, "presence")
+        await self.hooks.authorize(user, channel, "presence")
+        users = await self.presence.users(channel)
+        conn.push(protocol.reply(command.id, channel=channel, users=[u.as_dict() for u in users]))
+
+    async def _typing(self, conn: Connection, command: protocol.Command) -> None:
+        channel, user = command.channel, conn.user
+        assert channel is not None and user is not None
+        if channel not in conn.subscriptions:
+            raise ReplyError(errors.NOT_SUBSCRIBED, "subscribe before typing")
+        now = time.monotonic()
+        last = conn.typing_at.get(channel, 0.0)
+        if now - last < self.settings.typing_interval:
+            raise ReplyError(errors.RATE_LIMITED, "typing is sent at most every "
+                             f"{self.settings.typing_interval:g} s", temporary=True,
+                             retry_after=self.settings.typing_interval - (now - last))
+        conn.typing_at[channel] = now
+        await self.history.publish_control(channel, protocol.typing_push(channel, user.public()))
+        conn.push(protocol.reply(command.id))
+
+    async def _refresh(self, conn: Connection, command: protocol.Command) -> None:
+        user = conn.user
+        assert user is not None
+        fresh = await self.hooks.authenticate(command.token or "")
+        if fresh.user_id != user.user_id:
+            raise ReplyError(errors.INVALID_TOKEN, "the token belongs to another user")
+        if user.session_id and fresh.session_id and fresh.session_id != user.session_id:
+            self.hub._discard(self.hub.by_session, user.session_id, conn)
+            self.hub.by_session.setdefault(fresh.session_id, set()).add(conn)
+        conn.user = fresh
+        self._schedule_expiry(conn)
+        conn.push(protocol.reply(command.id, expires_at=fresh.expires_at))
+
+    # --- presence ----------------------------------------------------------------------------------
+    async def _join_presence(self, conn: Connection, channel: str) -> None:
+        user = conn.user
+        assert user is not None
+        try:
+            if await self.presence.join(channel, conn.conn_id, PresenceUser(user.user_id, user.username)):
+                await self.history.publish_control(channel, protocol.presence_push("join", channel, user.public()))
+        except Exception as exc:
+            log.warning("presence_join_failed", channel=channel, error=exc.__class__.__name__)
+
+    async def _leave_presence(self, conn: Connection, channel: str) -> None:
+        user = conn.user
+        if user is None or not channel.startswith(PRESENCE_NAMESPACES):
+            return
+        try:
+            if await self.presence.leave(channel, conn.conn_id, user.user_id):
+                await self.history.publish_control(channel, protocol.presence_push("leave", channel,
+                                                                                   user.public()))
+        except Exception as exc:  # expiry and the sweep report the leave later
+            log.warning("presence_leave_failed", channel=channel, error=exc.__class__.__name__)
+
+    async def _presence_heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.presence_heartbeat * random.uniform(0.8, 1.0))
+            try:
+                entries = [(channel, conn.conn_id) for conn in self.hub.connections.values()
+                           for channel in conn.subscriptions if channel.startswith(PRESENCE_NAMESPACES)]
+                users = [(conn.user.user_id, conn.conn_id) for conn in self.hub.connections.values()
+                         if conn.user is not None]
+                if entries:
+                    lost = await self.presence.heartbeat(entries) or []
+                    for channel, conn_id in lost:  # swept while we were late: join again
+                        conn = self.hub.connections.get(conn_id)
+                        if conn is not None and channel in conn.subscriptions:
+                            await self._join_presence(conn, channel)
+                if users:
+                    await self.presence.heartbeat_connections(users)
+            except Exception as exc:
+                log.warning("presence_heartbeat_failed", error=exc.__class__.__name__)
+
+    async def _presence_sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.presence_sweep * random.uniform(0.8, 1.2))
+            try:
+                for channel, user in await self.presence.sweep():
+                    await self.history.publish_control(channel, protocol.presence_push(
+                        "leave", channel, user.as_dict()))
+            except Exception as exc:
+                log.warning("presence_sweep_failed", error=exc.__class__.__name__)
+
+    # --- broker ------------------------------------------------------------------------------------
+    def _on_broker_message(self, channel: str, payload: bytes) -> None:
+        if channel.startswith("_sys:"):
+            self._on_system(channel, payload)
+            return
+        offset, ts, frame = open_envelope(payload)
+        self._deliver_local(channel, offset, frame, ts)
+
+    def _deliver_local(self, channel: str, offset: int | None, frame: bytes, ts: float) -> None:
+        if offset is not None and self.hooks.persisted(channel):
+            seen = self._last_seen.get(channel)
+            if seen is not None and offset <= seen:
+                return  # already delivered here (local fallback, or a catch-up overlap)
+            self._last_seen[channel] = offset
+        delivered = self.hub.deliver(channel, offset, frame)
+        metrics = self._metrics
+        if metrics is not None and delivered:
+            metrics.delivered.inc(delivered)
+            if ts:
+                metrics.latency.observe(max(0.0, time.time() - ts))
+
+    async def _on_broker_state(self, connected: bool) -> None:
+        if not connected:
+            self._broker_was_down = True
+            return
+        if not self._broker_was_down:
+            return
+        self._broker_was_down = False
+        asyncio.get_running_loop().create_task(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        """After a broker outage, deliver what other replicas published meanwhile (from storage)."""
+        for channel in list(self.hub.channels):
+            last = self._last_seen.get(channel)
+            if last is None or not self.hooks.persisted(channel):
+                continue
+            try:
+                frames = await self.hooks.history(channel, last, self.settings.max_recovery)
+            except Exception as exc:
+                log.warning("catch_up_failed", channel=channel, error=exc.__class__.__name__)
+                continue
+            for offset, frame in frames:
+                self._deliver_local(channel, offset, frame, 0.0)
+        log.info("broker_catch_up_done", channels=len(self.hub.channels))
+
+    def _on_system(self, channel: str, payload: bytes) -> None:
+        if channel == REVOCATIONS:
+            try:
+                sessions = orjson.loads(payload).get("sessions", [])
+            except (orjson.JSONDecodeError, AttributeError):
+                return
+            for conn in self.hub.sessions(sessions):
+                conn.disconnect(errors.SESSION_REVOKED)
+
+
+class _Metrics:
+    def __init__(self, metrics: Any, node: Node) -> None:
+        self.frames_in = metrics.counter("vonix_ws_frames_in_total", "Client frames received.")
+        self.delivered = metrics.counter("vonix_ws_messages_delivered_total",
+                                         "Frames queued to local subscribers (messages out).")
+        self.latency = metrics.histogram(
+            "vonix_ws_publish_to_delivery_seconds", "Publish to local fan-out latency, per message and replica.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
+        self.disconnects = metrics.counter("vonix_ws_disconnects_total",
+                                           "Server-initiated disconnects by close code.", ("code",))
+        self.history_misses = metrics.counter("vonix_ws_history_misses_total",
+                                              "Recoveries that could not fill the client's gap.")
+        self.rate_limited = metrics.counter("vonix_ws_rate_limited_total", "Publishes refused by the rate limit.")
+        connections = metrics.gauge("vonix_ws_connections", "Open websocket connections on this replica.")
+        connections.set_function(lambda: len(node.hub.connections))
+        subscriptions = metrics.gauge("vonix_ws_subscriptions", "Channel subscriptions on this replica.")
+        subscriptions.set_function(node.hub.subscription_count)
+        channels = metrics.gauge("vonix_ws_channels", "Channels with at least one local subscriber.")
+        channels.set_function(lambda: len(node.hub.channels))

@@ -1,0 +1,158 @@
+"""The server's side of the realtime contract: tokens, channel permissions and persistence.
+
+Permissions per namespace:
+- `room:<name>`: public rooms: any signed-in user may subscribe, read history and presence, and
+  publish unless muted; private rooms: members only.
+- `dm:<a>:<b>`: only users a and b.
+- `user:<id>`: only that user subscribes; only the server publishes.
+- `bot:<name>`: anyone signed in subscribes; only that bot (or an admin) publishes.
+Chat channels (`room:`, `dm:`) are persisted: the database assigns the offset inside the insert
+transaction and the node publishes after the commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from realtime import errors
+from realtime.connection import ConnUser
+from realtime.errors import ReplyError
+from realtime.history.base import FrameParts
+from realtime.hooks import Persisted
+from server.auth.principal import Principal
+from server.auth.service import AuthService
+from server.auth.tokens import InvalidToken
+from server.db.database import Database
+from server.db.errors import IntegrityViolation, UniqueViolation
+from server.db.queries import messages as message_queries
+from server.db.tables import users
+from server.db.types import utcnow
+from server.services.channels import PERSISTED_NAMESPACES, ChannelRow, Channels, dm_members
+
+MAX_TEXT = 4000
+
+
+def conn_user(principal: Principal, expires_at: float | None = None) -> ConnUser:
+    return ConnUser(user_id=principal.user_id, username=principal.username, role=principal.role,
+                    kind=principal.kind, session_id=principal.session_id, scopes=principal.scopes,
+                    expires_at=expires_at)
+
+
+class ServerHooks:
+    def __init__(self, db: Database, auth: AuthService) -> None:
+        self.db = db
+        self.auth = auth
+        self.channels = Channels(db)
+
+    async def authenticate(self, token: str) -> ConnUser:
+        try:
+            principal = await self.auth.principal_from_token(token)
+        except InvalidToken:
+            raise ReplyError(errors.INVALID_TOKEN, "the token is invalid or expired") from None
+        expires_at = None
+        if principal.kind == "user":
+            expires_at = float(self.auth.signer.verify_access(token).expires_at)
+        return conn_user(principal, expires_at)
+
+    async def session_alive(self, session_id: str) -> bool:
+        session = await self.auth.sessions.get(session_id)
+        return session is not None and session["revoked_at"] is None
+
+    def persisted(self, channel: str) -> bool:
+        return channel.startswith(PERSISTED_NAMESPACES)
+
+    async def _channel(self, channel: str) -> ChannelRow:
+        row = await self.channels.by_name(channel)
+        if row is None:
+            members = dm_members(channel)
+            if members is not None:
+                try:
+                    return await self.channels.ensure_dm(*members)
+                except IntegrityViolation:
+                    raise ReplyError(errors.FORBIDDEN, "no such user") from None
+            raise ReplyError(errors.FORBIDDEN, "no such channel")
+        return row
+
+    async def authorize(self, user: ConnUser, channel: str, action: str) -> None:
+        namespace, _, name = channel.partition(":")
+        if namespace == "user":
+            if action == "publish" or name != str(user.user_id):
+                raise ReplyError(errors.FORBIDDEN, "personal channels are for their owner, published by the server")
+            return
+        if namespace == "bot":
+            if action == "publish" and not (user.kind == "bot" and user.username.lower() == name.lower()) \
+                    and user.role != "admin":
+                raise ReplyError(errors.FORBIDDEN, "only that bot publishes on its channel")
+            return
+        if namespace == "dm":
+            members = dm_members(channel)
+            if members is None or user.user_id not in members:
+                raise ReplyError(errors.FORBIDDEN, "direct messages are for their two members")
+            return
+        row = await self._channel(channel)
+        membership = await self.channels.member_role(row.id, user.user_id)
+        if row.private and membership is None and user.role != "admin":
+            raise ReplyError(errors.FORBIDDEN, "this room is private")
+        if action == "publish" and membership is not None and membership[1] is not None \
+                and membership[1] > utcnow():
+            raise ReplyError(errors.FORBIDDEN, "you are muted in this room", temporary=True)
+
+    async def persist(self, user: ConnUser | None, channel: str, data: Any, nonce: str | None,
+                      ts: float) -> Persisted:
+        row = await self._channel(channel)
+        sender = user.public() if user is not None else None
+        author_id = user.user_id if user is not None else None
+        parts = FrameParts.message(channel, data, sender, ts)
+        if nonce is not None and author_id is not None:
+            earlier = await message_queries.by_nonce(self.db, author_id, nonce)
+            if earlier is not None:
+                return Persisted(earlier.offset, row.epoch, parts, duplicate=True)
+        body = data.get("text") if isinstance(data, dict) and isinstance(data.get("text"), str) else None
+        try:
+            async with self.db.transaction():
+                offset = await message_queries.reserve_offset(self.db, row.id)
+                await message_queries.insert_message(
+                    self.db, channel_id=row.id, offset=offset, author_id=author_id,
+                    body=body[:MAX_TEXT] if body else None, data=data, nonce=nonce,
+                    created_at=_from_ts(ts))
+        except UniqueViolation:  # the same nonce raced in from another connection
+            earlier = await message_queries.by_nonce(self.db, author_id or 0, nonce or "")
+            if earlier is None:
+                raise
+            return Persisted(earlier.offset, row.epoch, parts, duplicate=True)
+        return Persisted(offset, row.epoch, parts)
+
+    async def position(self, channel: str) -> tuple[int, str]:
+        row = await self._channel(channel)
+        return row.last_offset, row.epoch
+
+    async def history(self, channel: str, after: int, limit: int) -> list[tuple[int, bytes]]:
+        row = await self._channel(channel)
+        stored = await message_queries.history_after(self.db, row.id, after, limit)
+        return await self.frames(channel, row.epoch, stored)
+
+    async def frames(self, channel: str, epoch: str, stored: list[Any]) -> list[tuple[int, bytes]]:
+        authors = {m.author_id for m in stored if m.author_id is not None}
+        names: dict[int, str] = {}
+        if authors:
+            rows = await self.db.fetch_all("users.names", sa.select(users.c.id, users.c.username).where(
+                users.c.id.in_(authors)))
+            names = {r["id"]: r["username"] for r in rows}
+        return [
+            (m.offset, FrameParts.message(
+                channel, m.data,
+                {"id": m.author_id, "username": names.get(m.author_id, "deleted")} if m.author_id else None,
+                m.created_at.timestamp()).build(m.offset, epoch))
+            for m in stored
+        ]
+
+
+def _from_ts(ts: float) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC) if ts else utcnow()
+
+
+__all__ = ["ServerHooks", "conn_user"]

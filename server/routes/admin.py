@@ -1,0 +1,69 @@
+"""`/api/admin/*`: every route here declares an `admin.*` permission (a test enforces it)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.auth import audit
+from server.auth.bots import ALLOWED_SCOPES, create_bot
+from server.auth.principal import principal_of, requires
+from server.db.report import database_report
+from server.errors import ValidationFailed
+from server.jsonio import JSONResponse, read_json
+from server.resources import resources_of
+from server.routes.auth import USERNAME
+
+
+class CreateBotBody(BaseModel):
+    name: str = Field(pattern=USERNAME)
+    scopes: list[str] | None = None
+
+
+def _int_param(request: Request, name: str, default: int | None, maximum: int = 500) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed(details=[{"field": name, "code": "int_parsing",
+                                         "message": "must be an integer"}]) from None
+    return max(1, min(value, maximum))
+
+
+@requires("admin.audit.read")
+async def audit_log(request: Request) -> Response:
+    db = resources_of(request).db
+    limit = _int_param(request, "limit", 50) or 50
+    before = _int_param(request, "before", None, maximum=2**62)
+    rows = await audit.page(db, before, limit, request.query_params.get("action"))
+    columns = ("id", "actor_id", "action", "target_type", "target_id", "ip", "data", "created_at")
+    entries = [{name: r[name] for name in columns} for r in rows]
+    return JSONResponse({"entries": entries, "next_before": entries[-1]["id"] if len(entries) == limit else None})
+
+
+@requires("admin.bots.manage")
+async def create_bot_route(request: Request) -> Response:
+    body = await read_json(request, CreateBotBody)
+    unknown = sorted(set(body.scopes or []) - ALLOWED_SCOPES)
+    if unknown:
+        raise ValidationFailed(details=[{"field": "scopes", "code": "unknown_scope",
+                                         "message": f"unknown scopes: {', '.join(unknown)}"}])
+    bot = await create_bot(resources_of(request).db, body.name, body.scopes, principal_of(request).user_id)
+    return JSONResponse({"id": bot.bot_id, "user_id": bot.user_id, "name": bot.name, "scopes": bot.scopes,
+                         "token": bot.token}, status_code=201)
+
+
+@requires("admin.db.read")
+async def database(request: Request) -> Response:
+    return JSONResponse(await database_report(resources_of(request).db))
+
+
+routes = [
+    Route("/api/admin/audit", audit_log, methods=["GET"]),
+    Route("/api/admin/bots", create_bot_route, methods=["POST"]),
+    Route("/api/admin/db", database, methods=["GET"]),
+]

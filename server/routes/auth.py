@@ -1,0 +1,348 @@
+"""`/api/auth/*`: the account API bots and the PWA rely on (shapes documented in the issue).
+
+Two modes: Bearer (tokens in the JSON body, for bots and API clients) and cookie (`"mode":
+"cookie"`: HttpOnly access and refresh cookies plus a readable CSRF cookie, tokens never exposed
+to page scripts), for the PWA.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.auth import audit
+from server.auth.mailed_tokens import MailedTokens
+from server.auth.mfa import Mfa
+from server.auth.passwords import PasswordRejected
+from server.auth.principal import (
+    ACCESS_COOKIE,
+    CSRF_COOKIE,
+    REFRESH_COOKIE,
+    Principal,
+    principal_of,
+    requires,
+)
+from server.auth.service import AuthService, auth_of, client_info
+from server.auth.sessions import TokenPair
+from server.db.queries import users as user_queries
+from server.errors import BadRequest, Conflict, NotFound, Unauthorized, ValidationFailed
+from server.jsonio import JSONResponse, read_json
+
+USERNAME = r"^[A-Za-z0-9_]{3,32}$"
+EMAIL = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$"
+
+
+class RegisterBody(BaseModel):
+    username: str = Field(pattern=USERNAME)
+    email: str = Field(max_length=254, pattern=EMAIL)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class LoginBody(BaseModel):
+    login: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=256)
+    mode: Literal["token", "cookie"] = "token"
+
+
+class MfaBody(BaseModel):
+    mfa_ticket: str = Field(min_length=10, max_length=2048)
+    code: str = Field(min_length=6, max_length=16)
+    mode: Literal["token", "cookie"] = "token"
+
+
+class RefreshBody(BaseModel):
+    refresh_token: str | None = Field(default=None, max_length=256)
+    mode: Literal["token", "cookie"] = "token"
+
+
+class CodeBody(BaseModel):
+    code: str = Field(min_length=6, max_length=16)
+
+
+class DisableMfaBody(BaseModel):
+    password: str = Field(min_length=1, max_length=256)
+    code: str = Field(min_length=6, max_length=16)
+
+
+class ForgotBody(BaseModel):
+    email: str = Field(max_length=254, pattern=EMAIL)
+
+
+class ResetBody(BaseModel):
+    token: str = Field(min_length=20, max_length=128)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class VerifyEmailBody(BaseModel):
+    token: str = Field(min_length=20, max_length=128)
+
+    @field_validator("token")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+
+def _tokens_response(request: Request, auth: AuthService, tokens: TokenPair, user: Any, mode: str,
+                     status: int = 200) -> Response:
+    body: dict[str, Any] = {"user": user_queries.private(user), "expires_in": tokens.expires_in}
+    if mode == "token":
+        body.update(tokens.body())
+        return JSONResponse(body, status_code=status)
+    csrf = secrets.token_urlsafe(24)
+    body.update(token_type="cookie", csrf_token=csrf)  # noqa: S106
+    response = JSONResponse(body, status_code=status)
+    secure = auth.settings.secure_cookies
+    response.set_cookie(ACCESS_COOKIE, tokens.access_token, max_age=tokens.expires_in, httponly=True,
+                        secure=secure, samesite="lax", path="/")
+    response.set_cookie(REFRESH_COOKIE, tokens.refresh_token, max_age=auth.settings.refresh_token_ttl,
+                        httponly=True, secure=secure, samesite="lax", path="/api/auth")
+    response.set_cookie(CSRF_COOKIE, csrf, max_age=auth.settings.refresh_token_ttl, httponly=False,
+                        secure=secure, samesite="lax", path="/")
+    return response
+
+
+def _clear_cookies(response: Response) -> Response:
+    response.delete_cookie(ACCESS_COOKIE, path="/")
+    response.delete_cookie(REFRESH_COOKIE, path="/api/auth")
+    response.delete_cookie(CSRF_COOKIE, path="/")
+    return response
+
+
+async def register(request: Request) -> Response:
+    body = await read_json(request, RegisterBody)
+    auth = auth_of(request)
+    user = await auth.register(body.username, body.email, body.password, client_info(request))
+    await _send_verification(auth, user)
+    return JSONResponse({"user": user_queries.private(user)}, status_code=201)
+
+
+async def _send_verification(auth: AuthService, user: Any) -> None:
+    token = await MailedTokens(auth.db).issue(user["id"], "verify", 24 * 3600)
+    link = f"{auth.settings.public_url.rstrip('/')}/verify-email?token={token}"
+    await auth.mailer.send(user["email"], "Confirm your Vonix email",
+                           f"Hello {user['username']},\n\nConfirm your email address:\n{link}\n")
+
+
+async def login(request: Request) -> Response:
+    body = await read_json(request, LoginBody)
+    auth = auth_of(request)
+    result = await auth.login(body.login, body.password, client_info(request))
+    if result.mfa_ticket is not None:
+        return JSONResponse({"mfa_required": True, "mfa_ticket": result.mfa_ticket})
+    assert result.tokens is not None
+    return _tokens_response(request, auth, result.tokens, result.user, body.mode)
+
+
+async def login_mfa(request: Request) -> Response:
+    body = await read_json(request, MfaBody)
+    auth = auth_of(request)
+    client = client_info(request)
+    try:
+        claims = auth.signer.verify_ticket(body.mfa_ticket, "mfa")
+    except Exception:
+        raise Unauthorized("The sign-in step expired; sign in again.", code="invalid_mfa_ticket") from None
+    user = await user_queries.by_id(auth.db, int(claims["sub"]))
+    if user is None or user["totp_enabled_at"] is None:
+        raise Unauthorized("The sign-in step expired; sign in again.", code="invalid_mfa_ticket")
+    key = f"mfa:{user['id']}"
+    from server.auth.service import AccountLocked
+
+    lock = await auth.lockout.active(None, key, None)
+    if lock is not None:
+        raise AccountLocked(headers={"Retry-After": str(lock.retry_after)})
+    if not await Mfa(auth.db, auth.keyring, auth.settings.secret()).verify(user, body.code):
+        await auth.lockout.record(None, key, None, success=False)
+        raise Unauthorized("That code is not valid.", code="invalid_mfa_code")
+    await auth.lockout.record(None, key, None, success=True)
+    tokens = await auth.start_session(user, client, mfa=True)
+    return _tokens_response(request, auth, tokens, user, body.mode)
+
+
+async def refresh(request: Request) -> Response:
+    body = await read_json(request, RefreshBody) if await request.body() else RefreshBody()
+    auth = auth_of(request)
+    presented = body.refresh_token or request.cookies.get(REFRESH_COOKIE)
+    mode = body.mode if body.refresh_token else ("cookie" if request.cookies.get(REFRESH_COOKIE) else body.mode)
+    if not presented:
+        raise Unauthorized("No refresh token.", code="invalid_refresh_token")
+    tokens = await auth.refresh(presented, client_info(request))
+    user = await user_queries.by_id(auth.db, (await auth.sessions.get(tokens.session_id))["user_id"])
+    return _tokens_response(request, auth, tokens, user, mode)
+
+
+@requires()
+async def logout(request: Request) -> Response:
+    principal = principal_of(request)
+    auth = auth_of(request)
+    if principal.session_id:
+        await auth.revoke_sessions([principal.session_id], "logout", actor_id=principal.user_id,
+                                   user_id=principal.user_id, ip=client_info(request).ip)
+    return _clear_cookies(Response(status_code=204))
+
+
+@requires()
+async def me(request: Request) -> Response:
+    principal = principal_of(request)
+    user = await user_queries.by_id(auth_of(request).db, principal.user_id)
+    return JSONResponse(user_queries.private(user))
+
+
+@requires()
+async def list_sessions(request: Request) -> Response:
+    principal = principal_of(request)
+    rows = await auth_of(request).sessions.list_for_user(principal.user_id)
+    return JSONResponse({"sessions": [
+        {"id": r["id"], "device": r["device"], "ip": r["ip"], "user_agent": r["user_agent"],
+         "created_at": r["created_at"], "last_active_at": r["last_active_at"], "mfa": r["mfa"],
+         "current": r["id"] == principal.session_id} for r in rows]})
+
+
+@requires()
+async def revoke_session(request: Request) -> Response:
+    principal = principal_of(request)
+    auth = auth_of(request)
+    session_id = request.path_params["session_id"]
+    session = await auth.sessions.get(session_id)
+    if session is None or session["user_id"] != principal.user_id or session["revoked_at"] is not None:
+        raise NotFound("No such session.", code="session_not_found")
+    await auth.revoke_sessions([session_id], "revoked_by_user", actor_id=principal.user_id,
+                               user_id=principal.user_id, ip=client_info(request).ip)
+    return Response(status_code=204)
+
+
+@requires()
+async def revoke_other_sessions(request: Request) -> Response:
+    principal = principal_of(request)
+    auth = auth_of(request)
+    others = await auth.sessions.live_ids_for_user(principal.user_id, except_id=principal.session_id)
+    revoked = await auth.revoke_sessions(others, "revoked_by_user", actor_id=principal.user_id,
+                                         user_id=principal.user_id, ip=client_info(request).ip)
+    return JSONResponse({"revoked": len(revoked)})
+
+
+def _mfa(auth: AuthService) -> Mfa:
+    return Mfa(auth.db, auth.keyring, auth.settings.secret())
+
+
+async def _current_user(request: Request) -> tuple[AuthService, Principal, Any]:
+    auth = auth_of(request)
+    principal = principal_of(request)
+    if principal.kind == "bot":
+        raise BadRequest("Bots cannot manage two-factor authentication.", code="not_for_bots")
+    return auth, principal, await user_queries.by_id(auth.db, principal.user_id)
+
+
+@requires()
+async def mfa_enroll(request: Request) -> Response:
+    auth, _principal, user = await _current_user(request)
+    if user["totp_enabled_at"] is not None:
+        raise Conflict("Two-factor authentication is already on.", code="mfa_already_enabled")
+    return JSONResponse(await _mfa(auth).enroll(user))
+
+
+@requires()
+async def mfa_confirm(request: Request) -> Response:
+    body = await read_json(request, CodeBody)
+    auth, _principal, user = await _current_user(request)
+    if user["totp_enabled_at"] is not None:
+        raise Conflict("Two-factor authentication is already on.", code="mfa_already_enabled")
+    if user["totp_secret"] is None:
+        raise BadRequest("Start enrolment first.", code="mfa_not_enrolling")
+    codes = await _mfa(auth).confirm(user, body.code)
+    if codes is None:
+        raise ValidationFailed(details=[{"field": "code", "code": "invalid_code", "message": "Wrong code."}])
+    await audit.record(auth.db, "mfa.enabled", actor_id=user["id"], target_type="user", target_id=user["id"])
+    return JSONResponse({"recovery_codes": codes})
+
+
+@requires()
+async def mfa_disable(request: Request) -> Response:
+    body = await read_json(request, DisableMfaBody)
+    auth, _principal, user = await _current_user(request)
+    if user["totp_enabled_at"] is None:
+        raise Conflict("Two-factor authentication is off.", code="mfa_not_enabled")
+    password_ok = await auth.passwords.verify(user["password_hash"], body.password)
+    if not password_ok or not await _mfa(auth).verify(user, body.code):
+        raise Unauthorized("Wrong password or code.", code="invalid_credentials")
+    await _mfa(auth).disable(user["id"])
+    await audit.record(auth.db, "mfa.disabled", actor_id=user["id"], target_type="user", target_id=user["id"])
+    return Response(status_code=204)
+
+
+async def password_forgot(request: Request) -> Response:
+    body = await read_json(request, ForgotBody)
+    auth = auth_of(request)
+    user = await user_queries.by_email(auth.db, body.email)
+    if user is not None and user["status"] == "active" and user["email"]:
+        # Mail in the background: the answer must take the same time whether or not the account exists.
+        request.app.state.vonix.spawn(_send_reset(auth, user), "password-reset-mail")
+    return JSONResponse({"status": "accepted"}, status_code=202)
+
+
+async def _send_reset(auth: AuthService, user: Any) -> None:
+    token = await MailedTokens(auth.db).issue(user["id"], "reset", auth.settings.reset_token_ttl)
+    link = f"{auth.settings.public_url.rstrip('/')}/reset-password?token={token}"
+    minutes = auth.settings.reset_token_ttl // 60
+    await auth.mailer.send(user["email"], "Reset your Vonix password",
+                           f"Hello {user['username']},\n\nReset your password within {minutes} minutes:\n"
+                           f"{link}\n\nIf you didn't ask for this, ignore this mail.\n")
+    await audit.record(auth.db, "password.reset_requested", target_type="user", target_id=user["id"])
+
+
+async def password_reset(request: Request) -> Response:
+    body = await read_json(request, ResetBody)
+    auth = auth_of(request)
+    tokens = MailedTokens(auth.db)
+    user_id = await tokens.consume(body.token, "reset")
+    if user_id is None:
+        raise BadRequest("The reset link is invalid or has expired.", code="invalid_reset_token")
+    user = await user_queries.by_id(auth.db, user_id)
+    try:
+        auth.passwords.check_policy(body.password, username=user["username"], email=user["email"])
+    except PasswordRejected as exc:
+        raise ValidationFailed(details=[{"field": "password", "code": exc.code, "message": str(exc)}]) from None
+    await user_queries.update(auth.db, user_id, password_hash=await auth.passwords.hash(body.password))
+    await tokens.void_all(user_id, "reset")
+    await auth.lockout.clear(user_id)
+    live = await auth.sessions.live_ids_for_user(user_id)
+    await auth.revoke_sessions(live, "password_reset", actor_id=user_id, user_id=user_id,
+                               ip=client_info(request).ip)
+    await audit.record(auth.db, "password.reset", actor_id=user_id, target_type="user", target_id=user_id)
+    return Response(status_code=204)
+
+
+async def verify_email(request: Request) -> Response:
+    body = await read_json(request, VerifyEmailBody)
+    auth = auth_of(request)
+    user_id = await MailedTokens(auth.db).consume(body.token, "verify")
+    if user_id is None:
+        raise BadRequest("The verification link is invalid or has expired.", code="invalid_verify_token")
+    from server.db.types import utcnow
+
+    await user_queries.update(auth.db, user_id, email_verified_at=utcnow())
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/api/auth/register", register, methods=["POST"]),
+    Route("/api/auth/login", login, methods=["POST"]),
+    Route("/api/auth/login/mfa", login_mfa, methods=["POST"]),
+    Route("/api/auth/refresh", refresh, methods=["POST"]),
+    Route("/api/auth/logout", logout, methods=["POST"]),
+    Route("/api/auth/me", me, methods=["GET"]),
+    Route("/api/auth/sessions", list_sessions, methods=["GET"]),
+    Route("/api/auth/sessions", revoke_other_sessions, methods=["DELETE"]),
+    Route("/api/auth/sessions/{session_id}", revoke_session, methods=["DELETE"]),
+    Route("/api/auth/2fa/enroll", mfa_enroll, methods=["POST"]),
+    Route("/api/auth/2fa/confirm", mfa_confirm, methods=["POST"]),
+    Route("/api/auth/2fa/disable", mfa_disable, methods=["POST"]),
+    Route("/api/auth/password/forgot", password_forgot, methods=["POST"]),
+    Route("/api/auth/password/reset", password_reset, methods=["POST"]),
+    Route("/api/auth/email/verify", verify_email, methods=["POST"]),
+]
+

@@ -1,0 +1,135 @@
+"""REST fallback for clients that cannot hold a socket: same semantics as the websocket ops."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from realtime import protocol
+from realtime.errors import ReplyError
+from server.auth.principal import principal_of, requires
+from server.db.queries import messages as message_queries
+from server.errors import AppError, Forbidden, RateLimited, ServiceUnavailable, ValidationFailed
+from server.jsonio import JSONResponse, read_json
+from server.realtime_hooks import conn_user
+from server.resources import resources_of
+
+
+class PublishBody(BaseModel):
+    data: Any
+    nonce: str | None = Field(default=None, pattern=protocol.NONCE_PATTERN.pattern)
+
+
+def _channel(request: Request) -> str:
+    channel = request.path_params["channel"]
+    if len(channel) > protocol.MAX_CHANNEL_LENGTH or not protocol.CHANNEL_PATTERN.match(channel):
+        raise ValidationFailed(details=[{"field": "channel", "code": "invalid_channel",
+                                         "message": "channels look like namespace:name"}])
+    return channel
+
+
+def _reply_error(exc: ReplyError) -> AppError:
+    if exc.code == "forbidden":
+        return Forbidden(exc.message)
+    if exc.code == "rate_limited":
+        return RateLimited(exc.message, headers={"Retry-After": str(int((exc.retry_after or 1) + 0.999))})
+    if exc.temporary:
+        return ServiceUnavailable(exc.message, code=exc.code)
+    return AppError(exc.message, code=exc.code, status=400)
+
+
+async def _authorize(request: Request, channel: str, action: str) -> Any:
+    resources = resources_of(request)
+    user = conn_user(principal_of(request))
+    if user.kind == "bot" and action not in user.scopes:
+        raise Forbidden(f"This bot token lacks the {action!r} scope.")
+    try:
+        await resources.hooks.authorize(user, channel, action)
+    except ReplyError as exc:
+        raise _reply_error(exc) from None
+    return user
+
+
+@requires("messages.publish")
+async def publish(request: Request) -> Response:
+    channel = _channel(request)
+    body = await read_json(request, PublishBody)
+    if len(orjson.dumps(body.data)) > protocol.MAX_FRAME_BYTES:
+        raise ValidationFailed(details=[{"field": "data", "code": "too_large",
+                                         "message": f"at most {protocol.MAX_FRAME_BYTES} bytes"}])
+    user = await _authorize(request, channel, "publish")
+    try:
+        offset, epoch = await resources_of(request).node.publish(channel, body.data, user=user, nonce=body.nonce)
+    except ReplyError as exc:
+        raise _reply_error(exc) from None
+    return JSONResponse({"offset": offset, "epoch": epoch}, status_code=201)
+
+
+def _int_query(request: Request, name: str, low: int, high: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed(details=[{"field": name, "code": "int_parsing", "message": "must be an integer"}]) \
+            from None
+    if not low <= value <= high:
+        raise ValidationFailed(details=[{"field": name, "code": "out_of_range",
+                                         "message": f"must be between {low} and {high}"}])
+    return value
+
+
+@requires()
+async def history(request: Request) -> Response:
+    """Keyset pages: `since=N` (oldest first, after N) or `before=N` / nothing (newest first)."""
+    channel = _channel(request)
+    since = _int_query(request, "since", 0, 2**62)
+    before = _int_query(request, "before", 1, 2**62)
+    limit = _int_query(request, "limit", 1, 200) or 50
+    await _authorize(request, channel, "history")
+    resources = resources_of(request)
+    hooks, node = resources.hooks, resources.node
+    if hooks.persisted(channel):
+        offset, epoch = await hooks.position(channel)
+        row = await hooks.channels.by_name(channel)
+        if since is not None:
+            stored = await message_queries.history_after(resources.db, row.id, since, limit)
+        else:
+            stored = list(reversed(await message_queries.history_before(resources.db, row.id, before, limit)))
+        frames = await hooks.frames(channel, epoch, stored)
+    else:
+        position = await node.history.position(channel)
+        offset, epoch = position.offset, position.epoch
+        after = since if since is not None else max(0, (before or offset + 1) - 1 - limit)
+        frames = await node.history.recover(channel, after, limit) or []
+        if before is not None:
+            frames = [f for f in frames if f[0] < before]
+    messages = b",".join(frame for _, frame in frames)
+    first = frames[0][0] if frames else None
+    last = frames[-1][0] if frames else None
+    body = b'{"channel":%s,"offset":%d,"epoch":%s,"messages":[%s],"next_before":%s,"next_since":%s}' % (
+        orjson.dumps(channel), offset, orjson.dumps(epoch), messages,
+        b"null" if first is None or first <= 1 else b"%d" % first,
+        b"null" if last is None or last >= offset else b"%d" % last)
+    return Response(body, media_type="application/json")
+
+
+@requires()
+async def presence(request: Request) -> Response:
+    channel = _channel(request)
+    await _authorize(request, channel, "presence")
+    users = await resources_of(request).node.presence.users(channel)
+    return JSONResponse({"channel": channel, "users": [u.as_dict() for u in users]})
+
+
+routes = [
+    Route("/api/channels/{channel}/messages", publish, methods=["POST"]),
+    Route("/api/channels/{channel}/messages", history, methods=["GET"]),
+    Route("/api/channels/{channel}/presence", presence, methods=["GET"]),
+]

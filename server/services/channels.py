@@ -1,0 +1,132 @@
+"""Channels as the database knows them: rooms, private rooms and DMs, with members and roles.
+
+Realtime channel names map to rows: `room:<name>` (kind room or private_room), `dm:<a>:<b>` (the
+two user ids, smaller first). `user:<id>` and `bot:<name>` channels are ephemeral and have no row.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from server.db.database import Database
+from server.db.errors import UniqueViolation
+from server.db.tables import channel_members, channels
+from server.db.types import utcnow
+
+ROOM_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+PERSISTED_NAMESPACES = ("room:", "dm:")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRow:
+    id: int
+    name: str
+    kind: str
+    title: str | None
+    topic: str | None
+    last_offset: int
+
+    @property
+    def epoch(self) -> str:
+        """Persisted channels never lose history (the database keeps it): a fixed epoch."""
+        return f"db{self.id}"
+
+    @property
+    def private(self) -> bool:
+        return self.kind in ("private_room", "dm")
+
+
+def dm_channel(a: int, b: int) -> str:
+    low, high = sorted((a, b))
+    return f"dm:{low}:{high}"
+
+
+def dm_members(channel: str) -> tuple[int, int] | None:
+    parts = channel.split(":")
+    if len(parts) != 3 or not (parts[1].isdigit() and parts[2].isdigit()):
+        return None
+    low, high = int(parts[1]), int(parts[2])
+    return (low, high) if low < high else None
+
+
+def _row(row: Any) -> ChannelRow:
+    return ChannelRow(row["id"], row["name"], row["kind"], row["title"], row["topic"], row["last_offset"])
+
+
+class Channels:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def by_name(self, name: str) -> ChannelRow | None:
+        row = await self.db.fetch_one("channels.by_name", sa.select(channels).where(channels.c.name == name))
+        return _row(row) if row else None
+
+    async def member_role(self, channel_id: int, user_id: int) -> tuple[str, Any] | None:
+        row = await self.db.fetch_one("channels.member", sa.select(
+            channel_members.c.role, channel_members.c.muted_until).where(
+            channel_members.c.channel_id == channel_id, channel_members.c.user_id == user_id))
+        return (row["role"], row["muted_until"]) if row else None
+
+    async def create_room(self, name: str, *, owner_id: int, private: bool, topic: str | None) -> ChannelRow:
+        now = utcnow()
+        async with self.db.transaction():
+            channel_id = await self.db.fetch_val("channels.insert", channels.insert().values(
+                name=f"room:{name}", kind="private_room" if private else "room", title=name, topic=topic,
+                owner_id=owner_id, last_offset=0, created_at=now).returning(channels.c.id))
+            await self.add_member(int(channel_id), owner_id, "owner")
+        created = await self.by_name(f"room:{name}")
+        assert created is not None
+        return created
+
+    async def add_member(self, channel_id: int, user_id: int, role: str = "member") -> bool:
+        try:
+            await self.db.execute("channels.add_member", channel_members.insert().values(
+                channel_id=channel_id, user_id=user_id, role=role, joined_at=utcnow()))
+        except UniqueViolation:
+            return False
+        return True
+
+    async def remove_member(self, channel_id: int, user_id: int) -> None:
+        await self.db.execute("channels.remove_member", channel_members.delete().where(
+            channel_members.c.channel_id == channel_id, channel_members.c.user_id == user_id))
+
+    async def ensure_dm(self, a: int, b: int) -> ChannelRow:
+        name = dm_channel(a, b)
+        existing = await self.by_name(name)
+        if existing is not None:
+            return existing
+        try:
+            async with self.db.transaction():
+                channel_id = await self.db.fetch_val("channels.insert_dm", channels.insert().values(
+                    name=name, kind="dm", last_offset=0, created_at=utcnow()).returning(channels.c.id))
+                for user_id in {a, b}:
+                    await self.db.execute("channels.add_member", channel_members.insert().values(
+                        channel_id=channel_id, user_id=user_id, role="member", joined_at=utcnow()))
+        except UniqueViolation:
+            pass  # created concurrently
+        created = await self.by_name(name)
+        assert created is not None
+        return created
+
+    async def visible_rooms(self, user_id: int) -> list[Any]:
+        """Public rooms and the private rooms/DMs the user belongs to, with unread counts."""
+        membership = sa.select(channel_members.c.channel_id, channel_members.c.last_read_offset,
+                               channel_members.c.role).where(channel_members.c.user_id == user_id).subquery()
+        query = (
+            sa.select(channels.c.name, channels.c.kind, channels.c.title, channels.c.topic, channels.c.last_offset,
+                      membership.c.role, membership.c.last_read_offset)
+            .select_from(channels.outerjoin(membership, membership.c.channel_id == channels.c.id))
+            .where(channels.c.archived_at.is_(None), sa.or_(channels.c.kind == "room",
+                                                              membership.c.channel_id.isnot(None)))
+            .order_by(channels.c.name)
+        )
+        return await self.db.fetch_all("channels.visible", query)
+
+    async def mark_read(self, channel_id: int, user_id: int, offset: int) -> None:
+        await self.db.execute("channels.mark_read", channel_members.update().where(
+            channel_members.c.channel_id == channel_id, channel_members.c.user_id == user_id,
+            channel_members.c.last_read_offset < offset).values(last_read_offset=offset))
