@@ -29,6 +29,10 @@ test: $(STAMP) services-bin
 services-bin:
 	@scripts/ensure-test-binaries.sh
 
+## bench: run every benchmark (real servers, reference measured in the same run) and print tables
+bench: $(STAMP) services-bin
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

@@ -121,7 +121,7 @@ async def test_sessions_list_and_revoke(auth_server: AppServer) -> None:
         sessions = listing.json()["sessions"]
         assert len(sessions) == 2
         current = [s for s in sessions if s["current"]]
-        other = [s for s in sessions if not s["current"]][0]
+        other = next(s for s in sessions if not s["current"])
         assert len(current) == 1 and other["device"] == "Windows"
         assert {"id", "device", "ip", "user_agent", "created_at", "last_active_at"} <= set(other)
 

@@ -67,5 +67,5 @@ def test_create_admin_and_bot(tmp_path: Path) -> None:
     assert weak.returncode == 2
     bot = run_vonix(["create-bot", "relay_bot", "--scopes", "subscribe,publish"], env, tmp_path)
     assert bot.returncode == 0
-    token_line = [line for line in bot.stdout.splitlines() if line.startswith("token")][0]
+    token_line = next(line for line in bot.stdout.splitlines() if line.startswith("token"))
     assert token_line.split(": ", 1)[1].startswith("vxb_")

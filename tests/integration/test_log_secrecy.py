@@ -34,7 +34,7 @@ async def test_secrets_never_logged(
         await client.post("/api/auth/password/forgot", json={"email": "quiet_quinn@example.com"})
         mail = await smtp_server.wait_for("quiet_quinn@example.com", "Reset")
         reset_token = link_token(mail)
-        link = [line for line in body_of(mail).splitlines() if "token=" in line][0]
+        link = next(line for line in body_of(mail).splitlines() if "token=" in line)
         secrets += [reset_token, link]
         new_password = "another fine passphrase 5"
         secrets.append(new_password)

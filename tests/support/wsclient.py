@@ -71,6 +71,13 @@ class WsClient:
             if op is None or message.get("op") == op:
                 return message
 
+    async def push_about(self, op: str, username: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The next `op` push about `username` (join/leave/typing), skipping others."""
+        while True:
+            message = await self.push(op, timeout)
+            if message.get("user", {}).get("username") == username:
+                return message
+
     async def messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         return [await self.push("message", timeout) for _ in range(count)]
 
