@@ -4,9 +4,10 @@
 #   app (default, last stage)  docker build -t vonix:VERSION .
 #   bot                        docker build --target bot -t vonix-bot:VERSION .
 #
-# The builder turns the project into a wheel and installs it into a virtualenv; the runtime
-# stages copy only that virtualenv and the files the server reads at run time (static/, sw/,
-# examples/), so no compiler, pip cache, tests or sources end up in the image.
+# The builder turns the project into a wheel and installs it into a virtualenv (package data
+# included: migrations, the common-passwords list); the runtime stages copy only that virtualenv
+# and the files the server reads from outside the package (static/, sw/, examples/), so no
+# compiler, pip cache, tests or sources end up in the image.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -22,11 +23,15 @@ WORKDIR /src
 COPY . .
 
 # The venv lives at the same path in every stage: its scripts' shebangs point at it.
+# The last step fails the build when the installed package lacks a data file the server reads
+# (pyproject package-data: the common-passwords list, the migrations); -P keeps /src off sys.path
+# so the check sees the installed copy, not the sources.
 RUN python -m venv /opt/vonix \
     && /opt/vonix/bin/pip install --no-cache-dir --upgrade "pip>=24" \
     && /opt/vonix/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheels . \
     && /opt/vonix/bin/pip install --no-cache-dir /tmp/wheels/vonix-*.whl \
-    && /opt/vonix/bin/vonix --help > /dev/null
+    && /opt/vonix/bin/vonix --help > /dev/null \
+    && /opt/vonix/bin/python -P -c "from server.auth.passwords import COMMON_PASSWORDS as c; from server.db.migrate import MIGRATIONS as m; assert c.is_file() and (m / 'script.py.mako').is_file() and any((m / 'versions').glob('0001_*.py')), 'package data missing'"
 
 # Directories that may not exist in a checkout yet (git keeps no empty ones): create them so the
 # runtime stage can copy them unconditionally.

@@ -185,6 +185,7 @@ class Replica:
 
     name: str
     port: int
+    log: Path
 
     @property
     def url(self) -> str:

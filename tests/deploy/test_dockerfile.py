@@ -124,7 +124,7 @@ def test_build_context_holds_only_what_the_image_needs(tmp_path: Path) -> None:
 def test_builder_wheel_step_works_on_the_build_context(tmp_path: Path) -> None:
     """`pip wheel .` as the builder stage runs it, on the filtered context (offline)."""
     context = tmp_path / "context"
-    build_context(context)
+    kept = build_context(context)
     out = tmp_path / "wheels"
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
@@ -136,5 +136,13 @@ def test_builder_wheel_step_works_on_the_build_context(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "server/cli.py" in names
     assert any(re.fullmatch(r"server/db/migrations/versions/0001_\w+\.py", n) for n in names)
+    # Package data the server reads at run time (pyproject [tool.setuptools.package-data]): the
+    # password policy refuses common passwords from this list; Alembic needs its template.
+    assert "server/auth/data/common-passwords.txt" in names
+    assert "server/db/migrations/script.py.mako" in names
+    # More generally: every file of the two packages in the context reaches the image, so a new
+    # data file cannot be forgotten in package-data without this failing.
+    package_files = [n for n in kept if n.startswith(("server/", "realtime/"))]
+    assert package_files and not sorted(set(package_files) - set(names)), sorted(set(package_files) - set(names))
     assert any(n.endswith("entry_points.txt") for n in names)
     assert not [n for n in names if n.startswith("tests/")]

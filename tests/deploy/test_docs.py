@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from tests.deploy.support import ROOT
+import yaml
+
+from tests.deploy.support import CHART, ROOT
 
 DOC = (ROOT / "docs" / "deployment.md").read_text()
 
@@ -21,3 +23,16 @@ def test_documented_compose_path_is_the_one_in_the_compose_file() -> None:
     header = (ROOT / "docker-compose.yml").read_text().split("\nname:", 1)[0]
     for step in steps:
         assert step in DOC and step in header, step
+
+
+def test_guide_names_the_real_connection_metric_and_the_websocket_server_settings() -> None:
+    metric = yaml.safe_load((CHART / "values.yaml").read_text())["autoscaling"]["connections"]["metricName"]
+    assert f"`{metric}`" in DOC
+    cli = (ROOT / "server" / "cli.py").read_text()
+    # What the guide explains is what `vonix serve` configures.
+    assert "ws_per_message_deflate=False" in cli and "per-message-deflate" in DOC
+    from realtime.protocol import MAX_FRAME_BYTES
+
+    assert "ws_max_size=1024 * 1024" in cli and "1 MiB" in DOC
+    assert MAX_FRAME_BYTES == 64 * 1024 and "64 KiB" in DOC
+    assert "(../README.md#configuration)" in DOC

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from tests.deploy.support import (
     CHART,
     KUBERNETES_VERSION,
+    Replica,
     by_kind,
     default_is_unset,
     production_values,
@@ -20,8 +22,8 @@ from tests.deploy.support import (
     render_chart,
 )
 
-# URLs that may carry a password.
-CREDENTIAL_URLS = {"DATABASE_URL", "REDIS_URL", "SMTP_URL"}
+# URLs that may carry a password or a token (a Discord/Slack webhook URL is its own credential).
+CREDENTIAL_URLS = {"DATABASE_URL", "REDIS_URL", "SMTP_URL", "ALERT_WEBHOOK_URLS"}
 
 
 def looks_secret(variable: str) -> bool:
@@ -180,7 +182,7 @@ def test_values_and_manifests_cover_every_variable_the_app_reads(
     # One value per variable, same name: the README table and the chart cannot drift apart.
     assert set(values["settings"]) | set(values["secrets"]) == set(readme), {
         "missing": sorted(set(readme) - set(values["settings"]) - set(values["secrets"])),
-        "unknown to the app": sorted(set(values["settings"]) | set(values["secrets"]) - set(readme)),
+        "unknown to the app": sorted((set(values["settings"]) | set(values["secrets"])) - set(readme)),
     }
     assert set(values["secrets"]) == {v for v in readme if looks_secret(v)}
     assert not set(values["settings"]) & set(values["secrets"])
@@ -257,11 +259,57 @@ def test_production_uses_the_existing_secret_and_autoscales() -> None:
     assert int(ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
 
 
-def test_connection_metric_scaling_is_optional() -> None:
+def test_connection_metric_scaling_is_optional_and_names_the_app_gauge(replicas: list[Replica]) -> None:
+    _, documents = render_chart(None)
+    hpa_off = by_kind(documents).get("HorizontalPodAutoscaler", [])
+    assert not hpa_off, "autoscaling is off by default"
     _, documents = render_chart(EVERYTHING_ON)
     hpa = single(by_kind(documents), "HorizontalPodAutoscaler")
     pods = [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
-    assert pods == ["vonix_websocket_connections"]
+    assert pods == ["vonix_ws_connections"]
+    # The name must be a gauge a running replica really exposes (prometheus-adapter serves it).
+    exposition = httpx.get(f"{replicas[0].url}/metrics", timeout=5).text
+    assert re.search(r"^# TYPE vonix_ws_connections gauge$", exposition, re.M), "no vonix_ws_connections gauge"
+
+
+# Values the numeric settings are probed with: around every bound the app declares.
+NUMERIC_SAMPLES = ["0", "0.5", "1", "1.5", "2", "7", "8", "9", "10", "29", "30", "59", "60", "61", "299", "300",
+                   "511", "512", "1023", "1024", "1800", "4095", "4096", "10000", "10001", "65535", "65536",
+                   "-1", "", "abc"]
+# Where the chart is knowingly stricter than the app, or gives a value a meaning of its own.
+SCHEMA_DIFFERS = {
+    ("VONIX_REPLICAS", ""): "empty: the chart derives it from replicaCount / autoscaling",
+    ("VONIX_PORT", "0"): "port 0 (any free port) cannot be probed or routed to",
+}
+
+
+def test_numeric_settings_in_the_schema_accept_what_the_app_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """values.schema.json refuses at install time what would make every pod exit with code 2, and
+    nothing the app would take: each numeric setting is probed on both sides with the same strings."""
+    import json
+
+    from server.settings import ConfigError, load_settings
+
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["settings"]["properties"]
+    numeric = {name: prop for name, prop in schema.items()
+               if any("pattern" in branch for branch in prop.get("anyOf", []))}
+    assert len(numeric) >= 40, sorted(numeric)
+    for variable in readme_variables():
+        monkeypatch.delenv(variable, raising=False)
+    disagreements = []
+    for name, prop in numeric.items():
+        for sample in NUMERIC_SAMPLES:
+            chart_accepts = jsonschema.Draft7Validator(prop).is_valid(sample)
+            monkeypatch.setenv(name, sample)
+            try:
+                load_settings(_env_file=None)
+                app_accepts = True
+            except ConfigError:
+                app_accepts = False
+            monkeypatch.delenv(name)
+            if chart_accepts != app_accepts and (name, sample) not in SCHEMA_DIFFERS:
+                disagreements.append(f"{name}={sample!r}: chart {chart_accepts}, app {app_accepts}")
+    assert not disagreements, disagreements
 
 
 @pytest.mark.parametrize(
@@ -272,6 +320,10 @@ def test_connection_metric_scaling_is_optional() -> None:
         ({"secrets": {"SECRET_KEY": "short"}}, "SECRET_KEY"),
         ({"terminationGracePeriodSeconds": 12}, "terminationGracePeriodSeconds"),
         ({"podSecurityContext": {"runAsNonRoot": False}}, "runAsNonRoot"),
+        ({"settings": {"WS_PING_INTERVAL": "0"}}, "WS_PING_INTERVAL"),
+        ({"settings": {"MAINTENANCE_BATCH_SIZE": "20000"}}, "MAINTENANCE_BATCH_SIZE"),
+        ({"settings": {"MAX_BODY_BYTES": "512"}}, "MAX_BODY_BYTES"),
+        ({"secrets": {"SMTP_URL": "mail.example.org:587"}}, "SMTP_URL"),
     ],
 )
 def test_dangerous_values_are_refused_at_render_time(values: dict[str, Any], message: str) -> None:

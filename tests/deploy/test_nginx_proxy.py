@@ -2,27 +2,28 @@
 
 The repository's file is the config under test. Only what cannot work on this machine is
 substituted: upstream `server` lines (docker DNS names -> local ports), the `listen` port and the
-/tmp prefix of pid and temp paths. Everything listens on 127.0.0.1.
+/tmp prefix of pid and temp paths. Both upstreams are the two real `vonix serve` replicas of the
+`replicas` fixture (one SQLite file, one Redis). Everything listens on 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
-from websockets.sync.server import Server, ServerConnection, serve
+from websockets.sync.client import ClientConnection, connect
 
 from tests.deploy.support import ROOT, Replica, processes
 from tests.support.services import free_port, wait_port
@@ -56,53 +57,6 @@ def render_config(upstreams: dict[str, list[str]], port: int, prefix: Path) -> s
     return text.replace("/tmp/", f"{prefix}/")
 
 
-# --- websocket stand-ins ---------------------------------------------------------------------
-# TODO(realtime): these two echo servers stand in for the app's /ws, which arrives with the
-# realtime hub. Once it exists, point `vonix_ws` at the `replicas` fixture like `vonix_http`
-# and speak the real protocol instead.
-
-@dataclass
-class EchoServer:
-    name: str
-    port: int
-    server: Server
-    thread: threading.Thread
-
-
-def start_echo(name: str) -> EchoServer:
-    def handler(connection: ServerConnection) -> None:
-        headers = connection.request.headers if connection.request else {}
-        try:
-            for message in connection:
-                connection.send(json.dumps({
-                    "upstream": name,
-                    "path": connection.request.path if connection.request else None,
-                    "echo": message,
-                    "x_forwarded_for": headers.get("X-Forwarded-For"),
-                    "x_forwarded_proto": headers.get("X-Forwarded-Proto"),
-                    "x_request_id": headers.get("X-Request-ID"),
-                }))
-        except ConnectionClosed:
-            pass
-
-    port = free_port()
-    server = serve(handler, "127.0.0.1", port)
-    thread = threading.Thread(target=server.serve_forever, name=f"echo-{name}", daemon=True)
-    thread.start()
-    return EchoServer(name, port, server, thread)
-
-
-@pytest.fixture(scope="module")
-def echo_servers() -> Iterator[list[EchoServer]]:
-    servers = [start_echo("ws-1"), start_echo("ws-2")]
-    try:
-        yield servers
-    finally:
-        for echo in servers:
-            echo.server.shutdown()
-            echo.thread.join(timeout=5)
-
-
 @dataclass(frozen=True)
 class Nginx:
     port: int
@@ -120,9 +74,7 @@ def nginx_test(config: Path, prefix: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def nginx(
-    tmp_path_factory: pytest.TempPathFactory, replicas: list[Replica], echo_servers: list[EchoServer]
-) -> Iterator[Nginx]:
+def nginx(tmp_path_factory: pytest.TempPathFactory, replicas: list[Replica]) -> Iterator[Nginx]:
     prefix = tmp_path_factory.mktemp("nginx")
     prefix.chmod(0o755)  # workers run as nobody when the tests run as root
     port = free_port()
@@ -130,7 +82,7 @@ def nginx(
     config.write_text(render_config(
         {
             "vonix_http": [f"127.0.0.1:{r.port}" for r in replicas],
-            "vonix_ws": [f"127.0.0.1:{e.port}" for e in echo_servers],
+            "vonix_ws": [f"127.0.0.1:{r.port}" for r in replicas],
         },
         port, prefix,
     ))
@@ -172,7 +124,10 @@ def test_config_limits_match_the_app_and_keep_websockets_open() -> None:
     read_timeout = re.search(r"proxy_read_timeout (\d+)s;", ws[1])
     assert read_timeout and int(read_timeout[1]) >= 3600
     assert "proxy_pass http://vonix_ws;" in ws[1]
-    assert "least_conn;" in re.search(r"upstream vonix_ws \{(.*?)\}", text, re.S)[1]
+    ws_upstream = re.search(r"upstream vonix_ws \{(.*?)\}", text, re.S)[1]
+    assert "least_conn;" in ws_upstream
+    # Without a shared zone every worker process balances on its own connection counts.
+    assert re.search(r"^\s*zone \w+ \d+k;", ws_upstream, re.M), "upstream vonix_ws needs a zone"
     for zone in ("vonix_api", "vonix_auth", "vonix_ws_connect"):
         assert f"limit_req_zone $binary_remote_addr zone={zone}:" in text
 
@@ -194,26 +149,147 @@ def test_http_reaches_both_replicas(nginx: Nginx, replicas: list[Replica]) -> No
     assert seen == {r.name for r in replicas}
 
 
-def test_websocket_upgrade_reaches_both_upstreams(nginx: Nginx) -> None:
-    uri = f"ws://127.0.0.1:{nginx.port}/ws"
-    # Both held open at once: least_conn must put the second on the other upstream.
-    with connect(uri, open_timeout=5) as first, connect(uri, open_timeout=5) as second:
-        assert first.response is not None and first.response.status_code == 101
-        answers = []
-        for connection, text in ((first, "hello"), (second, "world")):
-            connection.send(text)
-            answers.append(json.loads(connection.recv(timeout=5)))
-        # Messages flow both ways over the upgraded connection, more than once.
-        first.send("again")
-        answers.append(json.loads(first.recv(timeout=5)))
-    assert {a["upstream"] for a in answers} == {"ws-1", "ws-2"}
-    assert answers[0]["upstream"] == answers[2]["upstream"], "a socket stays on its upstream"
-    assert [a["echo"] for a in answers] == ["hello", "world", "again"]
-    for answer in answers:
-        assert answer["path"] == "/ws"
-        assert answer["x_forwarded_for"] == "127.0.0.1"
-        assert answer["x_forwarded_proto"] == "http"
-        assert answer["x_request_id"], "nginx sends a request id upstream"
+# --- websockets: the app's real /ws -----------------------------------------------------------
+
+def ws_connect(nginx: Nginx, token: str | None) -> ClientConnection:
+    """A websocket through nginx; the client offers permessage-deflate, as browsers do."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return connect(f"ws://127.0.0.1:{nginx.port}/ws", additional_headers=headers, open_timeout=5,
+                   close_timeout=5)
+
+
+def request(connection: ClientConnection, frame: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """Send one protocol frame; return the reply with its id. A server frame may hold several
+    JSON objects, one per line (the writer coalesces); pushes in between are skipped."""
+    connection.send(json.dumps(frame))
+    deadline = time.monotonic() + timeout
+    while True:
+        raw = connection.recv(timeout=max(0.01, deadline - time.monotonic()))
+        for line in str(raw).split("\n"):
+            message = json.loads(line)
+            if message.get("id") == frame["id"]:
+                return message
+
+
+def open_websockets(replica: Replica) -> float:
+    """The replica's own `vonix_ws_connections` gauge, read directly (nginx hides /metrics)."""
+    exposition = httpx.get(f"{replica.url}/metrics", timeout=5).text
+    match = re.search(r"^vonix_ws_connections(?:\{[^}]*\})? (\S+)$", exposition, re.M)
+    assert match, "the replica exposes no vonix_ws_connections sample"
+    return float(match[1])
+
+
+def wait_for_gauges(replicas: list[Replica], condition: Any, timeout: float = 10.0) -> list[float]:
+    deadline = time.monotonic() + timeout
+    while True:
+        values = [open_websockets(r) for r in replicas]
+        if condition(values) or time.monotonic() > deadline:
+            return values
+        time.sleep(0.1)
+
+
+def close_code(connection: ClientConnection, timeout: float = 5.0) -> int | None:
+    """Read until the server closes; the close code it sent."""
+    with contextlib.suppress(ConnectionClosed):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            connection.recv(timeout=max(0.01, deadline - time.monotonic()))
+    return connection.close_code
+
+
+SOCKETS = 6
+
+
+def test_websockets_through_nginx_reach_both_replicas(
+    nginx: Nginx, replicas: list[Replica], bot_token: str
+) -> None:
+    # A clean slate, so the gauges below count exactly this test's sockets.
+    baseline = wait_for_gauges(replicas, lambda values: sum(values) == 0)
+    assert baseline == [0, 0], f"websockets left open on the replicas: {baseline}"
+    with contextlib.ExitStack() as stack:
+        sockets = []
+        for index in range(SOCKETS):
+            connection = stack.enter_context(ws_connect(nginx, bot_token))
+            assert connection.response is not None and connection.response.status_code == 101
+            # uvicorn runs with per-message-deflate off: the client's offer is declined.
+            assert connection.request is not None
+            assert "permessage-deflate" in connection.request.headers["Sec-WebSocket-Extensions"]
+            assert "Sec-WebSocket-Extensions" not in connection.response.headers
+            pong = request(connection, {"id": 1, "op": "ping"})
+            assert pong == {"id": 1, "ok": True, "pong": True}, pong
+            subscribed = request(connection, {"id": 2, "op": "subscribe", "channel": "room:general"})
+            assert subscribed["ok"] is True and subscribed["channel"] == "room:general", subscribed
+            # Messages keep flowing both ways on the same upgraded connection.
+            again = request(connection, {"id": 3, "op": "ping"})
+            assert again == {"id": 3, "ok": True, "pong": True}, (index, again)
+            sockets.append(connection)
+        # While they are open, each replica's own gauge shows its share: least_conn (with the
+        # shared zone) spreads sockets held open at once evenly over the two.
+        counts = wait_for_gauges(replicas, lambda values: sum(values) == SOCKETS)
+        assert sum(counts) == SOCKETS, counts
+        assert all(count > 0 for count in counts), f"a replica served no websocket: {counts}"
+        assert abs(counts[0] - counts[1]) <= 1, f"least_conn should balance held sockets: {counts}"
+    # Both replicas authenticated the bot (the Authorization header crossed nginx) as the same
+    # user: they read one database.
+    users = {}
+    for replica in replicas:
+        events = [json.loads(line) for line in replica.log.read_text().splitlines() if line.startswith("{")]
+        users[replica.name] = {e["user_id"] for e in events if e.get("event") == "ws_connected" and e.get("user_id")}
+        assert users[replica.name], f"{replica.name} logged no authenticated websocket"
+    assert len(set().union(*users.values())) == 1, users
+    closed = wait_for_gauges(replicas, lambda values: sum(values) == 0)
+    assert closed == [0, 0], f"closed sockets still counted: {closed}"
+
+
+def test_websocket_with_a_wrong_token_is_refused_with_the_app_close_code(nginx: Nginx) -> None:
+    with ws_connect(nginx, "vxb_" + "0" * 43) as connection:
+        assert close_code(connection) == 4001  # realtime/errors.py BAD_AUTH
+
+
+def test_websocket_frame_limits_app_64_kib_uvicorn_1_mib(nginx: Nginx, bot_token: str) -> None:
+    # Over the protocol's 64 KiB, under uvicorn's ws_max_size: the app answers with its own code.
+    with ws_connect(nginx, bot_token) as connection:
+        assert request(connection, {"id": 1, "op": "ping"})["ok"] is True
+        connection.send(json.dumps({"id": 2, "op": "ping", "pad": "x" * 100_000}))
+        error = json.loads(str(connection.recv(timeout=5)).split("\n")[0])
+        assert error["ok"] is False and error["error"]["code"] == "message_too_large", error
+        assert close_code(connection) == 4009  # FRAME_TOO_LARGE
+    # Over uvicorn's ws_max_size (1 MiB) the websocket layer refuses the frame from its header
+    # alone, before the app sees it: close 1009. Only the header is sent (a raw socket), since
+    # streaming a real megabyte into a closing connection ends in a reset instead of a close frame.
+    assert raw_close_code_for_frame_header(nginx, bot_token, 1024 * 1024 + 1) == 1009
+
+
+def raw_close_code_for_frame_header(nginx: Nginx, token: str, length: int) -> int:
+    """Upgrade by hand, send a masked text frame header announcing `length` bytes (no payload),
+    and return the code of the close frame the server answers with."""
+    with socket.create_connection(("127.0.0.1", nginx.port), timeout=5) as sock:
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: vonix\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            + f"Authorization: Bearer {token}\r\n\r\n".encode()
+        )
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(4096)
+            assert chunk, received
+            received += chunk
+        head, _, received = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        # FIN + text; MASK + 127: a 64-bit length follows; then the 4-byte masking key.
+        sock.sendall(bytes([0x81, 0x80 | 127]) + length.to_bytes(8, "big") + b"\x00\x00\x00\x00")
+        while True:
+            while len(received) < 2:
+                chunk = sock.recv(4096)
+                assert chunk, "connection ended without a close frame"
+                received += chunk
+            opcode, size = received[0] & 0x0F, received[1] & 0x7F
+            assert size < 126, "unexpected long server frame"
+            while len(received) < 2 + size:
+                received += sock.recv(4096)
+            payload, received = received[2:2 + size], received[2 + size:]
+            if opcode == 0x8:  # close
+                return int.from_bytes(payload[:2], "big")
 
 
 def test_metrics_are_not_public(nginx: Nginx, replicas: list[Replica]) -> None:
