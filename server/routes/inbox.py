@@ -1,0 +1,73 @@
+"""The PWA's inbox helpers: the direct-message list and read markers for rooms and DMs.
+
+`GET /api/dms` lists the caller's DM channels with the other member and unread counts (the room
+list, `GET /api/rooms`, carries the same counts for rooms). `POST /api/channels/{channel}/read`
+moves the caller's read marker forward (never back), which is what the unread counts subtract.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.auth.principal import principal_of, requires
+from server.db.tables import channel_members, channels, users
+from server.errors import NotFound
+from server.jsonio import JSONResponse, read_json
+from server.resources import resources_of
+from server.services.channels import Channels, dm_members
+
+
+class ReadBody(BaseModel):
+    offset: int = Field(ge=0, le=2**62)
+
+
+@requires()
+async def list_dms(request: Request) -> Response:
+    user_id = principal_of(request).user_id
+    mine = channel_members.alias("mine")
+    query = (
+        sa.select(channels.c.name, channels.c.last_offset, mine.c.last_read_offset)
+        .select_from(channels.join(mine, mine.c.channel_id == channels.c.id))
+        .where(mine.c.user_id == user_id, channels.c.kind == "dm")
+        .order_by(channels.c.last_offset.desc(), channels.c.id.desc())
+        .limit(200)
+    )
+    db = resources_of(request).db
+    rows = await db.fetch_all("inbox.dms", query)
+    others = {}
+    for row in rows:
+        members = dm_members(row["name"])
+        if members is not None:
+            others[row["name"]] = members[0] if members[1] == user_id else members[1]
+    names = {}
+    if others:
+        found = await db.fetch_all("users.names", sa.select(users.c.id, users.c.username).where(
+            users.c.id.in_(set(others.values()))))
+        names = {r["id"]: r["username"] for r in found}
+    return JSONResponse({"dms": [
+        {"channel": r["name"], "user": {"id": others[r["name"]], "username": names.get(others[r["name"]], "deleted")},
+         "last_offset": r["last_offset"], "unread": max(0, r["last_offset"] - r["last_read_offset"])}
+        for r in rows if r["name"] in others]})
+
+
+@requires()
+async def mark_channel_read(request: Request) -> Response:
+    body = await read_json(request, ReadBody)
+    channel = request.path_params["channel"]
+    user_id = principal_of(request).user_id
+    store = Channels(resources_of(request).db)
+    row = await store.by_name(channel)
+    if row is None or await store.member_role(row.id, user_id) is None:
+        raise NotFound("You are not a member of that channel.", code="not_a_member")
+    await store.mark_read(row.id, user_id, min(body.offset, row.last_offset))
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/api/dms", list_dms, methods=["GET"]),
+    Route("/api/channels/{channel}/read", mark_channel_read, methods=["POST"]),
+]

@@ -1,0 +1,87 @@
+"""`/api/notifications`: the signed-in user's notifications, newest first, and marking them read.
+
+Live copies arrive on the websocket channel `user:<id>` (see docs/protocol.md): a `message` push
+whose `data` is `{"type": "notification", "notification": {...}, "unread": n}`, and
+`{"type": "notifications_read", "ids": [...] | "all", "unread": n}` when another tab reads some.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, model_validator
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.auth.principal import principal_of, requires
+from server.errors import NotFound, ValidationFailed
+from server.jsonio import JSONResponse, read_json
+from server.notifications import store
+from server.resources import resources_of
+
+
+class ReadBody(BaseModel):
+    ids: list[int] | None = Field(default=None, max_length=500)
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> ReadBody:
+        if (self.ids is None) == (not self.all):
+            raise ValueError("send either ids or all: true")
+        return self
+
+
+def _int(request: Request, name: str, low: int, high: int, default: int | None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ValidationFailed(details=[{"field": name, "code": "out_of_range",
+                                         "message": f"an integer from {low} to {high}"}])
+    return value
+
+
+@requires()
+async def list_notifications(request: Request) -> Response:
+    user_id = principal_of(request).user_id
+    before = _int(request, "before", 1, 2**62, None)
+    limit = _int(request, "limit", 1, 100, 30) or 30
+    db = resources_of(request).db
+    items = await store.page(db, user_id, before, limit)
+    return JSONResponse({"notifications": items, "unread": await store.unread(db, user_id),
+                         "next_before": items[-1]["id"] if len(items) == limit else None})
+
+
+@requires()
+async def unread(request: Request) -> Response:
+    return JSONResponse({"unread": await store.unread(resources_of(request).db, principal_of(request).user_id)})
+
+
+@requires()
+async def mark_read(request: Request) -> Response:
+    body = await read_json(request, ReadBody)
+    changed, count = await resources_of(request).notifications.mark_read(
+        principal_of(request).user_id, None if body.all else body.ids)
+    return JSONResponse({"marked": changed, "unread": count})
+
+
+@requires()
+async def mark_one_read(request: Request) -> Response:
+    notification_id = int(request.path_params["notification_id"])
+    user_id = principal_of(request).user_id
+    resources = resources_of(request)
+    if not await store.exists(resources.db, user_id, notification_id):
+        raise NotFound("No such notification.", code="notification_not_found")
+    changed, count = await resources.notifications.mark_read(user_id, [notification_id])
+    return JSONResponse({"marked": changed, "unread": count})
+
+
+routes = [
+    Route("/api/notifications", list_notifications, methods=["GET"]),
+    Route("/api/notifications/unread", unread, methods=["GET"]),
+    Route("/api/notifications/read", mark_read, methods=["POST"]),
+    Route("/api/notifications/{notification_id:int}/read", mark_one_read, methods=["POST"]),
+]
