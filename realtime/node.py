@@ -68,6 +68,8 @@ class Node:
         self.settings = settings or NodeSettings()
         self.hub = Hub()
         self.draining = False
+        self.published = 0  # messages published through this replica (stats)
+        self.tracer: Any = None  # an OpenTelemetry tracer when the host enables tracing
         self._tasks: list[asyncio.Task[None]] = []
         self._cleaned: set[str] = set()
         self._expiry: dict[str, asyncio.TimerHandle] = {}
@@ -333,7 +335,16 @@ class Node:
     async def publish(self, channel: str, data: Any, *, user: ConnUser | None = None,
                       nonce: str | None = None) -> tuple[int, str]:
         """Publish on behalf of a user or the server (REST fallback, notifications)."""
+        if self.tracer is None:
+            return await self._publish_untraced(channel, data, user, nonce)
+        with self.tracer.start_as_current_span("realtime publish", attributes={
+                "messaging.system": "vonix", "messaging.destination.name": channel}):
+            return await self._publish_untraced(channel, data, user, nonce)
+
+    async def _publish_untraced(self, channel: str, data: Any, user: ConnUser | None,
+                                nonce: str | None) -> tuple[int, str]:
         ts = time.time()
+        self.published += 1
         if self.hooks.persisted(channel):
             lock = self._channel_locks.setdefault(channel, asyncio.Lock())
             async with lock:  # local order = commit order = publish order on this replica

@@ -9,6 +9,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
@@ -18,7 +19,7 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     # Debian may start the packaged services; the tests never use them.
     for service in "${need[@]}"; do
-        case $service in redis-server|postgresql|nginx) ($sudo service "$service" stop || true) >/dev/null 2>&1 ;; esac
+        case $service in redis-server|postgresql|nginx|prometheus) ($sudo service "$service" stop || true) >/dev/null 2>&1 ;; esac
     done
 fi
 id postgres >/dev/null 2>&1 || { echo "the postgres user is missing"; exit 1; }

@@ -2,29 +2,45 @@
 
 from __future__ import annotations
 
+import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import ws
 from server.errors import EXCEPTION_HANDLERS
 from server.lifespan import lifespan
 from server.middleware.body_limit import BodyLimitMiddleware
+from server.middleware.errors import ErrorCaptureMiddleware
 from server.middleware.http_metrics import HttpMetricsMiddleware
 from server.middleware.request_context import RequestContextMiddleware
 from server.middleware.security_headers import SecurityHeadersMiddleware
+from server.middleware.tracing import TracingMiddleware
 from server.observability.logging import configure_logging
 from server.resources import Resources
-from server.routes import admin, auth, channels, oauth, ops, rooms
+from server.routes import admin, auth, channels, inbox, notifications, oauth, observability, ops, push, rooms
 from server.routes.pages import page_routes
 from server.settings import Settings
 
 
 def build_routes(settings: Settings) -> list[BaseRoute]:
     return [
-        *ops.routes, *auth.routes, *oauth.routes, *admin.routes, *rooms.routes, *channels.routes, *ws.routes,
+        *ops.routes, *auth.routes, *oauth.routes, *admin.routes, *observability.routes, *rooms.routes,
+        *channels.routes, *ws.routes,
+        *notifications.routes, *push.routes, *inbox.routes,
         *page_routes(settings.static_path),
     ]
+
+
+def _bind_route(app: ASGIApp, template: str) -> ASGIApp:
+    """Every log line written while serving a route carries its template."""
+
+    async def bound(scope: Scope, receive: Receive, send: Send) -> None:
+        structlog.contextvars.bind_contextvars(route=template)
+        await app(scope, receive, send)
+
+    return bound
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -32,15 +48,21 @@ def create_app(settings: Settings) -> Starlette:
     resources = Resources.build(settings)
     middleware = [
         Middleware(RequestContextMiddleware),
-        Middleware(HttpMetricsMiddleware, metrics=resources.metrics),
         Middleware(SecurityHeadersMiddleware, hsts=settings.is_production),
+        Middleware(ErrorCaptureMiddleware, tracker=resources.errors),
+        Middleware(HttpMetricsMiddleware, metrics=resources.metrics, window=resources.alerter.window),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
     ]
+    if resources.tracing is not None and resources.tracing.enabled:
+        middleware.insert(1, Middleware(TracingMiddleware, tracer=resources.tracing.tracer))
     app = Starlette(
         routes=build_routes(settings),
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    for route in app.routes:
+        if isinstance(route, Route | WebSocketRoute):
+            route.app = _bind_route(route.app, route.path)
     app.state.vonix = resources
     return app

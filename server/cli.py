@@ -217,6 +217,16 @@ def cmd_create_admin(args: argparse.Namespace, settings: Settings) -> int:
     return _with_database(settings, work)
 
 
+def cmd_vapid_keys(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a new VAPID key pair as environment lines (web push, issue 8)."""
+    from server.push.vapid import generate
+
+    public, private = generate()
+    print(f"VAPID_PUBLIC_KEY={public}")
+    print(f"VAPID_PRIVATE_KEY={private}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vonix", description="Vonix community server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -245,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("username")
     admin.add_argument("email")
     admin.set_defaults(handler=cmd_create_admin)
+
+    vapid = sub.add_parser("vapid-keys", help="print a new VAPID key pair for web push (VAPID_PUBLIC_KEY, "
+                           "VAPID_PRIVATE_KEY)")
+    vapid.set_defaults(handler=cmd_vapid_keys)
     return parser
 
 

@@ -107,8 +107,15 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=dict(headers or {}))
 
 
+def _count(request: Request, code: str) -> None:
+    tracker = getattr(getattr(request.app.state, "vonix", None), "errors", None)
+    if tracker is not None:
+        tracker.count_code(code)
+
+
 async def handle_app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
+    _count(request, exc.code)
     if exc.status >= 500:
         log.error("app_error", code=exc.code, status=exc.status, error=exc.message)
     return error_response(request, exc.status, exc.code, exc.message, exc.details, exc.headers)
@@ -131,19 +138,15 @@ _HTTP_CODES = {
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    _count(request, code)
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if message == HTTPStatus(exc.status_code).phrase and exc.status_code == 404:
         message = "Nothing here."
     return error_response(request, exc.status_code, code, message, headers=exc.headers)
 
 
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled_error", error_type=exc.__class__.__name__)
-    return error_response(request, 500, "internal_error", AppError.message)
-
-
+# Unexpected exceptions are handled by ErrorCaptureMiddleware (logged once, fingerprinted).
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     AppError: handle_app_error,
     HTTPException: handle_http_exception,
-    Exception: handle_unexpected,
 }

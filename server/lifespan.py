@@ -21,6 +21,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     settings = resources.settings
     if settings.should_migrate_on_start:
         await asyncio.to_thread(migrate.upgrade, settings.database)
+    if resources.tracing is not None:
+        resources.tracing.start()
     await resources.db.connect()
     try:
         if resources.redis is not None:
@@ -31,6 +33,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             await resources.node.start()
         await resources.health.readiness()
         resources.start_background(resources.monitor_health(), "health-monitor")
+        if resources.alerter is not None and resources.errors is not None:
+            resources.start_background(resources.alerter.run(resources.errors, resources.health), "alerts")
+        if resources.stats is not None:
+            resources.start_background(resources.stats.run(), "replica-heartbeat")
         if settings.maintenance_enabled and resources.maintenance is not None:
             resources.start_background(resources.maintenance.run(), "maintenance-scheduler")
         log.info(
@@ -47,9 +53,13 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             await resources.node.stop()
         await resources.stop_background()
         await resources.wait_spawned()
+        if resources.alerter is not None:
+            await resources.alerter.close()
         if resources.broker is not None:
             await resources.broker.close()
         if resources.redis is not None:
             await resources.redis.close()
         await resources.db.disconnect()
+        if resources.tracing is not None:
+            resources.tracing.shutdown()
         log.info("stopped", instance=settings.instance_id)

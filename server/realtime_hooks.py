@@ -12,6 +12,8 @@ transaction and the node publishes after the commit.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +31,7 @@ from server.db.errors import IntegrityViolation, UniqueViolation
 from server.db.queries import messages as message_queries
 from server.db.tables import users
 from server.db.types import utcnow
+from server.notifications.events import MessageStored
 from server.services.channels import PERSISTED_NAMESPACES, ChannelRow, Channels, dm_members
 
 MAX_TEXT = 4000
@@ -41,10 +44,13 @@ def conn_user(principal: Principal, expires_at: float | None = None) -> ConnUser
 
 
 class ServerHooks:
-    def __init__(self, db: Database, auth: AuthService) -> None:
+    def __init__(self, db: Database, auth: AuthService, timings: Any = None) -> None:
         self.db = db
         self.auth = auth
+        self.timings = timings
         self.channels = Channels(db)
+        # Told about every newly stored message after its commit (notifications); must not block.
+        self.after_commit: Callable[[MessageStored], None] | None = None
 
     async def authenticate(self, token: str) -> ConnUser:
         try:
@@ -111,18 +117,28 @@ class ServerHooks:
                 return Persisted(earlier.offset, row.epoch, parts, duplicate=True)
         body = data.get("text") if isinstance(data, dict) and isinstance(data.get("text"), str) else None
         try:
-            async with self.db.transaction():
-                offset = await message_queries.reserve_offset(self.db, row.id)
-                await message_queries.insert_message(
-                    self.db, channel_id=row.id, offset=offset, author_id=author_id,
-                    body=body[:MAX_TEXT] if body else None, data=data, nonce=nonce,
-                    created_at=_from_ts(ts))
+            with self.timings.time("realtime.persist") if self.timings else contextlib.nullcontext():
+                offset = await self._store(row.id, author_id, body, data, nonce, ts)
         except UniqueViolation:  # the same nonce raced in from another connection
             earlier = await message_queries.by_nonce(self.db, author_id or 0, nonce or "")
             if earlier is None:
                 raise
             return Persisted(earlier.offset, row.epoch, parts, duplicate=True)
+        if self.after_commit is not None:
+            self.after_commit(MessageStored(
+                channel, row.id, row.kind, offset, author_id, user.username if user else None,
+                user.kind if user else None, data))
         return Persisted(offset, row.epoch, parts)
+
+    async def _store(self, channel_id: int, author_id: int | None, body: str | None, data: Any,
+                     nonce: str | None, ts: float) -> int:
+        """Offset and row in one transaction: the commit happens before anything is published."""
+        async with self.db.transaction():
+            offset = await message_queries.reserve_offset(self.db, channel_id)
+            await message_queries.insert_message(
+                self.db, channel_id=channel_id, offset=offset, author_id=author_id,
+                body=body[:MAX_TEXT] if body else None, data=data, nonce=nonce, created_at=_from_ts(ts))
+        return offset
 
     async def position(self, channel: str) -> tuple[int, str]:
         row = await self._channel(channel)

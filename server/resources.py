@@ -17,14 +17,22 @@ from realtime.nonces import create_nonces
 from realtime.presence import create_presence
 from server.auth.service import AuthService
 from server.db.database import Database
+from server.infra.breaker import BreakerPolicy, Breakers
 from server.infra.locks import Lock, make_lock
 from server.infra.redis import RedisClients
+from server.notifications.service import Notifications
+from server.observability.alerts import Alerter
+from server.observability.errors import ErrorTracker
 from server.observability.logging import get_logger
 from server.observability.metrics import Metrics
+from server.observability.timing import Timings
+from server.observability.tracing import Tracing
 from server.ops.health import HealthChecks
 from server.ops.lifecycle import Lifecycle
 from server.ops.maintenance import Maintenance
 from server.ops.scheduler import MaintenanceScheduler
+from server.ops.stats import ClusterStats
+from server.push.sender import PushSender
 from server.realtime_hooks import ServerHooks
 from server.settings import Settings
 
@@ -45,7 +53,15 @@ class Resources:
     broker: Broker | None = None
     auth: AuthService | None = None
     hooks: ServerHooks | None = None
+    breakers: Breakers | None = None
+    errors: ErrorTracker | None = None
+    alerter: Alerter | None = None
+    stats: ClusterStats | None = None
+    tracing: Tracing | None = None
+    timings: Timings | None = None
     node: Node | None = None
+    push: PushSender | None = None
+    notifications: Notifications | None = None
     _spawned: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -74,9 +90,26 @@ class Resources:
         maintenance = MaintenanceScheduler.from_settings(Maintenance(db, settings, metrics), locks, settings)
         resources = cls(settings, metrics, db, redis, lifecycle, health, locks=locks, maintenance=maintenance)
         resources.broker = create_broker(redis, metrics=metrics)
-        resources.auth = AuthService(settings, db, publish=resources.publish_quietly)
-        resources.hooks = ServerHooks(db, resources.auth)
+        resources.breakers = Breakers(
+            BreakerPolicy(settings.breaker_failure_threshold, settings.breaker_reset_timeout,
+                          settings.breaker_call_timeout),
+            metrics=metrics, redis=redis.commands if redis is not None else None)
+        resources.errors = ErrorTracker(db, metrics)
+        resources.alerter = Alerter(settings, resources.breakers, metrics,
+                                    redis.commands if redis is not None else None)
+        resources.stats = ClusterStats(resources)
+        resources.tracing = Tracing(settings)
+        resources.timings = Timings(metrics)
+        resources.auth = AuthService(settings, db, publish=resources.publish_quietly, breakers=resources.breakers)
+        resources.hooks = ServerHooks(db, resources.auth, timings=resources.timings)
         resources.node = build_node(settings, redis, resources.broker, resources.hooks, metrics)
+        resources.push = PushSender(settings, db, resources.breakers, metrics)
+        resources.notifications = Notifications(db, resources.node, resources.push, settings.push_when,
+                                                resources.spawn)
+        resources.hooks.after_commit = resources.notifications.message_stored
+        if resources.tracing.enabled:
+            db.tracer = resources.tracing.tracer
+            resources.node.tracer = resources.tracing.tracer
         resources._component_up = metrics.gauge(
             "vonix_component_up", "1 when a component passed its last readiness check.", ("component",)
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -100,6 +100,21 @@ class Settings(BaseSettings):
     )
     archive_after_days: int = Field(default=90, ge=1, validation_alias="ARCHIVE_AFTER_DAYS")
 
+    # --- observability and resilience (issue 7) ---
+    breaker_failure_threshold: int = Field(default=5, ge=1, validation_alias="BREAKER_FAILURE_THRESHOLD")
+    breaker_reset_timeout: float = Field(default=30.0, gt=0, validation_alias="BREAKER_RESET_TIMEOUT")
+    breaker_call_timeout: float = Field(default=10.0, gt=0, validation_alias="BREAKER_CALL_TIMEOUT")
+    alert_webhook_urls: CommaList = Field(default_factory=list, validation_alias="ALERT_WEBHOOK_URLS")
+    alert_interval: float = Field(default=15.0, gt=0, validation_alias="ALERT_INTERVAL")
+    alert_cooldown: float = Field(default=900.0, ge=0, validation_alias="ALERT_COOLDOWN")
+    alert_error_count: int = Field(default=10, ge=1, validation_alias="ALERT_ERROR_COUNT")
+    alert_error_window: float = Field(default=300.0, gt=0, validation_alias="ALERT_ERROR_WINDOW")
+    alert_error_rate: float = Field(default=0.05, gt=0, le=1, validation_alias="ALERT_ERROR_RATE")
+    alert_p99_seconds: float = Field(default=1.0, gt=0, validation_alias="ALERT_P99_SECONDS")
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_service_name: str = Field(default="vonix", validation_alias="OTEL_SERVICE_NAME")
+    client_error_max_bytes: int = Field(default=16384, ge=512, validation_alias="CLIENT_ERROR_MAX_BYTES")
+
     # --- realtime (issue 5) ---
     ws_auth_timeout: float = Field(default=10.0, gt=0, validation_alias="WS_AUTH_TIMEOUT")
     ws_max_subscriptions: int = Field(default=100, ge=1, validation_alias="WS_MAX_SUBSCRIPTIONS")
@@ -144,15 +159,53 @@ class Settings(BaseSettings):
     oauth_discord_base_url: str = Field(default="https://discord.com", validation_alias="OAUTH_DISCORD_BASE_URL")
     oauth_timeout: float = Field(default=10.0, gt=0, validation_alias="OAUTH_TIMEOUT")
 
+    # --- PWA, notifications and web push (issue 8) ---
+    vapid_public_key: str | None = Field(default=None, validation_alias="VAPID_PUBLIC_KEY")
+    vapid_private_key: SecretStr | None = Field(default=None, validation_alias="VAPID_PRIVATE_KEY")
+    vapid_subject: str = Field(default="mailto:admin@vonix.local", validation_alias="VAPID_SUBJECT")
+    push_when: Literal["offline", "always", "never"] = Field(default="offline", validation_alias="PUSH_WHEN")
+    push_ttl: int = Field(default=86400, ge=0, le=2419200, validation_alias="PUSH_TTL")
+    push_timeout: float = Field(default=10.0, gt=0, validation_alias="PUSH_TIMEOUT")
+    push_retries: int = Field(default=3, ge=0, le=10, validation_alias="PUSH_RETRIES")
+    push_retry_backoff: float = Field(default=1.0, ge=0, validation_alias="PUSH_RETRY_BACKOFF")
+
+    @field_validator("vapid_public_key", "vapid_private_key", mode="before")
+    @classmethod
+    def _vapid_empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("vapid_subject")
+    @classmethod
+    def _vapid_subject(cls, value: str) -> str:
+        if not value.startswith(("mailto:", "https://")):
+            raise ValueError("must be a mailto: or https:// URL the push services can contact")
+        return value
+
+    @model_validator(mode="after")
+    def _vapid_pair(self) -> Settings:
+        """Both VAPID keys or neither, and the public key must belong to the private one."""
+        if (self.vapid_public_key is None) != (self.vapid_private_key is None):
+            raise ValueError("VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY must be set together (vonix vapid-keys)")
+        if self.vapid_private_key is not None:
+            from server.push.vapid import InvalidVapidKey, load_private, public_key_of
+
+            try:
+                key = load_private(self.vapid_private_key.get_secret_value())
+            except InvalidVapidKey as exc:
+                raise ValueError(f"VAPID_PRIVATE_KEY: {exc}") from None
+            if public_key_of(key) != (self.vapid_public_key or "").strip().rstrip("="):
+                raise ValueError("VAPID_PUBLIC_KEY does not belong to VAPID_PRIVATE_KEY")
+        return self
+
     @field_validator("secret_key", "secret_key_previous", "smtp_url", "oauth_google_client_id",
                      "oauth_google_client_secret", "oauth_discord_client_id", "oauth_discord_client_secret",
-                     "static_dir", mode="before")
+                     "static_dir", "otel_exporter_otlp_endpoint", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """`VAR=` in an env file or a chart means "not set", never an empty secret or URL."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("trusted_proxies", "allowed_origins", mode="before")
+    @field_validator("trusted_proxies", "allowed_origins", "alert_webhook_urls", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)

@@ -88,7 +88,7 @@ class OAuth:
     def __init__(self, auth: AuthService, client: ProviderClient | None = None) -> None:
         self.auth = auth
         self.settings = auth.settings
-        self.client = client or ProviderClient(auth.settings.oauth_timeout)
+        self.client = client or ProviderClient(auth.settings.oauth_timeout, breakers=auth.breakers)
 
     def provider(self, name: str) -> Provider | None:
         return configured(self.settings, name) if name in KNOWN else None

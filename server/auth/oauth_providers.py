@@ -82,8 +82,10 @@ class Endpoints:
 class ProviderClient:
     """Talks to providers. Holds only caches (discovery documents, key sets), no connections."""
 
-    def __init__(self, timeout: float, jwks_refetch_interval: float = JWKS_REFETCH_INTERVAL) -> None:
+    def __init__(self, timeout: float, jwks_refetch_interval: float = JWKS_REFETCH_INTERVAL,
+                 breakers: Any = None) -> None:
         self.timeout = timeout
+        self.breakers = breakers  # a circuit per provider host: a dead provider fails fast
         self.jwks_refetch_interval = jwks_refetch_interval  # unknown key ids cannot make us fetch more often
         self._metadata: dict[str, tuple[float, Endpoints]] = {}
         self._jwks: dict[str, tuple[float, KeySet]] = {}
@@ -93,14 +95,29 @@ class ProviderClient:
                                  scope=provider.scope, redirect_uri=redirect_uri,
                                  code_challenge_method="S256", timeout=self.timeout)
 
-    async def _get_json(self, url: str) -> Any:
+    async def _guarded(self, url: str, call: Any) -> Any:
+        """Run a provider call through the breaker of its host (when breakers are configured)."""
+        if self.breakers is None:
+            return await call()
+        from server.infra.breaker import CircuitOpen
+
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                response = await client.get(url, headers={"Accept": "application/json"})
-                response.raise_for_status()
-                return response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise ProviderError(f"GET {url}: {exc.__class__.__name__}") from None
+            return await self.breakers.call(f"oauth:{httpx.URL(url).host}", call,
+                                            is_failure=lambda exc: isinstance(exc, ProviderError))
+        except CircuitOpen:
+            raise ProviderError("the provider is unavailable; try again shortly") from None
+
+    async def _get_json(self, url: str) -> Any:
+        async def call() -> Any:
+            try:
+                async with httpx.AsyncClient(timeout=self.timeout) as client:
+                    response = await client.get(url, headers={"Accept": "application/json"})
+                    response.raise_for_status()
+                    return response.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                raise ProviderError(f"GET {url}: {exc.__class__.__name__}") from None
+
+        return await self._guarded(url, call)
 
     async def endpoints(self, provider: Provider) -> Endpoints:
         if not provider.openid:
@@ -135,13 +152,17 @@ class ProviderClient:
                             code_verifier: str) -> dict[str, Any]:
         """Trade the authorization code (and the PKCE verifier) for tokens."""
         endpoints = await self.endpoints(provider)
-        try:
-            async with self._oauth(provider, redirect_uri) as client:
-                token = await client.fetch_token(endpoints.token_url, grant_type="authorization_code",
-                                                 code=code, code_verifier=code_verifier,
-                                                 redirect_uri=redirect_uri)
-        except (AuthlibBaseError, httpx.HTTPError, ValueError) as exc:  # an error answer, the network, not JSON
-            raise ProviderError(f"token exchange failed: {exc.__class__.__name__}: {exc}") from None
+
+        async def call() -> Any:
+            try:
+                async with self._oauth(provider, redirect_uri) as client:
+                    return await client.fetch_token(endpoints.token_url, grant_type="authorization_code",
+                                                    code=code, code_verifier=code_verifier,
+                                                    redirect_uri=redirect_uri)
+            except (AuthlibBaseError, httpx.HTTPError, ValueError) as exc:  # an error answer, network, not JSON
+                raise ProviderError(f"token exchange failed: {exc.__class__.__name__}: {exc}") from None
+
+        token = await self._guarded(endpoints.token_url, call)
         if not isinstance(token, dict) or not token.get("access_token"):
             raise ProviderError("token response without an access token")
         return dict(token)
@@ -149,14 +170,19 @@ class ProviderClient:
     async def user(self, provider: Provider, token: dict[str, Any]) -> dict[str, Any]:
         """The profile from the provider's user endpoint (Discord's `/api/users/@me`)."""
         assert provider.user_url
-        try:
-            async with AsyncOAuth2Client(client_id=provider.client_id, token=token,
-                                         timeout=self.timeout) as client:
-                response = await client.get(provider.user_url, headers={"Accept": "application/json"})
-                response.raise_for_status()
-                data = response.json()
-        except (AuthlibBaseError, httpx.HTTPError, ValueError) as exc:
-            raise ProviderError(f"user endpoint failed: {exc.__class__.__name__}") from None
+        user_url = provider.user_url
+
+        async def call() -> Any:
+            try:
+                async with AsyncOAuth2Client(client_id=provider.client_id, token=token,
+                                             timeout=self.timeout) as client:
+                    response = await client.get(user_url, headers={"Accept": "application/json"})
+                    response.raise_for_status()
+                    return response.json()
+            except (AuthlibBaseError, httpx.HTTPError, ValueError) as exc:
+                raise ProviderError(f"user endpoint failed: {exc.__class__.__name__}") from None
+
+        data = await self._guarded(user_url, call)
         if not isinstance(data, dict) or not data.get("id"):
             raise ProviderError("user endpoint answered without an id")
         return data

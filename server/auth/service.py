@@ -43,8 +43,9 @@ class LoginResult:
 
 
 class AuthService:
-    def __init__(self, settings: Settings, db: Database, publish: Any = None) -> None:
+    def __init__(self, settings: Settings, db: Database, publish: Any = None, breakers: Any = None) -> None:
         self.settings = settings
+        self.breakers = breakers
         self.db = db
         self.keyring = Keyring.from_settings(settings)
         self.signer = TokenSigner(self.keyring, settings.access_token_ttl)
@@ -53,7 +54,8 @@ class AuthService:
         self.lockout = Lockout(db, LockoutPolicy(settings.lockout_threshold, settings.lockout_window,
                                                  settings.lockout_duration, settings.ip_failure_limit))
         self.mailer: Mailer = (
-            SmtpMailer(settings.smtp_url.get_secret_value(), settings.mail_from, settings.smtp_timeout)
+            SmtpMailer(settings.smtp_url.get_secret_value(), settings.mail_from, settings.smtp_timeout,
+                       breakers=breakers)
             if settings.smtp_url is not None else ConsoleMailer(settings.mail_from)
         )
         self._publish = publish  # async (channel, bytes) -> None; set once the broker exists

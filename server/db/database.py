@@ -116,6 +116,7 @@ class Database:
         )
         self.pool_size = metrics.gauge("vonix_db_pool_connections", "Pool connections by state.", ("state",))
         self.recent_slow: list[dict[str, Any]] = []
+        self.tracer: Any = None  # set when tracing is on; None costs nothing
 
     @property
     def dialect(self) -> str:
@@ -144,6 +145,17 @@ class Database:
     # --- instrumented calls --------------------------------------------------------------
     @asynccontextmanager
     async def _run(self, name: str) -> AsyncIterator[databases.core.Connection]:
+        if self.tracer is None:
+            async with self._run_untraced(name) as connection:
+                yield connection
+            return
+        with self.tracer.start_as_current_span(f"db {name}", attributes={
+                "db.system.name": self.dialect, "db.operation.name": name}):
+            async with self._run_untraced(name) as connection:
+                yield connection
+
+    @asynccontextmanager
+    async def _run_untraced(self, name: str) -> AsyncIterator[databases.core.Connection]:
         """Acquire (timed as pool wait), run (timed per name), translate constraint errors."""
         requested = time.perf_counter()
         connection = self._db.connection()

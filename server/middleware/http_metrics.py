@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.observability.metrics import Metrics
 
 UNMATCHED = "<unmatched>"
+_OPS_ROUTES = {"/api/health", "/api/ready", "/metrics", UNMATCHED}
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 class HttpMetricsMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, window: Any = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.window = window  # the alert rules' recent-requests window
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,5 +44,8 @@ class HttpMetricsMiddleware:
                 template = UNMATCHED
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             labels = (method, template, str(status))
+            elapsed = time.perf_counter() - started
             self.metrics.http_requests.labels(*labels).inc()
-            self.metrics.http_latency.labels(*labels).observe(time.perf_counter() - started)
+            self.metrics.http_latency.labels(*labels).observe(elapsed)
+            if self.window is not None and template not in _OPS_ROUTES:
+                self.window.add(status, elapsed)

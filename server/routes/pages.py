@@ -1,7 +1,21 @@
-"""The PWA shell at `/` and its static assets under `/static`."""
+"""The PWA: the app shell at `/` and at every client route, its service worker, manifest and assets.
+
+- Client routes (`/rooms/general`, `/dms/alice`, `/notifications`, ... see `SHELL_ROUTES`) answer
+  the app shell, so shortcuts, notification links, mail links and reloads land on a real page.
+- `/sw.js` is served from `sw/` (beside `static/`) with `Service-Worker-Allowed: /` and
+  `no-cache`; its `__BUILD__` marker becomes a hash of every shipped file, so any change to the
+  client changes the worker's bytes, the browser installs the new version and the page offers
+  to reload into it.
+- `/manifest.json`, `/offline.html` and `/favicon.ico` live at the root, assets under `/static`.
+- `/avatars/<name>.svg`: a generated initial-on-colour avatar (no external image hosts).
+- `GET /api/app/config`: what the client needs before sign-in (sign-in providers, push key).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import html
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from starlette.requests import Request
@@ -9,15 +23,92 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from server.jsonio import JSONResponse
 
-def page_routes(static_dir: Path) -> list[BaseRoute]:
+SHELL_ROUTES = (
+    "/", "/signin", "/signup", "/rooms", "/rooms/{name}", "/dms", "/dms/{username}", "/notifications",
+    "/settings", "/reset-password", "/verify-email", "/open", "/share",
+)
+NO_CACHE = {"Cache-Control": "no-cache"}
+AVATAR_COLOURS = ("#10b981", "#0ea5e9", "#8b5cf6", "#f59e0b", "#ef4444", "#14b8a6", "#6366f1", "#ec4899")
+
+
+class BuildId:
+    """A short hash of every file of the client, recomputed only when a file changes."""
+
+    def __init__(self, *directories: Path) -> None:
+        self.directories = directories
+        self._stamp: tuple[int, float] | None = None
+        self._value = ""
+
+    def _files(self) -> list[tuple[str, Path]]:
+        return sorted((f"{d.name}/{p.relative_to(d)}", p) for d in self.directories if d.is_dir()
+                      for p in d.rglob("*") if p.is_file())
+
+    def value(self) -> str:
+        files = self._files()
+        stamp = (len(files), max((p.stat().st_mtime for _, p in files), default=0.0))
+        if stamp != self._stamp:
+            digest = hashlib.sha256()
+            for name, path in files:
+                digest.update(name.encode() + b"\0" + path.read_bytes())
+            self._value, self._stamp = digest.hexdigest()[:16], stamp
+        return self._value
+
+
+def avatar_svg(name: str) -> str:
+    colour = AVATAR_COLOURS[int(hashlib.sha256(name.lower().encode()).hexdigest(), 16) % len(AVATAR_COLOURS)]
+    initial = html.escape((name[:1] or "?").upper())
+    return ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64" width="64" height="64">'
+            f'<rect width="64" height="64" rx="14" fill="{colour}"/>'
+            '<text x="32" y="43" font-family="system-ui, sans-serif" font-size="30" font-weight="700" '
+            f'text-anchor="middle" fill="#0f172a">{initial}</text></svg>')
+
+
+def page_routes(static_dir: Path, sw_dir: Path | None = None) -> list[BaseRoute]:
+    sw_dir = sw_dir or static_dir.parent / "sw"
     index = static_dir / "index.html"
+    build = BuildId(static_dir, sw_dir)
 
-    async def home(request: Request) -> Response:
-        return FileResponse(index, media_type="text/html; charset=utf-8",
-                            headers={"Cache-Control": "no-cache"})
+    async def shell(request: Request) -> Response:
+        return FileResponse(index, media_type="text/html; charset=utf-8", headers=NO_CACHE)
+
+    async def service_worker(request: Request) -> Response:
+        source = (sw_dir / "sw.js").read_text(encoding="utf-8").replace("__BUILD__", build.value())
+        return Response(source, media_type="text/javascript; charset=utf-8",
+                        headers={**NO_CACHE, "Service-Worker-Allowed": "/"})
+
+    def file(name: str, media_type: str) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(request: Request) -> Response:
+            return FileResponse(static_dir / name, media_type=media_type, headers=NO_CACHE)
+
+        return serve
+
+    async def avatar(request: Request) -> Response:
+        name = str(request.path_params["name"])[:32]
+        return Response(avatar_svg(name), media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=3600"})
+
+    async def app_config(request: Request) -> Response:
+        from server.auth.oauth_providers import configured
+        from server.resources import resources_of
+
+        resources = resources_of(request)
+        push = resources.push
+        enabled = push is not None and push.enabled
+        return JSONResponse({
+            "oauth": {name: configured(resources.settings, name) is not None for name in ("google", "discord")},
+            "push": {"enabled": enabled, "public_key": push.public_key if enabled else None},
+            "build": build.value(),
+        }, headers=NO_CACHE)
 
     return [
-        Route("/", home, methods=["GET", "HEAD"], name="home"),
+        *(Route(path, shell, methods=["GET", "HEAD"]) for path in SHELL_ROUTES),
+        Route("/sw.js", service_worker, methods=["GET", "HEAD"], name="service_worker"),
+        Route("/manifest.json", file("manifest.json", "application/manifest+json"), methods=["GET", "HEAD"]),
+        Route("/offline.html", file("offline.html", "text/html; charset=utf-8"), methods=["GET", "HEAD"]),
+        Route("/favicon.ico", file("icons/favicon-32.png", "image/png"), methods=["GET", "HEAD"]),
+        Route("/avatars/{name}.svg", avatar, methods=["GET", "HEAD"]),
+        Route("/api/app/config", app_config, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=static_dir, check_dir=False), name="static"),
     ]

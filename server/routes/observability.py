@@ -1,0 +1,84 @@
+"""Error reports from browsers, and the admin views of errors and cluster stats."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.auth.principal import requires
+from server.errors import PayloadTooLarge, RateLimited
+from server.jsonio import JSONResponse, read_json
+from server.resources import resources_of
+
+CLIENT_REPORTS_PER_MINUTE = 30
+
+
+class ClientError(BaseModel):
+    message: str = Field(min_length=1, max_length=2000)
+    type: str = Field(default="Error", max_length=128)
+    stack: str | None = Field(default=None, max_length=8000)
+    url: str | None = Field(default=None, max_length=2000)
+    source: str | None = Field(default=None, max_length=255)  # file:line of the throw, if known
+    user_agent: str | None = Field(default=None, max_length=512)
+
+
+class _PerClient:
+    """A small in-process sliding window: report floods from one client are refused (429)."""
+
+    def __init__(self, limit: int, seconds: float = 60.0) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self.hits: dict[str, deque[float]] = {}
+
+    def allow(self, key: str) -> float:
+        now = time.monotonic()
+        window = self.hits.setdefault(key, deque())
+        while window and window[0] <= now - self.seconds:
+            window.popleft()
+        if len(window) >= self.limit:
+            return window[0] + self.seconds - now
+        window.append(now)
+        if len(self.hits) > 10_000:
+            self.hits = {k: v for k, v in self.hits.items() if v}
+        return 0.0
+
+
+async def report_client_error(request: Request) -> Response:
+    resources = resources_of(request)
+    limit = request.app.state.__dict__.setdefault("client_error_limiter", _PerClient(CLIENT_REPORTS_PER_MINUTE))
+    wait = limit.allow(request.client.host if request.client else "unknown")
+    if wait:
+        raise RateLimited("Too many error reports.", headers={"Retry-After": str(int(wait) + 1)})
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > resources.settings.client_error_max_bytes:
+        raise PayloadTooLarge(f"Error reports are limited to {resources.settings.client_error_max_bytes} bytes.")
+    body = await read_json(request, ClientError)
+    fingerprint = await resources.errors.record_group(
+        "client", f"client.{body.type}", body.source, body.message, body.stack,
+        {"url": body.url, "user_agent": body.user_agent or request.headers.get("user-agent"),
+         "request_id": request.scope.get("vonix.request_id")})
+    return JSONResponse({"fingerprint": fingerprint}, status_code=202)
+
+
+@requires("admin.errors.read")
+async def list_errors(request: Request) -> Response:
+    source = request.query_params.get("source")
+    groups = await resources_of(request).errors.groups(source=source if source in ("server", "client") else None)
+    return JSONResponse({"groups": groups})
+
+
+@requires("admin.stats.read")
+async def stats(request: Request) -> Response:
+    return JSONResponse(await resources_of(request).stats.report())
+
+
+routes = [
+    Route("/api/errors", report_client_error, methods=["POST"]),
+    Route("/api/admin/errors", list_errors, methods=["GET"]),
+    Route("/api/admin/stats", stats, methods=["GET"]),
+]

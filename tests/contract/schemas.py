@@ -1,0 +1,102 @@
+"""JSON Schemas (draft 2020-12) of every frame the server sends, as docs/protocol.md describes them.
+
+Server frames are one or more JSON objects separated by `\\n`; each object is one of:
+- a reply `{"id": n, "ok": true, ...}` whose fields depend on the op of request n (REPLIES),
+- an error reply `{"id": n | null, "ok": false, "error": {...}}` (ERROR),
+- a push `{"op": ...}` without `id` (PUSHES).
+Schemas are closed (`additionalProperties: false`): a new field is a protocol change and must show up
+here and in the document. REST fallback bodies are at the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from realtime import errors, protocol
+
+Schema = dict[str, Any]
+
+
+def reply_error_codes() -> set[str]:
+    """Every reply error code constant of realtime/errors.py."""
+    return {value for name, value in vars(errors).items()
+            if name.isupper() and isinstance(value, str)}
+
+
+def obj(required: dict[str, Schema], optional: dict[str, Schema] | None = None) -> Schema:
+    return {"type": "object", "required": sorted(required), "additionalProperties": False,
+            "properties": {**required, **(optional or {})}}
+
+
+INT = {"type": "integer", "minimum": 0}
+OFFSET = {"type": "integer", "minimum": 0}
+EPOCH = {"type": "string", "minLength": 1, "maxLength": 64}
+CHANNEL = {"type": "string", "pattern": protocol.CHANNEL_PATTERN.pattern,
+           "maxLength": protocol.MAX_CHANNEL_LENGTH}
+USER = obj({"id": INT, "username": {"type": "string", "minLength": 1}})
+ANY: Schema = {}
+
+MESSAGE = obj({"op": {"const": "message"}, "channel": CHANNEL, "offset": {"type": "integer", "minimum": 1},
+               "epoch": EPOCH, "data": ANY, "from": {"anyOf": [USER, {"type": "null"}]},
+               "ts": {"type": "number", "minimum": 0}})
+
+PUSHES: dict[str, Schema] = {
+    "message": MESSAGE,
+    "join": obj({"op": {"const": "join"}, "channel": CHANNEL, "user": USER}),
+    "leave": obj({"op": {"const": "leave"}, "channel": CHANNEL, "user": USER}),
+    "typing": obj({"op": {"const": "typing"}, "channel": CHANNEL, "user": USER}),
+}
+
+
+def _reply(fields: dict[str, Schema] | None = None) -> Schema:
+    return obj({"id": INT, "ok": {"const": True}, **(fields or {})})
+
+
+REPLIES: dict[str, Schema] = {
+    "auth": _reply({"user": USER, "conn_id": {"type": "string", "minLength": 1}}),
+    "subscribe": _reply({"channel": CHANNEL, "offset": OFFSET, "epoch": EPOCH, "recovered": {"type": "boolean"},
+                         "missed": {"type": "array", "items": MESSAGE}}),
+    "unsubscribe": _reply(),
+    "publish": _reply({"offset": {"type": "integer", "minimum": 1}, "epoch": EPOCH}),
+    "history": _reply({"channel": CHANNEL, "offset": OFFSET, "epoch": EPOCH,
+                       "messages": {"type": "array", "items": MESSAGE}}),
+    "presence": _reply({"channel": CHANNEL, "users": {"type": "array", "items": USER}}),
+    "typing": _reply(),
+    "refresh": _reply({"expires_at": {"type": ["number", "null"]}}),
+    "ping": _reply({"pong": {"const": True}}),
+}
+assert set(REPLIES) == protocol.OPS, "every op has a reply schema"
+
+ERROR = obj({
+    "id": {"anyOf": [INT, {"type": "null"}]},
+    "ok": {"const": False},
+    "error": obj({"code": {"enum": sorted(reply_error_codes())}, "message": {"type": "string", "minLength": 1},
+                  "temporary": {"type": "boolean"}},
+                 {"retry_after": {"type": "number", "exclusiveMinimum": 0}}),
+})
+
+# Which frame kinds a server may send, by name: "reply:<op>", "error", "push:<op>".
+FRAMES: dict[str, Schema] = {**{f"reply:{op}": s for op, s in REPLIES.items()}, "error": ERROR,
+                             **{f"push:{op}": s for op, s in PUSHES.items()}}
+
+# --- REST fallback (docs/protocol.md, "REST fallback") -----------------------------------------
+REST: dict[str, Schema] = {
+    "publish": obj({"offset": {"type": "integer", "minimum": 1}, "epoch": EPOCH}),
+    "history": obj({"channel": CHANNEL, "offset": OFFSET, "epoch": EPOCH,
+                    "messages": {"type": "array", "items": MESSAGE},
+                    "next_before": {"anyOf": [INT, {"type": "null"}]},
+                    "next_since": {"anyOf": [INT, {"type": "null"}]}}),
+    "presence": obj({"channel": CHANNEL, "users": {"type": "array", "items": USER}}),
+    "error": obj({"error": obj({"code": {"type": "string"}, "message": {"type": "string"},
+                                "request_id": {"type": "string"}},
+                               {"details": {"type": "array"}})}),
+}
+
+
+def classify(frame: dict[str, Any], op_of: dict[int, str]) -> str:
+    """The FRAMES key of one server object, given the ops of the requests sent so far."""
+    if "ok" in frame:
+        if frame["ok"] is not True:
+            return "error"
+        return f"reply:{op_of.get(frame.get('id'), '?')}"  # type: ignore[arg-type]
+    return f"push:{frame.get('op')}"

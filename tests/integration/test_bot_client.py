@@ -1,0 +1,204 @@
+"""Acceptance 9: the example bot authenticates with its token, answers a command, and after a
+server restart reconnects by itself and answers what was posted while it was away, exactly once.
+
+Everything is a real process: `vonix migrate`, `vonix create-bot`, `vonix serve` (stopped with
+SIGTERM and started again on the same port and database) and `examples/echo_bot.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.accounts import bearer, login, register
+from tests.support.replica import Replica
+from tests.support.services import free_port
+from tests.support.wsclient import WsClient
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "bot-client-test-secret-0123456789abcdefg"  # fixed: user tokens survive the restart
+assert len(SECRET) == 40
+ANSWERED = re.compile(r"answered #(\d+)( \(recovered\))? with #(\d+)")
+
+pytestmark = pytest.mark.slow
+
+
+def vonix(args: list[str], env: dict[str, str]) -> str:
+    result = subprocess.run([sys.executable, "-m", "server.cli", *args], env={**os.environ, **env}, cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+class Bot:
+    """examples/echo_bot.py as a subprocess; its stdout lines are collected as they come."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.lines: list[str] = []
+        self.process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    async def start(self) -> Bot:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-u", str(ROOT / "examples" / "echo_bot.py"), env=self.env, cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        async for raw in self.process.stdout:
+            self.lines.append(raw.decode(errors="replace").rstrip())
+            self._changed.set()
+
+    async def wait_for(self, pattern: str, count: int = 1, timeout: float = 15.0) -> list[str]:
+        async def seen() -> list[str]:
+            while True:
+                found = [line for line in self.lines if re.search(pattern, line)]
+                if len(found) >= count:
+                    return found
+                self._changed.clear()
+                await self._changed.wait()
+
+        try:
+            return await asyncio.wait_for(seen(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"bot never printed {pattern!r} x{count}; it said:\n" + "\n".join(self.lines)) \
+                from None
+
+    def answers(self) -> list[tuple[int, bool]]:
+        return [(int(m[1]), bool(m[2])) for m in map(ANSWERED.search, self.lines) if m]
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    async def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 10)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        if self._reader is not None:
+            await self._reader
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    port = free_port()
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/vonix.db", "VONIX_ENV": "test", "SECRET_KEY": SECRET,
+           "PYTHONPATH": str(ROOT), "DRAIN_SECONDS": "1", "MAINTENANCE_ENABLED": "false", "LOG_LEVEL": "WARNING"}
+    vonix(["migrate"], env)
+    created = vonix(["create-bot", "echo_bot"], env)
+    token = re.search(r"token \(shown once, store it now\): (\S+)", created)
+    assert token is not None, created
+    servers: list[Replica] = []
+
+    def serve() -> Replica:
+        server = Replica(env, port=port, log_path=tmp_path / "server.log")
+        servers.append(server)
+        return server.start()
+
+    bot = Bot({**os.environ, "PYTHONPATH": str(ROOT), "VONIX_URL": f"http://127.0.0.1:{port}",
+               "VONIX_BOT_TOKEN": token[1], "VONIX_CHANNEL": "room:general", "VONIX_BACKOFF": "0.1,1"})
+    try:
+        yield {"serve": serve, "bot": bot, "base_url": f"http://127.0.0.1:{port}"}
+    finally:
+        await bot.stop()
+        for server in servers:
+            server.stop()
+
+
+async def replies(base_url: str, token: str) -> Counter[int]:
+    """How many bot replies the channel holds per command offset (from the database, via REST)."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        page = await http.get("/api/channels/room:general/messages", params={"since": 0, "limit": 200},
+                              headers=bearer(token))
+    assert page.status_code == 200, page.text
+    return Counter(m["data"]["reply_to"] for m in page.json()["messages"]
+                   if m["from"] and m["from"]["username"] == "echo_bot")
+
+
+async def test_echo_bot_answers_and_recovers_after_a_server_restart(stack: dict[str, Any]) -> None:
+    first = await asyncio.to_thread(stack["serve"])
+    base_url, bot = stack["base_url"], stack["bot"]
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        await register(http, "Alice")
+        token = (await login(http, "alice"))["access_token"]
+
+    await bot.start()
+    await bot.wait_for(r"connected as echo_bot \(connection 1\)")
+    await bot.wait_for(r"subscribed to room:general")
+
+    # 1. A user posts a command and receives the bot's reply on her own socket.
+    alice = await WsClient.connect(base_url, token)
+    await alice.request("subscribe", channel="room:general")
+    hello = await alice.request("publish", channel="room:general", data={"text": "!echo hello"})
+    assert hello["ok"], hello
+    while True:
+        push = await alice.push("message", timeout=10)
+        if push["from"]["username"] == "echo_bot":
+            break
+    assert push["data"] == {"text": "hello", "reply_to": hello["offset"]}
+
+    # 2. The server stops (SIGTERM: drain, close code 1012). The bot notices and starts reconnecting;
+    #    it is then held (SIGSTOP) so the commands below are certainly posted while it is away.
+    first.signal(signal.SIGTERM)
+    assert await alice.close_code(timeout=10) == 1012
+    await bot.wait_for(r"disconnected: 1012")
+    assert await asyncio.to_thread(first.wait, 15) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    bot.signal(signal.SIGSTOP)
+    await alice.close()
+
+    await asyncio.to_thread(stack["serve"])  # same port, same database
+    posted = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        for text in ("!echo one", "just chatting", "!echo two"):
+            response = await http.post("/api/channels/room:general/messages", json={"data": {"text": text}},
+                                       headers=bearer(token))
+            assert response.status_code == 201, response.text
+            posted.append(response.json()["offset"])
+    one, chat, two = posted
+    bot.signal(signal.SIGCONT)
+
+    # 3. It reconnected by itself (the same process, a second connection) and recovered the gap.
+    await bot.wait_for(r"connected as echo_bot \(connection 2\)")
+    await bot.wait_for(r"answered #\d+", count=3)
+
+    # 4. A command posted after the reconnect is answered live.
+    alice = await WsClient.connect(base_url, token)
+    await alice.request("subscribe", channel="room:general")
+    three = await alice.request("publish", channel="room:general", data={"text": "!echo three"})
+    while True:
+        push = await alice.push("message", timeout=10)
+        if push["from"]["username"] == "echo_bot":
+            break
+    assert push["data"] == {"text": "three", "reply_to": three["offset"]}
+    await alice.close()
+
+    await asyncio.sleep(0.5)  # room for a (wrong) second answer to show up
+    assert bot.process is not None and bot.process.returncode is None, "the bot process exited"
+    assert dict(bot.answers()) == {hello["offset"]: False, one: True, two: True, three["offset"]: False}
+    assert len(bot.answers()) == 4, bot.lines
+    assert not [line for line in bot.lines if "gap in" in line], bot.lines
+    counted = await replies(base_url, token)
+    assert counted == Counter({hello["offset"]: 1, one: 1, two: 1, three["offset"]: 1})
+    assert chat not in counted
