@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -53,6 +54,15 @@ def create_app(settings: Settings) -> Starlette:
         Middleware(HttpMetricsMiddleware, metrics=resources.metrics, window=resources.alerter.window),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
     ]
+    if settings.allowed_origins:
+        # Same-origin needs no CORS; only origins listed in ALLOWED_ORIGINS may call the API cross-site.
+        middleware.insert(2, Middleware(
+            CORSMiddleware, allow_origins=list(settings.allowed_origins), allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-CSRF-Token", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining",
+                            "RateLimit-Reset"],
+            max_age=600))
     if resources.tracing is not None and resources.tracing.enabled:
         middleware.insert(1, Middleware(TracingMiddleware, tracer=resources.tracing.tracer))
     app = Starlette(
