@@ -3,9 +3,9 @@
 - Client routes (`/rooms/general`, `/dms/alice`, `/notifications`, ... see `SHELL_ROUTES`) answer
   the app shell, so shortcuts, notification links, mail links and reloads land on a real page.
 - `/sw.js` is served from `sw/` (beside `static/`) with `Service-Worker-Allowed: /` and
-  `no-cache`; its `__BUILD__` marker becomes a hash of every shipped file, so any change to the
-  client changes the worker's bytes, the browser installs the new version and the page offers
-  to reload into it.
+  `no-cache`; its `__BUILD__` marker becomes a hash of every shipped file (and `__PRECACHE__`
+  the app shell's URLs), so any change to the client changes the worker's bytes, the browser
+  installs the new version and the page offers to reload into it.
 - `/manifest.json`, `/offline.html` and `/favicon.ico` live at the root, assets under `/static`.
 - `/avatars/<name>.svg`: a generated initial-on-colour avatar (no external image hosts).
 - `GET /api/app/config`: what the client needs before sign-in (sign-in providers, push key).
@@ -18,6 +18,7 @@ import html
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -70,11 +71,18 @@ def page_routes(static_dir: Path, sw_dir: Path | None = None) -> list[BaseRoute]
     index = static_dir / "index.html"
     build = BuildId(static_dir, sw_dir)
 
+    def precache() -> list[str]:
+        """The app shell: the page, the offline page, the manifest and every file under /static."""
+        at_root = {"index.html", "offline.html", "manifest.json"}
+        files = sorted(p.relative_to(static_dir).as_posix() for p in static_dir.rglob("*") if p.is_file())
+        return ["/", "/offline.html", "/manifest.json", *(f"/static/{f}" for f in files if f not in at_root)]
+
     async def shell(request: Request) -> Response:
         return FileResponse(index, media_type="text/html; charset=utf-8", headers=NO_CACHE)
 
     async def service_worker(request: Request) -> Response:
-        source = (sw_dir / "sw.js").read_text(encoding="utf-8").replace("__BUILD__", build.value())
+        source = (sw_dir / "sw.js").read_text(encoding="utf-8")
+        source = source.replace("__BUILD__", build.value()).replace("__PRECACHE__", orjson.dumps(precache()).decode())
         return Response(source, media_type="text/javascript; charset=utf-8",
                         headers={**NO_CACHE, "Service-Worker-Allowed": "/"})
 

@@ -1,0 +1,102 @@
+// Boot: service worker (with the "new version ready" flow), session, live connection, routes.
+
+import { get } from "./api.js";
+import { render, route } from "./router.js";
+import { live, loadConfig, loadMe, session, setUnread, startLive } from "./session.js";
+import { resetView, signinView, signupView, verifyView } from "./views/auth.js";
+import { chatView } from "./views/chat.js";
+import { dmsView } from "./views/dms.js";
+import { notificationsView } from "./views/notifications.js";
+import { roomsView } from "./views/rooms.js";
+import { settingsView } from "./views/settings.js";
+import { openView, shareView } from "./views/share.js";
+import "./send.js";
+
+const STATE_TEXT = { idle: "Not connected", connecting: "Connecting…", connected: "Live", reconnecting: "Reconnecting…",
+  offline: "Offline", closed: "Disconnected" };
+
+function showState(state) {
+  const el = document.getElementById("conn");
+  el.dataset.state = state;
+  el.querySelector(".conn-text").textContent = STATE_TEXT[state] || state;
+}
+live.addEventListener("state", (event) => showState(event.detail.state));
+live.addEventListener("signedout", () => { session.me = null; render(); });
+
+async function registerWorker() {
+  if (!("serviceWorker" in navigator)) return;
+  const registration = await navigator.serviceWorker.register("/sw.js", { scope: "/", type: "module" });
+  let userAsked = false;
+  const banner = document.getElementById("update");
+  const offer = (worker) => {
+    banner.hidden = false;
+    document.getElementById("update-reload").onclick = () => { userAsked = true; worker.postMessage({ type: "skip-waiting" }); };
+  };
+  if (registration.waiting && navigator.serviceWorker.controller) offer(registration.waiting);
+  registration.addEventListener("updatefound", () => {
+    const worker = registration.installing;
+    worker?.addEventListener("statechange", () => {
+      if (worker.state === "installed" && navigator.serviceWorker.controller) offer(worker);
+    });
+  });
+  navigator.serviceWorker.addEventListener("controllerchange", () => { if (userAsked) location.reload(); });
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) registration.update().catch(() => {}); });
+  setInterval(() => registration.update().catch(() => {}), 30 * 60 * 1000);
+}
+
+function setNav(ctx) {
+  const nav = document.getElementById("nav");
+  nav.hidden = !session.me || !ctx.auth;
+  const section = location.pathname.split("/")[1] || "rooms";
+  for (const link of nav.querySelectorAll("a")) {
+    if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+render.guard = async (ctx, view) => {
+  if (ctx.auth && !session.me) {
+    const next = encodeURIComponent(location.pathname + location.search + location.hash);
+    history.replaceState({}, "", `/signin?next=${next}`);
+    return render();
+  }
+  if (!ctx.auth && session.me && ["/signin", "/signup"].includes(location.pathname)) {
+    history.replaceState({}, "", "/rooms");
+    return render();
+  }
+  setNav(ctx);
+  document.title = `Vonix · ${location.pathname.split("/").filter(Boolean).map(decodeURIComponent).join(" · ") || "home"}`;
+  await view(ctx);
+  document.getElementById("main").focus({ preventScroll: true });
+};
+
+route("/", () => render.redirect(), { auth: false });
+route("/signin", signinView, { auth: false });
+route("/signup", signupView, { auth: false });
+route("/reset-password", resetView, { auth: false });
+route("/verify-email", verifyView, { auth: false });
+route("/rooms", roomsView);
+route("/rooms/:name", chatView);
+route("/dms", dmsView);
+route("/dms/:username", chatView);
+route("/notifications", notificationsView);
+route("/settings", settingsView);
+route("/open", openView);
+route("/share", shareView);
+render.redirect = () => { history.replaceState({}, "", session.me ? "/rooms" : "/signin"); return render(); };
+
+async function boot() {
+  registerWorker().catch((error) => console.warn("service worker", error));
+  await Promise.all([loadConfig(), loadMe()]);
+  if (session.me) {
+    startLive();
+    get("/api/notifications/unread").then((body) => setUnread(body.unread)).catch(() => {});
+  } else {
+    showState(navigator.onLine ? "idle" : "offline");
+  }
+  const startState = session.me ? live.state : "idle";
+  showState(startState);
+  await render();
+}
+
+boot();

@@ -1,0 +1,71 @@
+// Tiny DOM helpers: no framework, no innerHTML with data (text only), so no XSS and no inline script.
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
+    else if (key === "class") el.className = value;
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (value === true) el.setAttribute(key, "");
+    else el.setAttribute(key, String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+export function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+export function mount(view) {
+  const main = document.getElementById("main");
+  main.replaceChildren(view);
+  return main;
+}
+
+export function toast(text, ms = 3500) {
+  const el = document.getElementById("toast");
+  el.textContent = text;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { el.textContent = ""; }, ms);
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const dayFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+
+export function when(value) {
+  const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
+  const today = new Date().toDateString() === date.toDateString();
+  return h("time", { datetime: date.toISOString() }, today ? timeFormat.format(date) : dayFormat.format(date));
+}
+
+export function avatar(user) {
+  const name = (user && user.username) || "?";
+  return h("img", { class: "avatar", src: `/avatars/${encodeURIComponent(name)}.svg`, alt: "", width: 36, height: 36,
+    loading: "lazy" });
+}
+
+// Message text with @mentions emphasised (in bold and colour: readable without colour alone).
+export function richText(text, me) {
+  const parts = [];
+  let last = 0;
+  for (const match of text.matchAll(/(^|[^A-Za-z0-9_@])@([A-Za-z0-9_]{3,32})/g)) {
+    const start = match.index + match[1].length;
+    parts.push(text.slice(last, start));
+    const strong = h("strong", { class: "mention" }, `@${match[2]}`);
+    if (me && match[2].toLowerCase() === me.toLowerCase()) strong.setAttribute("aria-label", `@${match[2]} (you)`);
+    parts.push(strong);
+    last = start + match[2].length + 1;
+  }
+  parts.push(text.slice(last));
+  return parts;
+}
+
+export function field(label, input, hint) {
+  return h("label", {}, label, hint ? h("span", { class: "hint" }, hint) : null, input);
+}

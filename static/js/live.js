@@ -1,0 +1,194 @@
+// One websocket per tab (protocol v1, docs/protocol.md): requests by id, pushes as events,
+// reconnect with exponential backoff and jitter, resubscribe with `since` so nothing is missed or
+// doubled, and a connection state the page shows.
+//
+// Events: "state" {state}, "message" {channel, frame}, "typing"/"join"/"leave" {channel, frame},
+// "reset" {channel} (the gap could not be recovered: reload history), "signedout".
+
+import { refreshSession } from "./api.js";
+
+const BASE_DELAY = 500;
+const MAX_DELAY = 10000;
+const NO_RECONNECT = new Set([4003, 4004, 4005, 4009]);
+const REAUTH = new Set([4001, 4002, 4100]);
+
+export class Live extends EventTarget {
+  constructor() {
+    super();
+    this.ws = null;
+    this.state = "idle";
+    this.nextId = 1;
+    this.pending = new Map();
+    this.channels = new Map(); // channel -> {since: {offset, epoch} | null}
+    this.attempt = 0;
+    this.timer = null;
+    this.stopped = true;
+    window.addEventListener("online", () => this.reconnectNow());
+    window.addEventListener("offline", () => this.dropForOffline());
+  }
+
+  get connected() { return this.state === "connected"; }
+
+  setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this.dispatchEvent(new CustomEvent("state", { detail: { state } }));
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.ws) this.ws.close(1000, "bye");
+    this.ws = null;
+    this.channels.clear();
+    this.setState("idle");
+  }
+
+  reconnectNow() {
+    if (this.stopped || (this.ws && this.ws.readyState <= 1)) return;
+    clearTimeout(this.timer);
+    this.attempt = 0;
+    this.connect();
+  }
+
+  dropForOffline() {
+    if (this.stopped) return;
+    this.setState("offline");
+    if (this.ws) this.ws.close(4000, "offline");
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    if (this.stopped) return;
+    if (!navigator.onLine) { this.setState("offline"); return; }
+    this.setState(this.attempt === 0 && this.state !== "reconnecting" ? "connecting" : "reconnecting");
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+    const ws = new WebSocket(url);
+    this.ws = ws;
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      this.attempt = 0;
+      this.setState("connected");
+      for (const channel of this.channels.keys()) this.sendSubscribe(channel);
+    };
+    ws.onmessage = (event) => {
+      for (const line of String(event.data).split("\n")) {
+        if (line) this.onFrame(JSON.parse(line));
+      }
+    };
+    ws.onclose = (event) => this.onClose(ws, event.code);
+  }
+
+  async onClose(ws, code) {
+    if (this.ws !== ws) return;
+    this.ws = null;
+    for (const { reject } of this.pending.values()) reject(new Error("connection closed"));
+    this.pending.clear();
+    if (this.stopped) return;
+    if (!navigator.onLine) { this.setState("offline"); return; }
+    if (NO_RECONNECT.has(code)) {
+      this.setState("closed");
+      if (code === 4003) this.dispatchEvent(new CustomEvent("signedout"));
+      return;
+    }
+    this.setState("reconnecting");
+    if (REAUTH.has(code) && !(await refreshSession())) {
+      this.dispatchEvent(new CustomEvent("signedout"));
+      return;
+    }
+    this.schedule(code === 1012 ? 0 : undefined);
+  }
+
+  schedule(delay) {
+    // Exponential backoff with "equal jitter": half fixed, half random, so a restart's clients spread out.
+    const ceiling = Math.min(MAX_DELAY, BASE_DELAY * 2 ** this.attempt);
+    const wait = delay ?? ceiling / 2 + Math.random() * (ceiling / 2);
+    this.attempt += 1;
+    this.timer = setTimeout(() => this.connect(), wait);
+  }
+
+  onFrame(frame) {
+    if (frame.id !== undefined && frame.id !== null && this.pending.has(frame.id)) {
+      const { resolve, reject } = this.pending.get(frame.id);
+      this.pending.delete(frame.id);
+      if (frame.ok) resolve(frame);
+      else reject(Object.assign(new Error(frame.error.message), frame.error));
+      return;
+    }
+    if (!frame.op) return;
+    if (frame.op === "message") this.deliver(frame);
+    else this.dispatchEvent(new CustomEvent(frame.op, { detail: { channel: frame.channel, frame } }));
+  }
+
+  deliver(frame) {
+    const state = this.channels.get(frame.channel);
+    if (!state) return;
+    if (state.since && frame.epoch === state.since.epoch && frame.offset <= state.since.offset) return; // seen
+    state.since = { offset: frame.offset, epoch: frame.epoch };
+    this.dispatchEvent(new CustomEvent("message", { detail: { channel: frame.channel, frame } }));
+  }
+
+  request(op, fields = {}, timeout = 10000) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error("not connected"));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { this.pending.delete(id); reject(new Error("timed out")); }, timeout);
+      this.pending.set(id, {
+        resolve: (value) => { clearTimeout(timer); resolve(value); },
+        reject: (error) => { clearTimeout(timer); reject(error); },
+      });
+      this.ws.send(JSON.stringify({ id, op, ...fields }));
+    });
+  }
+
+  // Follow a channel from `since` ({offset, epoch} of the last message the caller has), or from now.
+  subscribe(channel, since = null) {
+    this.channels.set(channel, { since });
+    if (this.connected) this.sendSubscribe(channel);
+  }
+
+  unsubscribe(channel) {
+    if (!this.channels.delete(channel)) return;
+    if (this.connected) this.request("unsubscribe", { channel }).catch(() => {});
+  }
+
+  async sendSubscribe(channel) {
+    const state = this.channels.get(channel);
+    if (!state) return;
+    const fields = { channel };
+    if (state.since) fields.since = state.since;
+    try {
+      const reply = await this.request("subscribe", fields);
+      if (state.since && !reply.recovered) {
+        state.since = { offset: reply.offset, epoch: reply.epoch };
+        this.dispatchEvent(new CustomEvent("reset", { detail: { channel } }));
+      } else {
+        for (const frame of reply.missed || []) this.deliver(frame);
+        if (!state.since || state.since.offset < reply.offset || state.since.epoch !== reply.epoch) {
+          state.since = { offset: Math.max(reply.offset, state.since?.offset ?? 0), epoch: reply.epoch };
+        }
+      }
+      this.dispatchEvent(new CustomEvent("subscribed", { detail: { channel, reply } }));
+    } catch (error) {
+      if (error.code === "already_subscribed") return;
+      if (error.temporary) setTimeout(() => this.channels.has(channel) && this.connected && this.sendSubscribe(channel), 2000);
+    }
+  }
+
+  publish(channel, data, nonce) {
+    return this.request("publish", { channel, data, nonce });
+  }
+
+  typing(channel) {
+    return this.request("typing", { channel }).catch(() => {});
+  }
+
+  presence(channel) {
+    return this.request("presence", { channel });
+  }
+}

@@ -1,0 +1,60 @@
+// Sending messages: every message goes to the IndexedDB outbox first (with its client id, the
+// nonce), shows as pending, then leaves over the websocket when connected; otherwise a Background
+// Sync (tag "outbox") lets the service worker send it through the REST fallback, even with the
+// page closed. Whichever path runs first wins; the nonce makes the other a no-op.
+
+import { csrfToken } from "./api.js";
+import * as outbox from "./outbox.js";
+import { bus, live } from "./session.js";
+
+let flushing = false;
+
+export async function send(channel, data) {
+  const cid = outbox.newCid();
+  const item = { cid, channel, data: { ...data, cid }, csrf: csrfToken(), created: Date.now() };
+  await outbox.put(item);
+  bus.dispatchEvent(new CustomEvent("outbox-added", { detail: item }));
+  if (live.connected) flush();
+  else requestSync();
+  return item;
+}
+
+export async function requestSync() {
+  try {
+    const registration = await navigator.serviceWorker?.ready;
+    if (registration && registration.sync) await registration.sync.register("outbox");
+  } catch {
+    // No Background Sync here: the reconnect flush sends it.
+  }
+}
+
+export async function flush() {
+  if (flushing || !live.connected) return;
+  flushing = true;
+  try {
+    for (const item of await outbox.all()) {
+      if (!live.connected) break;
+      try {
+        const reply = await live.publish(item.channel, item.data, item.cid);
+        await outbox.remove(item.cid);
+        bus.dispatchEvent(new CustomEvent("outbox-sent", { detail: { cid: item.cid, channel: item.channel,
+          offset: reply.offset } }));
+      } catch (error) {
+        if (error.temporary || !error.code) break; // try again on the next connect
+        await outbox.remove(item.cid);
+        bus.dispatchEvent(new CustomEvent("outbox-failed", { detail: { cid: item.cid, channel: item.channel,
+          error: error.message } }));
+      }
+    }
+  } finally {
+    flushing = false;
+  }
+}
+
+live.addEventListener("state", (event) => { if (event.detail.state === "connected") flush(); });
+
+navigator.serviceWorker?.addEventListener("message", (event) => {
+  const data = event.data || {};
+  if (data.type === "outbox-sent") for (const sent of data.sent) bus.dispatchEvent(new CustomEvent("outbox-sent", { detail: sent }));
+  if (data.type === "outbox-failed") for (const failed of data.refused) bus.dispatchEvent(new CustomEvent("outbox-failed", { detail: failed }));
+});

@@ -1,0 +1,77 @@
+// The signed-in user, the websocket and the app-wide event bus, shared by every view.
+
+import { get, post } from "./api.js";
+import { Live } from "./live.js";
+import * as outbox from "./outbox.js";
+
+export const bus = new EventTarget();
+export const live = new Live();
+export const session = { me: null, unread: 0, config: null };
+
+const ME_KEY = "vonix:me";
+
+export async function loadMe() {
+  try {
+    session.me = await get("/api/auth/me");
+    localStorage.setItem(ME_KEY, JSON.stringify(session.me));
+  } catch (error) {
+    if (error.status === 401) {
+      session.me = null;
+      localStorage.removeItem(ME_KEY);
+    } else {
+      // Offline or the server is down: carry on as the last signed-in user (cached pages and the outbox).
+      const cached = localStorage.getItem(ME_KEY);
+      session.me = cached ? JSON.parse(cached) : null;
+    }
+  }
+  return session.me;
+}
+
+export async function loadConfig() {
+  try {
+    session.config = await get("/api/app/config");
+  } catch {
+    session.config = session.config || { oauth: {}, push: { enabled: false } };
+  }
+  return session.config;
+}
+
+export function signedIn(user) {
+  session.me = user;
+  localStorage.setItem(ME_KEY, JSON.stringify(user));
+  startLive();
+}
+
+export function startLive() {
+  if (!session.me) return;
+  live.start();
+  live.subscribe(`user:${session.me.id}`);
+}
+
+export async function signOut() {
+  try { await post("/api/auth/logout"); } catch { /* already signed out */ }
+  live.stop();
+  session.me = null;
+  localStorage.removeItem(ME_KEY);
+  await outbox.clear().catch(() => {});
+  if ("caches" in window) {
+    for (const name of await caches.keys()) if (name.startsWith("vonix-api")) await caches.delete(name);
+  }
+}
+
+export function setUnread(count) {
+  session.unread = count;
+  const badge = document.getElementById("notif-count");
+  badge.hidden = !count;
+  badge.textContent = String(count);
+  badge.setAttribute("aria-label", `${count} unread`);
+}
+
+// Personal channel: notifications arrive as `message` pushes whose data says what happened.
+live.addEventListener("message", (event) => {
+  const { channel, frame } = event.detail;
+  if (!session.me || channel !== `user:${session.me.id}`) return;
+  const data = frame.data || {};
+  if (typeof data.unread === "number") setUnread(data.unread);
+  bus.dispatchEvent(new CustomEvent(data.type || "personal", { detail: data }));
+});

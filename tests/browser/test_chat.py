@@ -1,0 +1,87 @@
+"""Acceptance 1 and 7: two users in two browser contexts chat live (presence, typing, replies,
+notifications), a reload shows the history; screenshots of the main screens at phone and desktop
+sizes are saved to artifacts/screenshots/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.browser.conftest import DESKTOP, PHONE, make_users, new_page, screenshot
+from tests.support.accounts import PASSWORD
+from tests.support.appserver import AppServer
+
+
+async def connected(page: Any) -> None:
+    await page.locator('#conn[data-state="connected"]').wait_for()
+
+
+async def test_two_users_chat_live(browser: Any, web: AppServer) -> None:
+    await make_users(web, "alice", "bob")
+    alice = await new_page(browser, web.base_url)
+    await alice.goto("/rooms/general")
+    await alice.wait_for_url("**/signin?next=*")
+    await alice.get_by_label("Username or email").fill("alice")
+    await alice.get_by_label("Password").fill(PASSWORD)
+    await alice.get_by_role("button", name="Sign in", exact=True).click()
+    await alice.wait_for_url("**/rooms/general")
+    await connected(alice)
+    assert await alice.locator("#conn").inner_text() == "Live"
+
+    bob = await new_page(browser, web.base_url, username="bob", viewport=PHONE)
+    await bob.goto("/rooms/general")
+    await connected(bob)
+    await alice.locator("#people li", has_text="bob").wait_for()  # presence: bob joined
+    await bob.get_by_role("button", name="Online: 2").wait_for()
+
+    await bob.get_by_role("textbox", name="Message # general").press_sequentially("hi al")
+    await alice.get_by_text("bob is typing…").wait_for()
+    await bob.get_by_role("textbox", name="Message # general").fill("hi @alice, want to build a farm?")
+    await bob.keyboard.press("Enter")
+    await alice.locator(".msg .text", has_text="want to build a farm").wait_for()
+    await bob.locator(".msg:not(.pending) .text", has_text="want to build a farm").wait_for()
+    await alice.locator("#notif-count", has_text="1").wait_for()  # the mention arrived live
+    assert await alice.get_by_text("bob is typing…").count() == 0  # the message ends the typing hint
+
+    await alice.get_by_role("button", name="Reply to bob").click()
+    await alice.get_by_text("Replying to bob").wait_for()
+    await alice.get_by_role("textbox", name="Message # general").fill("yes, by the river")
+    await alice.get_by_role("button", name="Send").click()
+    reply = bob.locator(".msg", has_text="yes, by the river")
+    await reply.locator(".quote", has_text="bob: hi @alice").wait_for()
+
+    await bob.goto("/notifications")
+    await bob.get_by_text("alice replied to you in #general").wait_for()
+    await bob.reload()
+    await bob.goto("/rooms/general")
+    await bob.locator(".msg .text", has_text="yes, by the river").wait_for()
+    texts = await bob.locator(".msg .text").all_inner_texts()
+    assert texts == ["hi @alice, want to build a farm?", "yes, by the river"]
+    assert alice.errors == [] and bob.errors == []
+
+
+async def test_screenshots_of_the_main_screens(browser: Any, web: AppServer) -> None:
+    await make_users(web, "alice", "bob")
+    async with web.client() as client:
+        signed = await client.post("/api/auth/login", json={"login": "bob", "password": PASSWORD})
+        token = signed.json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        await client.post("/api/rooms", json={"name": "survival", "topic": "The SMP world"}, headers=headers)
+        for text in ("Welcome to Vonix Network!", "@alice the nether portal is finished", "Who is online tonight?"):
+            await client.post("/api/channels/room:general/messages", json={"data": {"text": text}}, headers=headers)
+        dm = (await client.post("/api/dms", json={"username": "alice"}, headers=headers)).json()["channel"]
+        await client.post(f"/api/channels/{dm}/messages", json={"data": {"text": "trade diamonds?"}}, headers=headers)
+    signin = await new_page(browser, web.base_url, viewport=PHONE)
+    await signin.goto("/signin")
+    await signin.get_by_role("heading", name="Sign in to Vonix").wait_for()
+    await screenshot(signin, "signin-phone")
+    for size, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
+        page = await new_page(browser, web.base_url, username="alice", viewport=viewport)
+        shots = [("rooms", "/rooms", ".list a.item"), ("room", "/rooms/general", ".msg"),
+                 ("dms", "/dms", ".list a.item"), ("dm", "/dms/bob", ".msg"),
+                 ("notifications", "/notifications", ".list a.item"), ("settings", "/settings", "text=Sessions")]
+        for name, path, ready in shots:
+            await page.goto(path)
+            await page.locator(ready).first.wait_for()
+            await connected(page)
+            await screenshot(page, f"{name}-{size}")
+        assert page.errors == []
