@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the real servers the tests start exist: redis-server and PostgreSQL.
+# Make sure the real servers the tests start exist: redis-server and PostgreSQL (and the tools
+# some tests drive: nginx, promtool, Chromium).
 # The tests start throwaway instances themselves (on free loopback ports, in temp dirs) and stop
 # them when the session ends, failed or not.
 set -euo pipefail
@@ -10,6 +11,7 @@ ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/n
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+[ -x /usr/bin/chromium ] || need+=(chromium)  # the browser tests drive Debian's Chromium (Playwright)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
