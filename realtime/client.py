@@ -570,11 +570,19 @@ class VonixClient:
         if since is not None:
             position = {"offset": since[0], "epoch": since[1]}
             frame["since"] = position
-        await self.request(frame, retry=True, on_reply=lambda reply: self._on_subscribed(channel, position, reply))
+        try:
+            await self.request(frame, retry=True,
+                               on_reply=lambda reply: self._on_subscribed(channel, position, reply))
+        except VonixError as exc:
+            if exc.code != "already_subscribed":  # a concurrent subscribe() to the same channel won
+                raise
 
     async def unsubscribe(self, channel: str) -> None:
         if self._channels.pop(channel, None) is None:
             return
+        session = self._session
+        if session is None or not session.authenticated:
+            return  # not connected: forgetting it is enough, the next connection will not subscribe
         with contextlib.suppress(ConnectionLost):
             try:
                 await self.request({"op": "unsubscribe", "channel": channel})

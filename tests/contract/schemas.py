@@ -3,7 +3,8 @@
 Server frames are one or more JSON objects separated by `\\n`; each object is one of:
 - a reply `{"id": n, "ok": true, ...}` whose fields depend on the op of request n (REPLIES),
 - an error reply `{"id": n | null, "ok": false, "error": {...}}` (ERROR),
-- a push `{"op": ...}` without `id` (PUSHES).
+- a push `{"op": ...}` without `id` (PUSHES); messages on `user:<id>` are notifications and are
+  checked against their own schemas.
 Schemas are closed (`additionalProperties: false`): a new field is a protocol change and must show up
 here and in the document. REST fallback bodies are at the end.
 """
@@ -36,12 +37,31 @@ CHANNEL = {"type": "string", "pattern": protocol.CHANNEL_PATTERN.pattern,
 USER = obj({"id": INT, "username": {"type": "string", "minLength": 1}})
 ANY: Schema = {}
 
-MESSAGE = obj({"op": {"const": "message"}, "channel": CHANNEL, "offset": {"type": "integer", "minimum": 1},
-               "epoch": EPOCH, "data": ANY, "from": {"anyOf": [USER, {"type": "null"}]},
-               "ts": {"type": "number", "minimum": 0}})
+
+
+def message(data: Schema, channel: Schema = CHANNEL, sender: Schema | None = None) -> Schema:
+    return obj({"op": {"const": "message"}, "channel": channel, "offset": {"type": "integer", "minimum": 1},
+                "epoch": EPOCH, "data": data, "from": sender or {"anyOf": [USER, {"type": "null"}]},
+                "ts": {"type": "number", "minimum": 0}})
+
+
+MESSAGE = message(ANY)
+# Notifications: messages the server publishes on `user:<id>` (server/notifications/service.py).
+PERSONAL = {"type": "string", "pattern": r"^user:[0-9]+$"}
+NOTIFICATION_ITEM = obj({"id": INT, "kind": {"enum": ["dm", "reply", "mention"]}, "channel": CHANNEL,
+                         "offset": OFFSET, "actor": {"anyOf": [USER, {"type": "null"}]},
+                         "title": {"type": "string"}, "body": {"type": "string"}, "url": {"type": "string"},
+                         "created_at": {"type": "string"}, "read": {"type": "boolean"}})
+NOTIFICATION = message(obj({"type": {"const": "notification"}, "notification": NOTIFICATION_ITEM, "unread": INT}),
+                       PERSONAL, {"type": "null"})
+NOTIFICATIONS_READ = message(obj({"type": {"const": "notifications_read"}, "unread": INT,
+                                  "ids": {"anyOf": [{"type": "array", "items": INT}, {"const": "all"}]}}),
+                             PERSONAL, {"type": "null"})
 
 PUSHES: dict[str, Schema] = {
     "message": MESSAGE,
+    "notification": NOTIFICATION,
+    "notifications_read": NOTIFICATIONS_READ,
     "join": obj({"op": {"const": "join"}, "channel": CHANNEL, "user": USER}),
     "leave": obj({"op": {"const": "leave"}, "channel": CHANNEL, "user": USER}),
     "typing": obj({"op": {"const": "typing"}, "channel": CHANNEL, "user": USER}),
@@ -99,4 +119,7 @@ def classify(frame: dict[str, Any], op_of: dict[int, str]) -> str:
         if frame["ok"] is not True:
             return "error"
         return f"reply:{op_of.get(frame.get('id'), '?')}"  # type: ignore[arg-type]
+    data = frame.get("data")
+    if frame.get("op") == "message" and str(frame.get("channel")).startswith("user:") and isinstance(data, dict):
+        return f"push:{data.get('type')}"  # a notification: its own, stricter schema
     return f"push:{frame.get('op')}"

@@ -151,12 +151,23 @@ async def test_every_server_frame_matches_its_schema(server: AppServer) -> None:
         fresh = await http.post("/api/auth/refresh", json={"refresh_token": people["Ann"]["refresh_token"]})
     assert (await ann.request("refresh", token=fresh.json()["access_token"]))["expires_at"] > 0
 
-    # A notification: the server publishes on the user's personal channel.
+    # Notifications: the server publishes on the user's personal channel.
     ann_id = people["Ann"]["id"]
     await ann.request("subscribe", channel=f"user:{ann_id}")
-    await server.resources.node.publish(f"user:{ann_id}", {"type": "notification", "kind": "mention"})
-    note = await ann.push("message")
-    assert note["channel"] == f"user:{ann_id}" and note["from"] is None
+    assert (await ben.request("publish", channel="room:general", data={"text": "hey @Ann"}))["ok"]
+
+    async def personal() -> dict[str, Any]:
+        while True:  # skip room messages (Ann is in room:general too)
+            push = await ann.push("message")
+            if push["channel"] == f"user:{ann_id}":
+                return push
+
+    note = await personal()
+    assert note["data"]["type"] == "notification" and note["data"]["notification"]["kind"] == "mention"
+    async with server.client() as http:
+        read = await http.post("/api/notifications/read", json={"all": True}, headers=bearer(ann_token))
+    assert read.status_code == 200, read.text
+    assert (await personal())["data"]["type"] == "notifications_read"
 
     # Reply errors.
     assert (await ann.request("dance"))["error"]["code"] == "unknown_op"

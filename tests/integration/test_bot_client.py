@@ -1,8 +1,13 @@
-"""Acceptance 9: the example bot authenticates with its token, answers a command, and after a
-server restart reconnects by itself and answers what was posted while it was away, exactly once.
+"""The bot client against real servers.
 
-Everything is a real process: `vonix migrate`, `vonix create-bot`, `vonix serve` (stopped with
+Acceptance 9: the example bot authenticates with its token, answers a command, and after a server
+restart reconnects by itself and answers what was posted while it was away, exactly once. There
+everything is a real process: `vonix migrate`, `vonix create-bot`, `vonix serve` (stopped with
 SIGTERM and started again on the same port and database) and `examples/echo_bot.py`.
+
+The other tests run the app in-process (embedded mode) for the client's remaining promises: a
+gap it cannot fill is reported, 4000-4099 stop it, 4100 refreshes the token, and a consumer that
+falls behind loses nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.accounts import bearer, login, register
+from realtime.client import Closed, Connected, Disconnected, Gap, Message, VonixClient
+from tests.conftest import fresh_sqlite_url, make_settings
+from tests.support.accounts import bearer, login, make_admin, register
+from tests.support.appserver import AppServer
 from tests.support.replica import Replica
 from tests.support.services import free_port
 from tests.support.wsclient import WsClient
@@ -30,8 +38,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRET = "bot-client-test-secret-0123456789abcdefg"  # fixed: user tokens survive the restart
 assert len(SECRET) == 40
 ANSWERED = re.compile(r"answered #(\d+)( \(recovered\))? with #(\d+)")
-
-pytestmark = pytest.mark.slow
 
 
 def vonix(args: list[str], env: dict[str, str]) -> str:
@@ -102,7 +108,9 @@ class Bot:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+async def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, Any]]:
+    for name in ("REDIS_URL", "VONIX_REPLICAS", "ALLOWED_ORIGINS"):  # embedded mode, whatever the shell says
+        monkeypatch.delenv(name, raising=False)
     port = free_port()
     env = {"DATABASE_URL": f"sqlite:///{tmp_path}/vonix.db", "VONIX_ENV": "test", "SECRET_KEY": SECRET,
            "PYTHONPATH": str(ROOT), "DRAIN_SECONDS": "1", "MAINTENANCE_ENABLED": "false", "LOG_LEVEL": "WARNING"}
@@ -137,6 +145,7 @@ async def replies(base_url: str, token: str) -> Counter[int]:
                    if m["from"] and m["from"]["username"] == "echo_bot")
 
 
+@pytest.mark.slow
 async def test_echo_bot_answers_and_recovers_after_a_server_restart(stack: dict[str, Any]) -> None:
     first = await asyncio.to_thread(stack["serve"])
     base_url, bot = stack["base_url"], stack["bot"]
@@ -202,3 +211,121 @@ async def test_echo_bot_answers_and_recovers_after_a_server_restart(stack: dict[
     counted = await replies(base_url, token)
     assert counted == Counter({hello["offset"]: 1, one: 1, two: 1, three["offset"]: 1})
     assert chat not in counted
+
+
+# --- in-process ----------------------------------------------------------------------------------
+async def next_of(client: VonixClient, kind: type, timeout: float = 10.0) -> Any:
+    async def find() -> Any:
+        async for event in client:
+            if isinstance(event, kind):
+                return event
+        raise AssertionError("the client stopped")
+
+    return await asyncio.wait_for(find(), timeout)
+
+
+async def account(server: AppServer, name: str, admin: bool = False) -> str:
+    async with server.client() as http:
+        await register(http, name)
+        if admin:
+            await make_admin(server, name.lower())
+        return str((await login(http, name.lower()))["access_token"])
+
+
+async def test_restart_recovers_rooms_and_reports_an_ephemeral_gap(sqlite_template: Path, tmp_path: Path) -> None:
+    settings = make_settings(DATABASE_URL=fresh_sqlite_url(sqlite_template, tmp_path), SECRET_KEY=SECRET)
+    first = await AppServer(settings).start()
+    reader_token, boss_token = await account(first, "Reader"), await account(first, "Boss", admin=True)
+    client = VonixClient(first.base_url, reader_token, backoff=(0.05, 0.2))
+    second = None
+    try:
+        await client.connect()
+        for channel in ("room:general", "bot:news"):
+            await client.subscribe(channel)
+        boss = await WsClient.connect(first.base_url, boss_token)
+        for channel in ("room:general", "bot:news"):
+            await boss.request("publish", channel=channel, data={"n": 1})
+        got = [await next_of(client, Message), await next_of(client, Message)]
+        assert {(m.channel, m.data["n"]) for m in got} == {("room:general", 1), ("bot:news", 1)}
+        await boss.close()
+
+        await first.stop()  # in-process history is gone: bot:news starts a new epoch
+        assert (await next_of(client, Disconnected)).code == 1012
+        second = await AppServer(settings, port=first.port).start()
+        assert (await next_of(client, Connected)).reconnected
+        gap = await next_of(client, Gap)  # room:general recovered (nothing missed); bot:news cannot
+        news = next(m for m in got if m.channel == "bot:news")
+        assert (gap.channel, gap.since, gap.offset) == ("bot:news", news.offset, 0) and gap.epoch != news.epoch
+        boss = await WsClient.connect(second.base_url, boss_token)
+        for channel in ("room:general", "bot:news"):
+            await boss.request("publish", channel=channel, data={"n": 2})
+        after = [await next_of(client, Message), await next_of(client, Message)]
+        assert {(m.channel, m.data["n"]) for m in after} == {("room:general", 2), ("bot:news", 2)}
+        await boss.close()
+    finally:
+        await client.close()
+        if second is not None:
+            await second.stop()
+        await first.stop()
+
+
+async def test_a_refused_token_stops_the_client(sqlite_template: Path, tmp_path: Path) -> None:
+    settings = make_settings(DATABASE_URL=fresh_sqlite_url(sqlite_template, tmp_path))
+    async with AppServer(settings) as server:
+        client = VonixClient(server.base_url, "vxb_not-a-real-token", backoff=(0.05, 0.1))
+        with pytest.raises(Closed) as raised:
+            await asyncio.wait_for(client.connect(), 10)
+        assert raised.value.close_code == 4001
+        with pytest.raises(Closed):
+            await anext(aiter(client))
+        await client.close()
+
+
+async def test_an_expired_token_is_refreshed_and_the_stream_goes_on(sqlite_template: Path, tmp_path: Path) -> None:
+    settings = make_settings(DATABASE_URL=fresh_sqlite_url(sqlite_template, tmp_path), ACCESS_TOKEN_TTL=2)
+    async with AppServer(settings) as server:
+        token = await account(server, "Shorty")
+        await account(server, "Writer")
+        calls = []
+
+        async def fresh_token() -> str:
+            calls.append(1)
+            async with server.client() as http:
+                return str((await login(http, "shorty"))["access_token"])
+
+        client = VonixClient(server.base_url, token, refresh_token=fresh_token, backoff=(0.05, 0.2))
+        try:
+            await client.connect()
+            await client.subscribe("room:general")
+            closed = await next_of(client, Disconnected, timeout=10)
+            assert closed.code == 4100 and calls
+            await next_of(client, Connected)
+            async with server.client() as http:
+                writer_token = (await login(http, "writer"))["access_token"]  # the first one expired too
+                posted = await http.post("/api/channels/room:general/messages", json={"data": {"text": "after"}},
+                                         headers=bearer(writer_token))
+            assert posted.status_code == 201
+            message = await next_of(client, Message)
+            assert message.data == {"text": "after"}
+        finally:
+            await client.close()
+
+
+async def test_a_slow_consumer_loses_nothing(sqlite_template: Path, tmp_path: Path) -> None:
+    settings = make_settings(DATABASE_URL=fresh_sqlite_url(sqlite_template, tmp_path), WS_PUBLISH_BURST=100)
+    async with AppServer(settings) as server:
+        reader_token, writer_token = await account(server, "Lazy"), await account(server, "Busy")
+        client = VonixClient(server.base_url, reader_token, max_events=6, backoff=(0.05, 0.2))
+        try:
+            await client.connect()
+            await client.subscribe("room:general")
+            writer = await WsClient.connect(server.base_url, writer_token)
+            for n in range(40):
+                assert (await writer.request("publish", channel="room:general", data={"n": n}))["ok"]
+            await writer.close()
+            await asyncio.sleep(0.3)  # the client's queue overflowed long ago
+            got = [(await next_of(client, Message)).data["n"] for _ in range(40)]
+            assert got == list(range(40))
+            assert client.connections > 1  # it dropped the connection and recovered
+        finally:
+            await client.close()
