@@ -105,3 +105,18 @@ def copy_client(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "static", target / "static")
     shutil.copytree(ROOT / "sw", target / "sw")
     return target / "static"
+
+
+async def registration_id(page: Any, cdp: Any) -> str:
+    """The page origin's service worker registration id, as the DevTools protocol names it."""
+    origin = "/".join(page.url.split("/", 3)[:3])
+    found: list[dict[str, Any]] = []
+    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda event: found.extend(event["registrations"]))
+    await cdp.send("ServiceWorker.enable")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for registration in found:
+            if registration["scopeURL"].rstrip("/") == origin and not registration["isDeleted"]:
+                return str(registration["registrationId"])
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no service worker registration: {found}")

@@ -8,23 +8,9 @@ import asyncio
 import time
 from typing import Any
 
-from tests.browser.conftest import make_users, new_page, screenshot, worker_ready
+from tests.browser.conftest import make_users, new_page, registration_id, screenshot, worker_ready
 from tests.support.accounts import PASSWORD
 from tests.support.appserver import AppServer
-
-
-async def registration_id(page: Any, cdp: Any) -> str:
-    found: list[dict[str, Any]] = []
-    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda event: found.extend(event["registrations"]))
-    await cdp.send("ServiceWorker.enable")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for registration in found:
-            if registration["scopeURL"].rstrip("/") == page.url.split("/", 3)[0] + "//" + page.url.split("/")[2] \
-                    and not registration["isDeleted"]:
-                return str(registration["registrationId"])
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no service worker registration: {found}")
 
 
 async def stored_texts(server: AppServer) -> list[str]:

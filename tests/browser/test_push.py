@@ -8,8 +8,7 @@ import time
 from typing import Any
 
 from server.push.sender import PushMessage
-from tests.browser.conftest import make_users, new_page, worker_ready
-from tests.browser.test_offline import registration_id
+from tests.browser.conftest import make_users, new_page, registration_id, worker_ready
 from tests.support.appserver import AppServer
 
 SHOWN = """navigator.serviceWorker.ready.then((r) => r.getNotifications()).then((list) => list.map((n) => (

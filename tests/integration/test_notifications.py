@@ -11,25 +11,8 @@ import httpx
 
 from tests.support.accounts import PASSWORD, bearer, login, register
 from tests.support.appserver import AppServer
+from tests.support.community import people, say
 from tests.support.wsclient import WsClient
-
-
-async def people(client: httpx.AsyncClient, *names: str) -> dict[str, dict[str, Any]]:
-    out = {}
-    for name in names:
-        user = await register(client, name)
-        out[name] = {"id": user["id"], "headers": bearer((await login(client, name))["access_token"])}
-    return out
-
-
-async def say(client: httpx.AsyncClient, who: dict[str, Any], channel: str, data: dict[str, Any],
-              nonce: str | None = None) -> int:
-    body: dict[str, Any] = {"data": data}
-    if nonce:
-        body["nonce"] = nonce
-    response = await client.post(f"/api/channels/{channel}/messages", json=body, headers=who["headers"])
-    assert response.status_code == 201, response.text
-    return int(response.json()["offset"])
 
 
 async def inbox(client: httpx.AsyncClient, who: dict[str, Any], count: int, **params: Any) -> dict[str, Any]:

@@ -17,9 +17,9 @@ import pytest
 from server.push.vapid import generate
 from server.settings import ConfigError
 from tests.conftest import make_settings
-from tests.integration.test_notifications import people, say
 from tests.support.accounts import PASSWORD, register
 from tests.support.appserver import AppServer
+from tests.support.community import people, say
 from tests.support.push_service import PushService
 from tests.support.wsclient import WsClient
 
