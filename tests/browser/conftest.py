@@ -51,7 +51,9 @@ async def browser() -> AsyncIterator[Any]:
 
 def web_settings(database_url: str, **overrides: Any) -> Any:
     values = {"DATABASE_URL": database_url, "VAPID_PUBLIC_KEY": VAPID_PUBLIC, "VAPID_PRIVATE_KEY": VAPID_PRIVATE,
-              "MAINTENANCE_ENABLED": False, "WS_PUBLISH_BURST": 100, **overrides}
+              "MAINTENANCE_ENABLED": False, "WS_PUBLISH_BURST": 100,
+              # A browser session makes many API calls as one user; the limits have their own tests.
+              "RATE_LIMIT_ENABLED": False, **overrides}
     return make_settings(**values)
 
 

@@ -30,7 +30,7 @@ def token_for(base: str, name: str) -> str:
 
 async def test_page_recovers_after_the_server_is_killed(browser: Any, sqlite_template: Path, tmp_path: Path) -> None:
     env = {"DATABASE_URL": fresh_sqlite_url(sqlite_template, tmp_path), "MAINTENANCE_ENABLED": "false",
-           "VAPID_PUBLIC_KEY": VAPID_PUBLIC, "VAPID_PRIVATE_KEY": VAPID_PRIVATE}
+           "RATE_LIMIT_ENABLED": "false", "VAPID_PUBLIC_KEY": VAPID_PUBLIC, "VAPID_PRIVATE_KEY": VAPID_PRIVATE}
     first = await asyncio.to_thread(Replica(env, log_path=tmp_path / "first.log").start)
     replacement: Replica | None = None
     try:
