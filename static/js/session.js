@@ -1,6 +1,6 @@
 // The signed-in user, the websocket and the app-wide event bus, shared by every view.
 
-import { get, post } from "./api.js";
+import { get, post, refreshSession } from "./api.js";
 import { Live } from "./live.js";
 import * as outbox from "./outbox.js";
 
@@ -42,15 +42,21 @@ export function signedIn(user) {
   startLive();
 }
 
+const KEEP_FRESH_MS = 10 * 60 * 1000; // access tokens live 15 minutes: renew before the cookie expires
+let keepFresh = null;
+
 export function startLive() {
   if (!session.me) return;
   live.start();
   live.subscribe(`user:${session.me.id}`);
+  clearInterval(keepFresh);
+  keepFresh = setInterval(() => { if (navigator.onLine) refreshSession(); }, KEEP_FRESH_MS);
 }
 
 export async function signOut() {
   try { await post("/api/auth/logout"); } catch { /* already signed out */ }
   live.stop();
+  clearInterval(keepFresh);
   session.me = null;
   localStorage.removeItem(ME_KEY);
   await outbox.clear().catch(() => {});
@@ -66,6 +72,13 @@ export function setUnread(count) {
   badge.textContent = String(count);
   badge.setAttribute("aria-label", `${count} unread`);
 }
+
+// The personal channel is ephemeral: after a gap it cannot be replayed, so re-read the count.
+live.addEventListener("reset", (event) => {
+  if (session.me && event.detail.channel === `user:${session.me.id}`) {
+    get("/api/notifications/unread").then((body) => setUnread(body.unread)).catch(() => {});
+  }
+});
 
 // Personal channel: notifications arrive as `message` pushes whose data says what happened.
 live.addEventListener("message", (event) => {
