@@ -48,7 +48,8 @@ self.addEventListener("fetch", (event) => {
   const url = new URL(request.url);
   if (request.method !== "GET" || url.origin !== self.location.origin) return;
   if (request.mode === "navigate") {
-    event.respondWith(navigation(request));
+    // API navigations (OAuth sign-in and its redirects) go straight to the network.
+    if (!url.pathname.startsWith("/api/")) event.respondWith(navigation(request));
   } else if (url.pathname.startsWith("/static/") || url.pathname === "/manifest.json" || url.pathname === "/favicon.ico") {
     event.respondWith(cacheFirst(request));
   } else if (url.pathname.startsWith("/avatars/")) {

@@ -120,9 +120,10 @@ class Notifications:
         unread = await store.unread(self.db, user_id)
         await self.publish(user_id, {"type": "notification", "notification": item, "unread": unread})
         if await self.should_push(user_id):
-            await self.push.send_to_user(user_id, PushMessage(  # type: ignore[union-attr]
+            # Its own task: one user's slow or retried push never delays the next recipient.
+            self.spawn(self.push.send_to_user(user_id, PushMessage(  # type: ignore[union-attr]
                 title=title, body=body, url=url, tag=event.channel, kind=kind, notification_id=item["id"],
-                urgency=URGENCY.get(kind, "normal")))
+                urgency=URGENCY.get(kind, "normal"))), "web-push")
         return item
 
     async def should_push(self, user_id: int) -> bool:

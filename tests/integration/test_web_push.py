@@ -215,3 +215,23 @@ def test_vapid_keys_command_prints_a_pair_the_settings_accept() -> None:
         make_settings(VAPID_PUBLIC_KEY=PUBLIC)
     with pytest.raises(ConfigError, match="VAPID_SUBJECT"):
         make_settings(VAPID_SUBJECT="ops@vonix.test")
+
+
+async def test_a_connection_on_another_replica_counts_as_online(scaled_backend: dict[str, Any],
+                                                               push_service: PushService) -> None:
+    settings = push_settings(scaled_backend)
+    async with AppServer(settings) as a, AppServer(settings) as b, b.client() as client:
+        u = await people(client, "alice", "bob")
+        await subscribe(client, u["bob"], push_service.subscribe().info())
+        ws = await WsClient.connect(a.base_url, u["bob"]["headers"]["Authorization"].split()[1])
+        try:
+            assert (await ws.request("subscribe", channel=f"user:{u['bob']['id']}"))["ok"]
+            await say(client, u["alice"], "room:general", {"text": "@bob on the other replica"})  # through b
+            assert (await ws.push("message"))["data"]["notification"]["body"] == "@bob on the other replica"
+            await asyncio.sleep(0.3)
+            assert push_service.deliveries == []  # b saw bob's connection on a through presence
+        finally:
+            await ws.close()
+        await asyncio.sleep(0.3)
+        await say(client, u["alice"], "room:general", {"text": "@bob gone everywhere"})
+        assert [d.payload["body"] for d in await push_service.wait_for(1)] == ["@bob gone everywhere"]
