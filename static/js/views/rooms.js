@@ -22,14 +22,14 @@ export async function roomsView() {
     } catch (e) { toast(e.message); }
   });
   mount(h("section", {}, h("h1", {}, "Rooms"), list,
-    h("details", { class: "card", style: null }, h("summary", {}, "Create a room"), form)));
+    h("details", { class: "card create" }, h("summary", {}, "Create a room"), form)));
   try {
     const { rooms } = await get("/api/rooms");
     const shown = rooms.filter((room) => room.kind !== "dm");
     list.replaceChildren(...shown.map((room) => {
       const short = room.channel.replace(/^room:/, "");
       return h("li", {}, h("a", { class: `item${room.unread ? " unread" : ""}`, href: `/rooms/${short}`, "data-link": true },
-        h("span", { class: "avatar", "aria-hidden": "true" }),
+        h("span", { class: "avatar room-icon", "aria-hidden": "true" }, "#"),
         h("span", { class: "grow" }, h("span", { class: "title" }, `# ${room.title || short}`),
           h("span", { class: "sub" }, room.topic || (room.kind === "private_room" ? "Private room" : "Public room"))),
         room.kind === "private_room" ? h("span", { class: "badge" }, "private") : null,
