@@ -15,19 +15,33 @@ from server.lifespan import lifespan
 from server.middleware.body_limit import BodyLimitMiddleware
 from server.middleware.errors import ErrorCaptureMiddleware
 from server.middleware.http_metrics import HttpMetricsMiddleware
+from server.middleware.rate_limit import RateLimitMiddleware
 from server.middleware.request_context import RequestContextMiddleware
 from server.middleware.security_headers import SecurityHeadersMiddleware
 from server.middleware.tracing import TracingMiddleware
 from server.observability.logging import configure_logging
 from server.resources import Resources
-from server.routes import admin, auth, channels, inbox, notifications, oauth, observability, ops, push, rooms
+from server.routes import (
+    admin,
+    admin_cache,
+    auth,
+    channels,
+    inbox,
+    notifications,
+    oauth,
+    observability,
+    ops,
+    push,
+    rooms,
+)
 from server.routes.pages import page_routes
 from server.settings import Settings
 
 
 def build_routes(settings: Settings) -> list[BaseRoute]:
     return [
-        *ops.routes, *auth.routes, *oauth.routes, *admin.routes, *observability.routes, *rooms.routes,
+        *ops.routes, *auth.routes, *oauth.routes, *admin.routes, *admin_cache.routes, *observability.routes,
+        *rooms.routes,
         *channels.routes, *ws.routes,
         *notifications.routes, *push.routes, *inbox.routes,
         *page_routes(settings.static_path),
@@ -54,6 +68,10 @@ def create_app(settings: Settings) -> Starlette:
         Middleware(HttpMetricsMiddleware, metrics=resources.metrics, window=resources.alerter.window),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
     ]
+    routes = build_routes(settings)
+    if settings.rate_limit_enabled:
+        middleware.append(Middleware(RateLimitMiddleware, limiter=resources.limiter, routes=routes,
+                                     trusted_proxies=settings.trusted_proxies, auth=resources.auth))
     if settings.allowed_origins:
         # Same-origin needs no CORS; only origins listed in ALLOWED_ORIGINS may call the API cross-site.
         middleware.insert(2, Middleware(
@@ -66,7 +84,7 @@ def create_app(settings: Settings) -> Starlette:
     if resources.tracing is not None and resources.tracing.enabled:
         middleware.insert(1, Middleware(TracingMiddleware, tracer=resources.tracing.tracer))
     app = Starlette(
-        routes=build_routes(settings),
+        routes=routes,
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -29,6 +29,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             await resources.redis.start()
         if resources.broker is not None:
             await resources.broker.start()
+        if resources.cache is not None:
+            await resources.cache.start()
+            await resources.cache.preload(settings.cache_preload_keys)
         if resources.node is not None:
             await resources.node.start()
         await resources.health.readiness()
@@ -57,6 +60,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             await resources.alerter.close()
         if resources.broker is not None:
             await resources.broker.close()
+        if resources.cache is not None:
+            await resources.cache.close()
         if resources.redis is not None:
             await resources.redis.close()
         await resources.db.disconnect()

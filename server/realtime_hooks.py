@@ -32,7 +32,7 @@ from server.db.queries import messages as message_queries
 from server.db.tables import users
 from server.db.types import utcnow
 from server.notifications.events import MessageStored
-from server.services.channels import PERSISTED_NAMESPACES, ChannelRow, Channels, dm_members
+from server.services.channels import PERSISTED_NAMESPACES, ChannelMeta, Channels, dm_members
 
 MAX_TEXT = 4000
 
@@ -52,6 +52,10 @@ class ServerHooks:
         # Told about every newly stored message after its commit (notifications); must not block.
         self.after_commit: Callable[[MessageStored], None] | None = None
 
+    def attach_cache(self, cache: Any) -> None:
+        """Channel metadata and memberships (checked on every subscribe and publish) come from it."""
+        self.channels.attach_cache(cache)
+
     async def authenticate(self, token: str) -> ConnUser:
         try:
             principal = await self.auth.principal_from_token(token)
@@ -69,8 +73,8 @@ class ServerHooks:
     def persisted(self, channel: str) -> bool:
         return channel.startswith(PERSISTED_NAMESPACES)
 
-    async def _channel(self, channel: str) -> ChannelRow:
-        row = await self.channels.by_name(channel)
+    async def _channel(self, channel: str) -> ChannelMeta:
+        row = await self.channels.meta(channel)
         if row is None:
             members = dm_members(channel)
             if members is not None:
@@ -98,7 +102,7 @@ class ServerHooks:
                 raise ReplyError(errors.FORBIDDEN, "direct messages are for their two members")
             return
         row = await self._channel(channel)
-        membership = await self.channels.member_role(row.id, user.user_id)
+        membership = await self.channels.membership(row, user.user_id)
         if row.private and membership is None and user.role != "admin":
             raise ReplyError(errors.FORBIDDEN, "this room is private")
         if action == "publish" and membership is not None and membership[1] is not None \
@@ -142,7 +146,7 @@ class ServerHooks:
 
     async def position(self, channel: str) -> tuple[int, str]:
         row = await self._channel(channel)
-        return row.last_offset, row.epoch
+        return await self.channels.last_offset(row.id), row.epoch
 
     async def history(self, channel: str, after: int, limit: int) -> list[tuple[int, bytes]]:
         row = await self._channel(channel)

@@ -16,6 +16,7 @@ from realtime.node import Node, NodeSettings
 from realtime.nonces import create_nonces
 from realtime.presence import create_presence
 from server.auth.service import AuthService
+from server.cache import Cache, create_cache
 from server.db.database import Database
 from server.infra.breaker import BreakerPolicy, Breakers
 from server.infra.locks import Lock, make_lock
@@ -33,6 +34,7 @@ from server.ops.maintenance import Maintenance
 from server.ops.scheduler import MaintenanceScheduler
 from server.ops.stats import ClusterStats
 from server.push.sender import PushSender
+from server.ratelimit import RateLimiter, create_limiter
 from server.realtime_hooks import ServerHooks
 from server.settings import Settings
 
@@ -60,6 +62,8 @@ class Resources:
     tracing: Tracing | None = None
     timings: Timings | None = None
     node: Node | None = None
+    cache: Cache | None = None
+    limiter: RateLimiter | None = None
     push: PushSender | None = None
     notifications: Notifications | None = None
     _spawned: set[asyncio.Task[None]] = field(default_factory=set)
@@ -102,6 +106,10 @@ class Resources:
         resources.timings = Timings(metrics)
         resources.auth = AuthService(settings, db, publish=resources.publish_quietly, breakers=resources.breakers)
         resources.hooks = ServerHooks(db, resources.auth, timings=resources.timings)
+        resources.cache = create_cache(settings, redis, metrics)
+        resources.limiter = create_limiter(settings, redis, metrics)
+        resources.auth.attach_cache(resources.cache)
+        resources.hooks.attach_cache(resources.cache)
         resources.node = build_node(settings, redis, resources.broker, resources.hooks, metrics)
         resources.push = PushSender(settings, db, resources.breakers, metrics)
         resources.notifications = Notifications(db, resources.node, resources.push, settings.push_when,

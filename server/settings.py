@@ -159,6 +159,36 @@ class Settings(BaseSettings):
     oauth_discord_base_url: str = Field(default="https://discord.com", validation_alias="OAUTH_DISCORD_BASE_URL")
     oauth_timeout: float = Field(default=10.0, gt=0, validation_alias="OAUTH_TIMEOUT")
 
+    # --- cache and rate limits (issue 6) ---
+    cache_enabled: bool = Field(default=True, validation_alias="CACHE_ENABLED")
+    cache_max_entries: int = Field(default=10000, ge=1, validation_alias="CACHE_MAX_ENTRIES")
+    cache_ttl: float = Field(default=60.0, gt=0, validation_alias="CACHE_TTL")
+    cache_stale_ttl: float = Field(default=300.0, ge=0, validation_alias="CACHE_STALE_TTL")
+    cache_principal_ttl: float = Field(default=30.0, gt=0, validation_alias="CACHE_PRINCIPAL_TTL")
+    cache_preload: str = Field(default="channel:room:general", validation_alias="CACHE_PRELOAD")
+    rate_limit_enabled: bool = Field(default=True, validation_alias="RATE_LIMIT_ENABLED")
+    rate_limit_api: str = Field(default="100/900", validation_alias="RATE_LIMIT_API")
+    rate_limit_routes: str = Field(default="", validation_alias="RATE_LIMIT_ROUTES")
+    rate_limit_actions: str = Field(default="post=30/60,friend_request=20/3600,reaction=60/60",
+                                    validation_alias="RATE_LIMIT_ACTIONS")
+
+    @field_validator("rate_limit_api", "rate_limit_routes", "rate_limit_actions")
+    @classmethod
+    def _limits(cls, value: str, info: Any) -> str:
+        from server.ratelimit.rules import InvalidLimit, parse_actions, parse_limit, parse_routes
+
+        parse = {"rate_limit_api": lambda v: parse_limit("api", v), "rate_limit_routes": parse_routes,
+                 "rate_limit_actions": parse_actions}[info.field_name]
+        try:
+            parse(value)
+        except InvalidLimit as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def cache_preload_keys(self) -> list[str]:
+        return [key.strip() for key in self.cache_preload.split(",") if key.strip()]
+
     # --- PWA, notifications and web push (issue 8) ---
     vapid_public_key: str | None = Field(default=None, validation_alias="VAPID_PUBLIC_KEY")
     vapid_private_key: SecretStr | None = Field(default=None, validation_alias="VAPID_PRIVATE_KEY")

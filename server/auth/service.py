@@ -43,6 +43,9 @@ class LoginResult:
 
 
 class AuthService:
+    cache: Any = None  # the app's Cache once attached: principals are then cached per session
+    _principals: Any = None
+
     def __init__(self, settings: Settings, db: Database, publish: Any = None, breakers: Any = None) -> None:
         self.settings = settings
         self.breakers = breakers
@@ -62,6 +65,13 @@ class AuthService:
 
     def attach_publisher(self, publish: Any) -> None:
         self._publish = publish
+
+    def attach_cache(self, cache: Any) -> None:
+        """Cache who a session is (session + user rows) under `principal:<session id>`, tagged
+        `session:<id>` and `user:<id>`; strict, so never served stale and never from a replica's
+        memory while invalidations might not reach it."""
+        self.cache = cache
+        self._principals = cache.namespace("principal", ttl=self.settings.cache_principal_ttl, strict=True)
 
     # --- registration ------------------------------------------------------------------------
     async def register(self, username: str, email: str, password: str, client: ClientInfo) -> Any:
@@ -146,14 +156,41 @@ class AuthService:
         if token.startswith(BOT_TOKEN_PREFIX):
             return await self._bot_principal(token)
         claims = self.signer.verify_access(token)
-        session = await self.sessions.get(claims.session_id)
-        if session is None or session["revoked_at"] is not None or session["user_id"] != claims.user_id:
+        identity = await self._identity(claims.session_id)
+        if identity is None or identity["user_id"] != claims.user_id:
             raise InvalidToken("session revoked")
-        user = await user_queries.by_id(self.db, claims.user_id)
-        if user is None or user["status"] != "active":
+        if not identity["active"]:
             raise InvalidToken("account inactive")
-        return Principal(user_id=user["id"], username=user["username"], role=user["role"],
+        return Principal(user_id=identity["user_id"], username=identity["username"], role=identity["role"],
                          session_id=claims.session_id, via_cookie=via_cookie)
+
+    async def _identity(self, session_id: str) -> dict[str, Any] | None:
+        if self.cache is None:
+            return await self._load_identity(session_id)
+        return await self.cache.get(  # type: ignore[no-any-return]
+            self._principals, session_id, lambda: self._load_identity(session_id),
+            tags=lambda identity: [f"session:{session_id}"] + ([f"user:{identity['user_id']}"] if identity else []))
+
+    async def _load_identity(self, session_id: str) -> dict[str, Any] | None:
+        """The session's user as the token check needs it; None for an unknown or revoked session."""
+        session = await self.sessions.get(session_id)
+        if session is None or session["revoked_at"] is not None:
+            return None
+        user = await user_queries.by_id(self.db, session["user_id"])
+        if user is None:
+            return None
+        return {"user_id": user["id"], "username": user["username"], "role": user["role"],
+                "active": user["status"] == "active"}
+
+    async def forget_sessions(self, session_ids: list[str]) -> None:
+        """Drop cached principals of these sessions on every replica (before the request returns)."""
+        if self.cache is not None and session_ids:
+            await self.cache.invalidate(tags=[f"session:{s}" for s in session_ids])
+
+    async def user_changed(self, user_id: int) -> None:
+        """Call after writing a user's role, status or name: cached principals are dropped everywhere."""
+        if self.cache is not None:
+            await self.cache.invalidate(tags=[f"user:{user_id}"])
 
     async def _bot_principal(self, token: str) -> Principal:
         import sqlalchemy as sa
@@ -176,6 +213,7 @@ class AuthService:
         ip: str | None = None,
     ) -> list[str]:
         revoked = await self.sessions.revoke(session_ids, reason)
+        await self.forget_sessions(revoked)
         for session_id in revoked:
             await audit.record(self.db, "session.revoked", actor_id=actor_id, target_type="session",
                                target_id=session_id, ip=ip, reason=reason, user_id=user_id)

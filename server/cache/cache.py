@@ -50,6 +50,7 @@ class Namespace:
     encode: Callable[[Any], Any] = _same  # value -> JSON-able
     decode: Callable[[Any], Any] = _same  # JSON-able -> value
     loader: Callable[[str], Awaitable[Any]] | None = field(default=None, compare=False)  # id -> value, to preload
+    tagger: Callable[[str, Any], Iterable[str]] | None = field(default=None, compare=False)  # (id, value) -> tags
 
     def key(self, ident: str) -> str:
         return f"{self.name}:{ident}"
@@ -74,10 +75,10 @@ class Cache:
         self.clock = clock
         self.l1 = LocalCache(max_entries, clock, on_evict=self._evicted)
         self.namespaces: dict[str, Namespace] = {}
-        self.stats: dict[str, Counter[str]] = defaultdict(Counter)
+        self.counts: dict[str, Counter[str]] = defaultdict(Counter)
         self.load_seconds: dict[str, float] = defaultdict(float)
         self._inflight: dict[str, asyncio.Task[Any]] = {}
-        self._refreshing: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._epoch = 0  # bumped by every invalidation: a load that saw one in flight is not kept
         self._metrics = _Metrics(metrics, self) if metrics is not None else None
 
@@ -85,10 +86,12 @@ class Cache:
     def namespace(self, name: str, *, ttl: float | None = None, stale_ttl: float | None = None,
                   strict: bool = False, encode: Callable[[Any], Any] | None = None,
                   decode: Callable[[Any], Any] | None = None,
-                  loader: Callable[[str], Awaitable[Any]] | None = None) -> Namespace:
+                  loader: Callable[[str], Awaitable[Any]] | None = None,
+                  tagger: Callable[[str, Any], Iterable[str]] | None = None) -> Namespace:
+        """Declare a namespace; `loader` (by id) enables preloading, `tagger` gives default tags."""
         ns = Namespace(name, self.default_ttl if ttl is None else ttl,
                        0.0 if strict else (self.default_stale_ttl if stale_ttl is None else stale_ttl),
-                       strict, encode or _same, decode or _same, loader)
+                       strict, encode or _same, decode or _same, loader, tagger)
         self.namespaces[name] = ns
         return ns
 
@@ -96,9 +99,10 @@ class Cache:
         await self.shared.start(self._remote_invalidation, self._resync)
 
     async def close(self) -> None:
-        for task in list(self._refreshing) + list(self._inflight.values()):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._refreshing) + list(self._inflight.values()):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.shared.close()
@@ -121,11 +125,14 @@ class Cache:
         return warmed
 
     # --- reads -------------------------------------------------------------------------------
-    async def get(self, ns: Namespace, ident: str, loader: Loader, *, tags: Tags = ()) -> Any:
+    async def get(self, ns: Namespace, ident: str, loader: Loader, *, tags: Tags | None = None) -> Any:
         """The value of `<namespace>:<ident>`, loading it (once, however many ask) when missing."""
         if not self.enabled:
             return await loader()
         key = ns.key(ident)
+        if tags is None:
+            tagger = ns.tagger
+            tags = (lambda value: tagger(ident, value)) if tagger is not None else ()
         if not ns.strict or self.shared.coherent:
             entry = self.l1.get(key)
             if entry is not None:
@@ -137,16 +144,14 @@ class Cache:
                 return entry.value
         self._count(ns.name, "l1_misses")
         task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.create_task(self._load(ns, key, loader, tags, serve_stale=True), name=f"cache-load:{key}")
-            self._inflight[key] = task
-            task.add_done_callback(lambda _t, key=key: self._inflight.pop(key, None))  # type: ignore[misc]
+        if task is None or task.done():
+            task = self._start(key, self._load(ns, key, loader, tags, serve_stale=True), "cache-load")
         else:
             self._count(ns.name, "joined_loads")
         return await asyncio.shield(task)
 
     def _count(self, namespace: str, what: str) -> None:
-        self.stats[namespace][what] += 1
+        self.counts[namespace][what] += 1
         if self._metrics is not None:
             self._metrics.count(namespace, what)
 
@@ -154,20 +159,30 @@ class Cache:
         """The L1 entry, if any (no load, no stats): for tests and the admin view."""
         return self.l1.get(ns.key(ident))
 
-    def _refresh(self, ns: Namespace, key: str, loader: Loader, tags: Tags) -> None:
-        if key in self._inflight:
-            return
-        task = asyncio.create_task(self._load(ns, key, loader, tags, serve_stale=False), name=f"cache-refresh:{key}")
+    def _start(self, key: str, coroutine: Awaitable[Any], kind: str) -> asyncio.Task[Any]:
+        """Run one load of `key`; later callers join it until it finishes (single-flight)."""
+        task: asyncio.Task[Any] = asyncio.ensure_future(coroutine)
+        task.set_name(f"{kind}:{key}")
         self._inflight[key] = task
-        self._refreshing.add(task)
+        self._tasks.add(task)
 
         def done(finished: asyncio.Task[Any]) -> None:
-            self._inflight.pop(key, None)
-            self._refreshing.discard(finished)
-            if not finished.cancelled() and finished.exception() is not None:
-                log.warning("cache_refresh_failed", key=key, error=finished.exception().__class__.__name__)
+            self._tasks.discard(finished)
+            if self._inflight.get(key) is finished:
+                del self._inflight[key]
+            error = None if finished.cancelled() else finished.exception()  # retrieved: never "unretrieved"
+            if error is not None and kind == "cache-refresh":
+                log.warning("cache_refresh_failed", key=key, error=error.__class__.__name__)
 
         task.add_done_callback(done)
+        return task
+
+    def _refresh(self, ns: Namespace, key: str, loader: Loader, tags: Tags) -> None:
+        """Replace a stale entry in the background, unless a load of it is already running."""
+        running = self._inflight.get(key)
+        if running is not None and not running.done():
+            return
+        self._start(key, self._load(ns, key, loader, tags, serve_stale=False), "cache-refresh")
 
     async def _load(self, ns: Namespace, key: str, loader: Loader, tags: Tags, *, serve_stale: bool) -> Any:
         epoch = self._epoch
@@ -240,13 +255,29 @@ class Cache:
             self._metrics.evictions.labels(reason).inc(count)
 
     # --- report ------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """A one-line health view (for `/api/admin/stats`): size, hit ratios, whether L2 is coherent."""
+        totals: Counter[str] = Counter()
+        for counts in self.counts.values():
+            totals.update(counts)
+        l1_total = totals["l1_hits"] + totals["l1_stale"] + totals["l1_misses"]
+        l2_total = totals["l2_hits"] + totals["l2_stale"] + totals["l2_misses"]
+        return {
+            "enabled": self.enabled,
+            "entries": len(self.l1),
+            "l1_hit_ratio": round((totals["l1_hits"] + totals["l1_stale"]) / l1_total, 4) if l1_total else None,
+            "l2_hit_ratio": round((totals["l2_hits"] + totals["l2_stale"]) / l2_total, 4) if l2_total else None,
+            "shared": self.shared.name,
+            "coherent": self.shared.coherent,
+        }
+
     def report(self, top: int = 5) -> dict[str, Any]:
         per_namespace: dict[str, dict[str, Any]] = {}
         sizes: dict[str, list[tuple[int, str]]] = defaultdict(list)
         for entry in self.l1:
             sizes[entry.key.partition(":")[0]].append((entry.size, entry.key))
-        for name in sorted(set(self.namespaces) | set(self.stats) | set(sizes)):
-            stats = self.stats.get(name, Counter())
+        for name in sorted(set(self.namespaces) | set(self.counts) | set(sizes)):
+            stats = self.counts.get(name, Counter())
             entries = sizes.get(name, [])
             loads = stats.get("loads", 0)
             per_namespace[name] = {

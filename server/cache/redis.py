@@ -237,6 +237,7 @@ class RedisShared:
                         continue
                     if message["type"] == "subscribe":
                         self._subscribed = True
+                        self._down_until = 0.0  # Redis answers again: stop skipping it
                         delay = 0.05
                         self._on_resync()
                         await self._replay()

@@ -1,4 +1,9 @@
-"""REST fallback for clients that cannot hold a socket: same semantics as the websocket ops."""
+"""REST fallback for clients that cannot hold a socket: same semantics as the websocket ops.
+
+A REST publish counts as the `post` action (`RATE_LIMIT_ACTIONS`). Closed pages of a public
+room's history (every message of the page exists already) are cached, tagged `channel:<name>` and
+`history:<name>`; the newest page and private channels are always read from the database.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from server.auth.principal import principal_of, requires
 from server.db.queries import messages as message_queries
 from server.errors import AppError, Forbidden, RateLimited, ServiceUnavailable, ValidationFailed
 from server.jsonio import JSONResponse, read_json
+from server.ratelimit import limit_action
 from server.realtime_hooks import conn_user
 from server.resources import resources_of
 
@@ -63,6 +69,7 @@ async def publish(request: Request) -> Response:
         raise ValidationFailed(details=[{"field": "data", "code": "too_large",
                                          "message": f"at most {protocol.MAX_FRAME_BYTES} bytes"}])
     user = await _authorize(request, channel, "publish")
+    await limit_action(request, principal_of(request), "post")
     try:
         offset, epoch = await resources_of(request).node.publish(channel, body.data, user=user, nonce=body.nonce)
     except ReplyError as exc:
@@ -97,12 +104,7 @@ async def history(request: Request) -> Response:
     hooks, node = resources.hooks, resources.node
     if hooks.persisted(channel):
         offset, epoch = await hooks.position(channel)
-        row = await hooks.channels.by_name(channel)
-        if since is not None:
-            stored = await message_queries.history_after(resources.db, row.id, since, limit)
-        else:
-            stored = list(reversed(await message_queries.history_before(resources.db, row.id, before, limit)))
-        frames = await hooks.frames(channel, epoch, stored)
+        frames = await _persisted_page(request, channel, epoch, offset, since, before, limit)
     else:
         position = await node.history.position(channel)
         offset, epoch = position.offset, position.epoch
@@ -118,6 +120,37 @@ async def history(request: Request) -> Response:
         b"null" if first is None or first <= 1 else b"%d" % first,
         b"null" if last is None or last >= offset else b"%d" % last)
     return Response(body, media_type="application/json")
+
+
+def _page_frames(frames: list[tuple[int, bytes]]) -> list[list[Any]]:
+    return [[offset, frame.decode()] for offset, frame in frames]
+
+
+def _page_value(data: list[list[Any]]) -> list[tuple[int, bytes]]:
+    return [(offset, frame.encode()) for offset, frame in data]
+
+
+async def _persisted_page(request: Request, channel: str, epoch: str, offset: int, since: int | None,
+                          before: int | None, limit: int) -> list[tuple[int, bytes]]:
+    resources = resources_of(request)
+    hooks = resources.hooks
+    row = await hooks.channels.meta(channel)
+
+    async def load() -> list[tuple[int, bytes]]:
+        if since is not None:
+            stored = await message_queries.history_after(resources.db, row.id, since, limit)
+        else:
+            stored = list(reversed(await message_queries.history_before(resources.db, row.id, before, limit)))
+        return await hooks.frames(channel, epoch, stored)
+
+    closed = (since is not None and since + limit <= offset) or (since is None and before is not None
+                                                                 and before <= offset + 1)
+    cache = resources.cache
+    if cache is None or not closed or row.kind != "room":
+        return await load()
+    pages = cache.namespaces.get("history") or cache.namespace("history", encode=_page_frames, decode=_page_value)
+    page = f"{channel}:{'s' if since is not None else 'b'}{since if since is not None else before}:{limit}"
+    return await cache.get(pages, page, load, tags=[f"channel:{channel}", f"history:{channel}"])  # type: ignore[no-any-return]
 
 
 @requires()

@@ -15,7 +15,7 @@ from server.errors import BadRequest, Conflict, Forbidden, NotFound
 from server.jsonio import JSONResponse, read_json
 from server.resources import resources_of
 from server.routes.auth import USERNAME
-from server.services.channels import ROOM_NAME, ChannelRow, Channels
+from server.services.channels import ROOM_NAME, ChannelMeta, Channels
 
 
 class CreateRoomBody(BaseModel):
@@ -29,12 +29,13 @@ class InviteBody(BaseModel):
 
 
 def _channels(request: Request) -> Channels:
-    return Channels(resources_of(request).db)
+    """The app's channel store: cached reads, and writes that invalidate on every replica."""
+    return resources_of(request).hooks.channels
 
 
-async def _room(request: Request) -> ChannelRow:
+async def _room(request: Request) -> ChannelMeta:
     name = request.path_params["name"]
-    room = await _channels(request).by_name(f"room:{name}")
+    room = await _channels(request).meta(f"room:{name}")
     if room is None or room.kind not in ("room", "private_room"):
         raise NotFound("No such room.", code="room_not_found")
     return room

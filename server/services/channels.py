@@ -2,12 +2,18 @@
 
 Realtime channel names map to rows: `room:<name>` (kind room or private_room), `dm:<a>:<b>` (the
 two user ids, smaller first). `user:<id>` and `bot:<name>` channels are ephemeral and have no row.
+
+With a cache attached, what every subscribe and publish checks is cached: a channel's metadata
+(`channel:<name>`, tag `channel:<name>`, unknown names too) and a user's membership
+(`member:<channel id>:<user id>`, tags `channel:<name>` and `member:<channel id>:<user id>`). The
+writers here invalidate those tags after their commit. The last offset is never cached.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,13 +28,14 @@ PERSISTED_NAMESPACES = ("room:", "dm:")
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelRow:
+class ChannelMeta:
+    """What rarely changes about a channel (cacheable); `ChannelRow` adds the live last offset."""
+
     id: int
     name: str
     kind: str
     title: str | None
     topic: str | None
-    last_offset: int
 
     @property
     def epoch(self) -> str:
@@ -38,6 +45,11 @@ class ChannelRow:
     @property
     def private(self) -> bool:
         return self.kind in ("private_room", "dm")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRow(ChannelMeta):
+    last_offset: int
 
 
 def dm_channel(a: int, b: int) -> str:
@@ -57,13 +69,71 @@ def _row(row: Any) -> ChannelRow:
     return ChannelRow(row["id"], row["name"], row["kind"], row["title"], row["topic"], row["last_offset"])
 
 
+def _meta_data(meta: ChannelMeta | None) -> Any:
+    return None if meta is None else [meta.id, meta.name, meta.kind, meta.title, meta.topic]
+
+
+def _meta_value(data: Any) -> ChannelMeta | None:
+    return None if data is None else ChannelMeta(*data)
+
+
+def _membership_data(membership: tuple[str, Any] | None) -> Any:
+    if membership is None:
+        return None
+    role, muted_until = membership
+    return [role, muted_until.timestamp() if muted_until is not None else None]
+
+
+def _membership_value(data: Any) -> tuple[str, Any] | None:
+    if data is None:
+        return None
+    return data[0], datetime.fromtimestamp(data[1], UTC) if data[1] is not None else None
+
+
 class Channels:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache: Any = None) -> None:
         self.db = db
+        self.cache: Any = None
+        if cache is not None:
+            self.attach_cache(cache)
+
+    def attach_cache(self, cache: Any) -> None:
+        self.cache = cache
+        self._meta_ns = cache.namespace("channel", encode=_meta_data, decode=_meta_value, loader=self._load_meta,
+                                        tagger=lambda name, _meta: [f"channel:{name}"])
+        self._member_ns = cache.namespace("member", encode=_membership_data, decode=_membership_value)
 
     async def by_name(self, name: str) -> ChannelRow | None:
+        """The row as stored now, last offset included (never cached)."""
         row = await self.db.fetch_one("channels.by_name", sa.select(channels).where(channels.c.name == name))
         return _row(row) if row else None
+
+    async def meta(self, name: str) -> ChannelMeta | None:
+        """The channel's metadata, from the cache when one is attached (None: no such channel)."""
+        if self.cache is None:
+            return await self.by_name(name)
+        return await self.cache.get(self._meta_ns, name, lambda: self._load_meta(name))  # type: ignore[no-any-return]
+
+    async def _load_meta(self, name: str) -> ChannelMeta | None:
+        row = await self.by_name(name)
+        return None if row is None else ChannelMeta(row.id, row.name, row.kind, row.title, row.topic)
+
+    async def last_offset(self, channel_id: int) -> int:
+        value = await self.db.fetch_val("channels.last_offset", sa.select(channels.c.last_offset).where(
+            channels.c.id == channel_id))
+        return int(value or 0)
+
+    async def membership(self, channel: ChannelMeta, user_id: int) -> tuple[str, Any] | None:
+        """`member_role`, cached when a cache is attached (what every publish checks)."""
+        if self.cache is None:
+            return await self.member_role(channel.id, user_id)
+        return await self.cache.get(  # type: ignore[no-any-return]
+            self._member_ns, f"{channel.id}:{user_id}", lambda: self.member_role(channel.id, user_id),
+            tags=[f"channel:{channel.name}", f"member:{channel.id}:{user_id}"])
+
+    async def _forget(self, *tags: str) -> None:
+        if self.cache is not None:
+            await self.cache.invalidate(tags=tags)
 
     async def member_role(self, channel_id: int, user_id: int) -> tuple[str, Any] | None:
         row = await self.db.fetch_one("channels.member", sa.select(
@@ -77,12 +147,19 @@ class Channels:
             channel_id = await self.db.fetch_val("channels.insert", channels.insert().values(
                 name=f"room:{name}", kind="private_room" if private else "room", title=name, topic=topic,
                 owner_id=owner_id, last_offset=0, created_at=now).returning(channels.c.id))
-            await self.add_member(int(channel_id), owner_id, "owner")
+            await self._insert_member(int(channel_id), owner_id, "owner")
+        await self._forget(f"channel:room:{name}")
         created = await self.by_name(f"room:{name}")
         assert created is not None
         return created
 
     async def add_member(self, channel_id: int, user_id: int, role: str = "member") -> bool:
+        added = await self._insert_member(channel_id, user_id, role)
+        if added:
+            await self._forget(f"member:{channel_id}:{user_id}")
+        return added
+
+    async def _insert_member(self, channel_id: int, user_id: int, role: str) -> bool:
         try:
             await self.db.execute("channels.add_member", channel_members.insert().values(
                 channel_id=channel_id, user_id=user_id, role=role, joined_at=utcnow()))
@@ -93,6 +170,7 @@ class Channels:
     async def remove_member(self, channel_id: int, user_id: int) -> None:
         await self.db.execute("channels.remove_member", channel_members.delete().where(
             channel_members.c.channel_id == channel_id, channel_members.c.user_id == user_id))
+        await self._forget(f"member:{channel_id}:{user_id}")
 
     async def ensure_dm(self, a: int, b: int) -> ChannelRow:
         name = dm_channel(a, b)
@@ -108,6 +186,7 @@ class Channels:
                         channel_id=channel_id, user_id=user_id, role="member", joined_at=utcnow()))
         except UniqueViolation:
             pass  # created concurrently
+        await self._forget(f"channel:{name}")
         created = await self.by_name(name)
         assert created is not None
         return created

@@ -32,3 +32,4 @@ async def make_admin(server: Any, username: str) -> None:
     db = server.resources.db
     user = await users.by_username(db, username)
     await users.update(db, user["id"], role="admin")
+    await server.resources.auth.user_changed(user["id"])  # cached principals learn the new role

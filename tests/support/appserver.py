@@ -38,7 +38,9 @@ class AppServer:
         return self.app.state.vonix
 
     async def start(self) -> AppServer:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_config=None,
+        # proxy_headers=False: the app's own rule (server/ratelimit/client_ip.py, TRUSTED_PROXIES) decides
+        # who the client is; uvicorn's default would trust X-Forwarded-For from 127.0.0.1 before the app.
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_config=None, proxy_headers=False,
                                 access_log=False, lifespan="on", timeout_graceful_shutdown=5,
                                 ws_max_size=1024 * 1024, ws_per_message_deflate=False)
         self._server = _QuietServer(config)
