@@ -1,27 +1,37 @@
-// Load generator for bench/bench_fanout.py: websocket clients on the `ws` library, one process,
-// driven by JSON commands on stdin (one per line), answering one JSON line per command on stdout.
+// Load generator for bench/bench_fanout.py: websocket clients in one Node.js process, driven by
+// JSON commands on stdin (one per line), answering one JSON line per command on stdout. No npm
+// packages: a fresh machine needs only `node`.
 //
-// It is built to cost less CPU than the server it measures: frames are never JSON-parsed on the
-// hot path. A client counts the `{"op":"message"` lines of each frame (a byte test per line), reads
-// the sequence number of the first message of each frame to prove delivery is contiguous, and
-// only the sampled clients (every Nth) read the publish timestamp of each message for latency.
+// It is built to cost less CPU than the server it measures:
+// - a minimal RFC 6455 client on `net` (handshake with Sec-WebSocket-Accept check, masked client
+//   frames, ping/pong, close, fragments): frames are parsed straight out of one shared read buffer
+//   (`onread`), with no stream machinery, no copying and no UTF-8 decoding;
+// - frames are never JSON-parsed on the hot path: a client counts the `{"op":"message"` lines of a
+//   frame (a byte test per line), reads the sequence number of the first message of each frame to
+//   prove delivery is contiguous, and only sampled clients (every Nth) read each message's
+//   publish timestamp for latency.
 //
 // Commands:
 //   {"cmd":"connect", "urls":[..], "tokens":[..], "channels":[..], "group":G, "n":N, "concurrency":C,
 //    "sample_every":K, "seq_key":"offset"|"seq"}
 //      client i: urls[i % len], tokens[i % len], channels[floor(i / G) % len]; each connects with
 //      `Authorization: Bearer <token>` on the upgrade and subscribes; -> {connected, failed, seconds}
-//   {"cmd":"fanout", "url", "token", "channel", "window", "rate", "warmup", "seconds", "pids":{..}}
-//      one publisher; rate null: closed loop, at most `window` messages not yet received by every
-//      client; rate R: R messages/s. -> deliveries/s in the measured window, latency, loss, CPU
+//   {"cmd":"fanout", "urls", "token", "channel", "window", "rate", "publishers", "check_order",
+//    "warmup", "seconds", "pids":{"server":[..], ..}}
+//      `publishers` connections (spread over `urls`) publish in turn; rate null: closed loop, at
+//      most `window` messages not yet received by every client; rate R: R messages/s.
+//      -> deliveries/s in the measured window, latency, loss (and order errors when
+//      `check_order`), CPU ticks of each pid group, of this process and of each core
 //   {"cmd":"rooms", "rate", "warmup", "seconds", "pids":{..}}
 //      every client publishes `rate` messages/s in its own channel (random phase).
-//   {"cmd":"close"}  closes every client and exits.
+//   {"cmd":"cpu", "pids":{..}}  CPU ticks now;  {"cmd":"close"}  closes every client;
+//   {"cmd":"exit"}
 'use strict';
 
+const crypto = require('crypto');
 const fs = require('fs');
+const net = require('net');
 const readline = require('readline');
-const WebSocket = require('ws');
 
 const NL = 10;
 const now = () => performance.timeOrigin + performance.now(); // ms, same clock as the publisher
@@ -30,12 +40,13 @@ const T_KEY = Buffer.from('"t":');
 const state = {
   clients: [],
   seqKey: Buffer.from('"offset":'),
-  sampleEvery: 40,
+  sampleEvery: 41, // prime: sampled clients spread over replicas and rooms
   mode: 'idle', // idle | fanout | rooms
   delivered: 0, // message lines received by all clients since the start
   samples: [],
   sampling: false,
   orderErrors: 0,
+  checkOrder: true, // off when several publishers feed a server that assigns no sequence
   // closed-loop level tracking (fan-out): reached[k % RING] = clients that have >= k messages
   reached: new Int32Array(1 << 16),
   minLevel: 0,
@@ -53,11 +64,11 @@ function log(...args) {
   process.stderr.write('[loadgen] ' + args.join(' ') + '\n');
 }
 
-function cpuTicks(pid) {
+function cpuTicks(pid, sysOnly = false) {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]);
+    return (sysOnly ? 0 : Number(fields[11])) + Number(fields[12]);
   } catch (e) {
     return 0;
   }
@@ -86,6 +97,7 @@ function cpuSnapshot(pids) {
     snap[name] = list.reduce((sum, pid) => sum + cpuTicks(pid), 0);
   }
   snap.loadgen = cpuTicks(process.pid);
+  snap.loadgen_sys = cpuTicks(process.pid, true);
   return snap;
 }
 
@@ -103,7 +115,7 @@ function readNumber(buf, pos) {
     if ((c >= 48 && c <= 57) || c === 46) end++;
     else break;
   }
-  return Number(buf.latin1Slice(pos, end));
+  return Number(buf.toString('latin1', pos, end));
 }
 
 function readInt(buf, pos) {
@@ -121,6 +133,143 @@ function isMessageLine(buf, start) {
   return buf[start + 2] === 111 && buf[start + 7] === 109;
 }
 
+
+// --- a minimal websocket client --------------------------------------------------------------
+const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+const READ_BUFFER = Buffer.allocUnsafe(1 << 18); // shared: every read is handled synchronously
+
+function encodeFrame(opcode, payload) {
+  const length = payload.length;
+  const ext = length < 126 ? 0 : length < 65536 ? 2 : 8;
+  const frame = Buffer.allocUnsafe(2 + ext + 4 + length);
+  frame[0] = 0x80 | opcode;
+  if (ext === 0) frame[1] = 0x80 | length;
+  else if (ext === 2) { frame[1] = 0x80 | 126; frame.writeUInt16BE(length, 2); }
+  else { frame[1] = 0x80 | 127; frame.writeBigUInt64BE(BigInt(length), 2); }
+  const maskAt = 2 + ext;
+  crypto.randomFillSync(frame, maskAt, 4);
+  for (let i = 0; i < length; i++) frame[maskAt + 4 + i] = payload[i] ^ frame[maskAt + (i & 3)];
+  return frame;
+}
+
+class RawWs {
+  // handlers: onOpen(), onMessage(buf) (a view, valid only during the call), onClose(code, why)
+  constructor(url, token, handlers) {
+    const u = new URL(url);
+    this.handlers = handlers;
+    this.key = crypto.randomBytes(16).toString('base64');
+    this.accept = crypto.createHash('sha1').update(this.key + WS_GUID).digest('base64');
+    this.open = false;
+    this.pending = null; // bytes of an incomplete frame (copied out of the shared buffer)
+    this.fragments = null;
+    this.closeCode = null;
+    this.failure = null;
+    this.socket = net.connect({
+      host: u.hostname, port: Number(u.port), noDelay: true,
+      onread: { buffer: READ_BUFFER, callback: (n, buf) => { this.onData(buf.subarray(0, n)); } },
+    });
+    this.socket.on('connect', () => {
+      this.socket.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\n` +
+                        `Connection: Upgrade\r\nSec-WebSocket-Key: ${this.key}\r\nSec-WebSocket-Version: 13\r\n` +
+                        `Authorization: Bearer ${token}\r\n\r\n`);
+    });
+    this.socket.on('error', (err) => { this.failure = this.failure || String(err.message); });
+    this.socket.on('close', () => {
+      if (this.closeCode === null) this.closeCode = this.open ? 1006 : 0;
+      this.handlers.onClose(this.closeCode, this.failure);
+    });
+  }
+
+  onData(chunk) {
+    let data = chunk;
+    if (this.pending !== null) {
+      data = Buffer.concat([this.pending, chunk]);
+      this.pending = null;
+    }
+    let pos = 0;
+    if (!this.open) {
+      const end = data.indexOf('\r\n\r\n');
+      if (end === -1) {
+        this.pending = Buffer.from(data);
+        return;
+      }
+      const head = data.toString('latin1', 0, end);
+      if (!head.startsWith('HTTP/1.1 101') || !head.includes(this.accept)) {
+        this.failure = head.split('\r\n')[0];
+        this.socket.destroy();
+        return;
+      }
+      this.open = true;
+      pos = end + 4;
+      this.handlers.onOpen();
+    }
+    const length = data.length;
+    while (pos + 2 <= length) {
+      const b0 = data[pos];
+      const b1 = data[pos + 1];
+      let size = b1 & 127;
+      let header = 2;
+      if (size === 126) {
+        if (pos + 4 > length) break;
+        size = data.readUInt16BE(pos + 2);
+        header = 4;
+      } else if (size === 127) {
+        if (pos + 10 > length) break;
+        size = Number(data.readBigUInt64BE(pos + 2));
+        header = 10;
+      }
+      const masked = (b1 & 128) !== 0;
+      if (masked) header += 4;
+      if (pos + header + size > length) break;
+      let payload = data.subarray(pos + header, pos + header + size);
+      if (masked) { // servers never mask; unmask a copy anyway
+        const key = data.subarray(pos + header - 4, pos + header);
+        payload = Buffer.from(payload);
+        for (let i = 0; i < payload.length; i++) payload[i] ^= key[i & 3];
+      }
+      pos += header + size;
+      this.onFrame(b0, payload);
+      if (this.socket.destroyed) return;
+    }
+    if (pos < length) this.pending = Buffer.from(data.subarray(pos));
+  }
+
+  onFrame(b0, payload) {
+    const opcode = b0 & 15;
+    const fin = (b0 & 128) !== 0;
+    if (opcode === 1 || opcode === 2) {
+      if (fin) this.handlers.onMessage(payload);
+      else this.fragments = [Buffer.from(payload)];
+    } else if (opcode === 0 && this.fragments !== null) {
+      this.fragments.push(Buffer.from(payload));
+      if (fin) {
+        const whole = Buffer.concat(this.fragments);
+        this.fragments = null;
+        this.handlers.onMessage(whole);
+      }
+    } else if (opcode === 9) {
+      this.socket.write(encodeFrame(10, payload));
+    } else if (opcode === 8) {
+      this.closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
+      this.socket.end(encodeFrame(8, payload.subarray(0, 2)));
+    }
+  }
+
+  send(text) {
+    this.socket.write(encodeFrame(1, Buffer.from(text)));
+  }
+
+  close() {
+    if (this.socket.destroyed) return;
+    if (this.open) this.socket.end(encodeFrame(8, Buffer.from([0x03, 0xe8])));
+    else this.socket.destroy();
+  }
+
+  terminate() {
+    this.socket.destroy();
+  }
+}
+
 class Client {
   constructor(index, url, token, channel, sampled) {
     this.index = index;
@@ -136,57 +285,51 @@ class Client {
     this.ackErrors = 0;
     this.sent = 0;
     this.closeCode = null;
+    this.retired = false;
     this.nextId = 2;
   }
 
   open() {
     return new Promise((resolve) => {
       let done = false;
-      const finish = (ok, why) => {
+      const finish = (why) => {
         if (!done) {
           done = true;
-          resolve(ok ? null : why || 'failed');
+          resolve(why);
         }
       };
-      const ws = new WebSocket(this.url, {
-        headers: { Authorization: `Bearer ${this.token}` },
-        perMessageDeflate: false,
-        skipUTF8Validation: true,
-        handshakeTimeout: 30000,
-        maxPayload: 64 * 1024 * 1024,
-      });
-      this.ws = ws;
-      ws.on('open', () => ws.send(`{"id":1,"op":"subscribe","channel":"${this.channel}"}`));
-      ws.on('message', (data) => {
-        if (this.subscribed) {
-          this.onFrame(data);
-          return;
-        }
-        // before the subscribe reply: look for {"id":1,...}
-        let start = 0;
-        for (;;) {
-          const end = data.indexOf(NL, start);
-          const line = data.latin1Slice(start, end === -1 ? data.length : end);
-          if (line.startsWith('{"id":1,')) {
-            if (line.includes('"ok":true')) {
-              this.subscribed = true;
-              finish(true);
-            } else {
-              finish(false, line.slice(0, 200));
-            }
+      this.ws = new RawWs(this.url, this.token, {
+        onOpen: () => this.ws.send(`{"id":1,"op":"subscribe","channel":"${this.channel}"}`),
+        onMessage: (data) => {
+          if (this.subscribed) {
+            this.onFrame(data);
+            return;
           }
-          if (end === -1) break;
-          start = end + 1;
-        }
-      });
-      ws.on('error', (err) => finish(false, String(err && err.message)));
-      ws.on('close', (code) => {
-        this.closeCode = code;
-        if (this.subscribed) {
-          state.closedClients++;
-          if (state.closedClients <= 3) log(`client ${this.index} closed with ${code}`);
-        }
-        finish(false, `closed ${code}`);
+          // before the subscribe reply: look for {"id":1,...}
+          let start = 0;
+          for (;;) {
+            const end = data.indexOf(NL, start);
+            const line = data.toString('latin1', start, end === -1 ? data.length : end);
+            if (line.startsWith('{"id":1,')) {
+              if (line.includes('"ok":true')) {
+                this.subscribed = true;
+                finish(null);
+              } else {
+                finish(line.slice(0, 200));
+              }
+            }
+            if (end === -1) break;
+            start = end + 1;
+          }
+        },
+        onClose: (code, why) => {
+          this.closeCode = code;
+          if (this.subscribed && !this.retired) {
+            state.closedClients++;
+            if (state.closedClients <= 3) log(`client ${this.index} closed with ${code}`);
+          }
+          finish(why || `closed ${code}`);
+        },
       });
     });
   }
@@ -200,7 +343,7 @@ class Client {
       const end = buf.indexOf(NL, start);
       if (isMessageLine(buf, start)) {
         lines++;
-        if (fanout && first) {
+        if (fanout && first && state.checkOrder) {
           // contiguity: the first message of a frame must follow the last of the previous frame
           first = false;
           const at = buf.indexOf(state.seqKey, start);
@@ -217,7 +360,7 @@ class Client {
       } else if (buf[start + 2] === 105) {
         // {"id":..  an ack of this client's own publish
         this.acked++;
-        const slice = buf.latin1Slice(start, end === -1 ? buf.length : end);
+        const slice = buf.toString('latin1', start, end === -1 ? buf.length : end);
         if (!slice.includes('"ok":true')) {
           this.ackErrors++;
           if (this.ackErrors <= 3) log('publish refused', slice.slice(0, 200));
@@ -227,7 +370,7 @@ class Client {
       start = end + 1;
     }
     if (lines === 0) return;
-    if (fanout) this.last += lines;
+    if (fanout && state.checkOrder) this.last += lines;
     const before = this.count;
     this.count += lines;
     state.delivered += lines;
@@ -255,7 +398,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function connect(cmd) {
   state.seqKey = Buffer.from(`"${cmd.seq_key || 'offset'}":`);
-  state.sampleEvery = cmd.sample_every || 40;
+  state.sampleEvery = cmd.sample_every || 41;
   const base = state.clients.length;
   const fresh = [];
   for (let j = 0; j < cmd.n; j++) {
@@ -286,12 +429,17 @@ async function connect(cmd) {
   return { connected: fresh.length - failed, failed, seconds, errors, total: state.clients.length };
 }
 
-function openPublisher(url, token) {
+function openPublisher(url, token, onMessage, onClose) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers: { Authorization: `Bearer ${token}` }, perMessageDeflate: false,
-                                    skipUTF8Validation: true });
-    ws.on('open', () => resolve(ws));
-    ws.on('error', reject);
+    let opened = false;
+    const ws = new RawWs(url, token, {
+      onOpen: () => { opened = true; resolve(ws); },
+      onMessage,
+      onClose: (code, why) => {
+        if (!opened) reject(new Error(`publisher: ${why || code}`));
+        else onClose(code);
+      },
+    });
   });
 }
 
@@ -309,16 +457,16 @@ function advanceLevel() {
 async function fanout(cmd) {
   const clients = state.clients;
   const n = clients.length;
-  const publisher = await openPublisher(cmd.url, cmd.token);
   let acked = 0;
   let refused = 0;
-  publisher.on('message', (buf) => {
+  let publisherClosed = null;
+  const onAck = (buf) => {
     let start = 0;
     for (;;) {
       const end = buf.indexOf(NL, start);
       if (buf[start + 2] === 105) {
         acked++;
-        const line = buf.latin1Slice(start, end === -1 ? buf.length : end);
+        const line = buf.toString('latin1', start, end === -1 ? buf.length : end);
         if (!line.includes('"ok":true')) {
           refused++;
           if (refused <= 3) log('publish refused', line.slice(0, 200));
@@ -327,20 +475,25 @@ async function fanout(cmd) {
       if (end === -1) break;
       start = end + 1;
     }
-  });
-  let publisherClosed = null;
-  publisher.on('close', (code) => { publisherClosed = code; });
+  };
+  const publishers = [];
+  for (let i = 0; i < (cmd.publishers || 1); i++) {
+    const urls = cmd.urls || [cmd.url];
+    const onClose = (code) => { publisherClosed = code; };
+    publishers.push(await openPublisher(urls[i % urls.length], cmd.token, onAck, onClose));
+  }
 
   const counts0 = clients.map((c) => c.count);
   const published0 = state.published;
   const orderErrors0 = state.orderErrors;
   let running = true;
   const window = cmd.window || 16;
+  state.checkOrder = cmd.check_order !== false;
   const channel = cmd.channel;
   const publishOne = () => {
     const seq = ++state.published;
-    publisher.send(`{"id":${seq},"op":"publish","channel":"${channel}","data":{"seq":${seq},` +
-                   `"t":${now().toFixed(3)}}}`);
+    publishers[seq % publishers.length].send(
+      `{"id":${seq},"op":"publish","channel":"${channel}","data":{"seq":${seq},"t":${now().toFixed(3)}}}`);
   };
   const pump = () => {
     while (running && state.published - state.minLevel < window) publishOne();
@@ -386,7 +539,7 @@ async function fanout(cmd) {
     received += c.count - counts0[i];
     if (c.closeCode !== null) closed++;
   });
-  publisher.close();
+  for (const p of publishers) p.close();
   const elapsed = (t1 - t0) / 1000;
   return {
     clients: n, published: sent, acked, refused, publisher_closed: publisherClosed,
@@ -417,7 +570,7 @@ async function rooms(cmd) {
   let published = 0;
   const tick = () => {
     const t = now();
-    while (running && schedule[ptr].due <= t) {
+    while (running && schedule.length && schedule[ptr].due <= t) {
       const s = schedule[ptr];
       const c = s.c;
       c.sent++;
@@ -473,7 +626,7 @@ async function rooms(cmd) {
 async function closeAll() {
   const closing = state.clients.filter((c) => c.ws && c.closeCode === null);
   for (const c of state.clients) {
-    c.subscribed = false; // not counted as a loss
+    c.retired = true; // not counted as a loss
     if (c.ws) c.ws.terminate();
   }
   const n = state.clients.length;
@@ -484,6 +637,7 @@ async function closeAll() {
   state.reached.fill(0);
   state.delivered = 0;
   state.orderErrors = 0;
+  state.mode = 'idle';
   const started = now();
   while (closing.some((c) => c.closeCode === null) && now() - started < 5000) await sleep(20);
   return { closed: n };

@@ -1,10 +1,10 @@
 """One client connection: identity, subscriptions, a bounded outbound queue and its writer.
 
-`push` never blocks and never does JSON work: it appends ready-made bytes. The writer joins
-whatever is queued with `\\n` into a single websocket frame (after an optional coalescing pause),
-so a burst costs one send call instead of one per message. When the queue exceeds its byte limit
-the consumer is too slow: it is disconnected with SLOW_CONSUMER rather than slowing anyone else or
-growing memory without bound.
+`push` never blocks and never does JSON work: it appends ready-made bytes. When the coalescing
+window ends (one shared timer, see `Flusher`), whatever is queued is joined with `\\n` into a
+single websocket frame and sent, so a burst costs one send call instead of one per message. When
+the queue exceeds its byte limit the consumer is too slow: it is disconnected with SLOW_CONSUMER
+rather than slowing anyone else or growing memory without bound.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,11 +61,83 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
+class Flusher:
+    """Coalescing shared by the connections of a node: one timer per window, not one per connection.
+
+    The first frame queued on an idle connection marks it dirty; when the window (`delay`) ends,
+    every dirty connection sends what it queued meanwhile as one frame, synchronously. A fan-out to
+    N subscribers therefore costs N appends and, per window, one timer and N send calls: no task
+    switch and no timer per connection.
+
+    A long flush goes `chunk` connections at a time, letting the event loop read in between
+    (publishes, broker messages and pings keep flowing; what arrives meanwhile joins the batches of
+    the connections not flushed yet), and the next window starts when the flush has finished. So
+    under load the window stretches to the time a flush takes: the busier the node, the bigger the
+    batches and the cheaper each message, instead of overlapping flushes of ever smaller batches.
+    """
+
+    __slots__ = ("_dirty", "_flushing", "_handle", "chunk", "delay")
+
+    def __init__(self, delay: float, chunk: int = 256) -> None:
+        self.delay = delay
+        self.chunk = chunk
+        self._dirty: list[Connection] = []
+        self._handle: asyncio.Handle | None = None
+        self._flushing = False
+
+    def mark(self, conn: Connection) -> None:
+        self._dirty.append(conn)
+        if self._handle is None and not self._flushing:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._handle = loop.call_later(self.delay, self.flush) if self.delay else loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._handle = None
+        work, self._dirty = self._dirty, []
+        self._flushing = True
+        self._flush_from(work, 0)
+
+    def _flush_from(self, work: list[Connection], start: int) -> None:
+        end = start + self.chunk
+        try:
+            for conn in work[start:end]:
+                conn._flush()
+        finally:
+            if end < len(work):
+                asyncio.get_running_loop().call_soon(self._flush_from, work, end)
+            else:
+                self._flushing = False
+                if self._dirty and self._handle is None:
+                    self._schedule()
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+    """Finish, inside a task, a send coroutine that was started synchronously and then suspended
+    (the transport applied backpressure): hand the future it waits on to the task, relay results
+    and cancellation back into it."""
+    while True:
+        try:
+            value = yield yielded
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(value)
+            except StopIteration as stop:
+                return stop.value
+
+
 class Connection:
-    __slots__ = ("_closed", "_queue", "_queued_bytes", "_wake", "_writer", "close_task", "coalesce", "conn_id",
-                 "limiter",
-                 "max_queue_bytes", "on_closed", "recovering", "rejections", "subscriptions", "transport",
-                 "typing_at", "user")
+    __slots__ = ("_closed", "_flusher", "_queue", "_queued_bytes", "_scheduled", "_sending", "_transport_done",
+                 "close_task", "coalesce", "conn_id", "limiter", "max_queue_bytes", "on_closed", "recovering",
+                 "rejections", "subscriptions", "transport", "typing_at", "user")
 
     def __init__(
         self,
@@ -75,6 +148,7 @@ class Connection:
         coalesce: float,
         limiter: TokenBucket,
         on_closed: Callable[[Connection, Disconnect | None], None],
+        flusher: Flusher | None = None,
     ) -> None:
         self.conn_id = conn_id
         self.transport = transport
@@ -87,11 +161,13 @@ class Connection:
         self.limiter = limiter
         self.rejections = 0
         self.on_closed = on_closed
+        self._flusher = flusher if flusher is not None else Flusher(coalesce)
         self._queue: list[bytes] = []
         self._queued_bytes = 0
-        self._wake = asyncio.Event()
+        self._scheduled = False  # marked dirty in the flusher
+        self._sending: asyncio.Future[None] | None = None  # a send the transport made wait
         self._closed = False
-        self._writer: asyncio.Task[None] | None = None
+        self._transport_done = False  # the close frame went out, or the peer is gone
         self.close_task: asyncio.Task[None] | None = None
 
     @property
@@ -99,7 +175,7 @@ class Connection:
         return self._closed
 
     def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.conn_id}")
+        """Kept for callers: the connection needs no task of its own (the flusher sends)."""
 
     def push(self, frame: bytes) -> None:
         """Queue a ready frame. O(1), no awaits; a full queue disconnects the slow consumer."""
@@ -110,7 +186,9 @@ class Connection:
         if self._queued_bytes > self.max_queue_bytes:
             self.disconnect(errors.SLOW_CONSUMER)
             return
-        self._wake.set()
+        if not self._scheduled and self._sending is None:
+            self._scheduled = True
+            self._flusher.mark(self)
 
     def push_recoverable(self, channel: str, offset: int, frame: bytes) -> None:
         """Live message on a channel that may be mid-recovery: buffer it until recovery is sent."""
@@ -120,27 +198,45 @@ class Connection:
         else:
             self.push(frame)
 
-    async def _write_loop(self) -> None:
-        transport = self.transport
+    def _take(self) -> str:
+        batch, self._queue = self._queue, []
+        self._queued_bytes = 0
+        return (batch[0] if len(batch) == 1 else b"\n".join(batch)).decode()
+
+    def _flush(self) -> None:
+        """The coalescing window ended: send what is queued as one frame, synchronously when the
+        transport can take it now; otherwise a task finishes the send and drains the rest."""
+        self._scheduled = False
+        if self._sending is not None or self._transport_done or not self._queue:
+            return
+        coro = self.transport.send(self._take())
         try:
-            while True:
-                await self._wake.wait()
-                if self.coalesce and not self._closed:
-                    await asyncio.sleep(self.coalesce)
-                self._wake.clear()
-                batch, self._queue = self._queue, []
-                self._queued_bytes = 0
-                if batch:
-                    payload = batch[0] if len(batch) == 1 else b"\n".join(batch)
-                    await transport.send(payload.decode())
-                if self._closed and not self._queue:
-                    return
+            yielded = coro.send(None)
+        except StopIteration:
+            return
+        except Exception as exc:  # the peer went away mid-send
+            self._send_failed(exc)
+            return
+        self._sending = asyncio.ensure_future(self._finish(coro, yielded))
+
+    async def _finish(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+        try:
+            await _resume(coro, yielded)
+            while self._queue and not self._transport_done:
+                await self.transport.send(self._take())
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the peer went away mid-send
-            log.debug("ws_send_failed", conn_id=self.conn_id, error=exc.__class__.__name__)
-            self._queue.clear()
-            self._mark_closed(None)
+        except Exception as exc:
+            self._send_failed(exc)
+        finally:
+            self._sending = None
+
+    def _send_failed(self, exc: Exception) -> None:
+        log.debug("ws_send_failed", conn_id=self.conn_id, error=exc.__class__.__name__)
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._transport_done = True
+        self._mark_closed(None)
 
     def disconnect(self, reason: Disconnect, *, flush: bool = True) -> None:
         """Close from anywhere (sync): accept no more frames, send what is queued (unless the
@@ -156,15 +252,25 @@ class Connection:
         self.close_task = asyncio.get_running_loop().create_task(self._shutdown(reason))
 
     async def _shutdown(self, reason: Disconnect) -> None:
-        writer = self._writer
-        if writer is not None and not writer.done():
-            if self._queue:
-                self._wake.set()
-                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(asyncio.shield(writer), timeout=1.0)
-            writer.cancel()
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+            await asyncio.wait_for(self._drain(), timeout=1.0)
+        sending = self._sending
+        if sending is not None and not sending.done():
+            sending.cancel()
+        self._transport_done = True
         with contextlib.suppress(Exception):
             await self.transport.close(reason.code, reason.reason)
+
+    async def _drain(self) -> None:
+        """Queued frames go out before the close frame (bounded by the caller)."""
+        while not self._transport_done:
+            sending = self._sending
+            if sending is not None:
+                await asyncio.shield(sending)
+            elif self._queue:
+                await self.transport.send(self._take())
+            else:
+                return
 
     async def flush_and_close(self, reason: Disconnect, wait: float = 1.0) -> None:
         """Used by the graceful drain: queued frames go out (bounded), then the close code."""
@@ -177,14 +283,17 @@ class Connection:
         if self._closed:
             return
         self._closed = True
-        self._wake.set()
         if reason is None:  # transport already gone: nothing more can be sent
-            self._queue.clear()
-            self._queued_bytes = 0
-            writer = self._writer
-            if writer is not None and writer is not asyncio.current_task():
-                writer.cancel()
+            self._gone()
         self.on_closed(self, reason)
+
+    def _gone(self) -> None:
+        self._transport_done = True
+        self._queue.clear()
+        self._queued_bytes = 0
+        sending = self._sending
+        if sending is not None and not sending.done() and sending is not asyncio.current_task():
+            sending.cancel()
 
     def finished(self) -> None:
         """The transport ended (peer closed): release everything."""

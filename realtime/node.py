@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from realtime import errors, protocol
-from realtime.connection import Connection, ConnUser, TokenBucket
+from realtime.connection import Connection, ConnUser, Flusher, TokenBucket
 from realtime.errors import Disconnect, ReplyError
 from realtime.history.base import FrameParts, History, open_envelope
 from realtime.hooks import ChannelHooks
@@ -67,6 +67,7 @@ class Node:
         self.nonces = nonces
         self.settings = settings or NodeSettings()
         self.hub = Hub()
+        self._flusher = Flusher(self.settings.coalesce_seconds)  # one coalescing timer for all connections
         self.draining = False
         self.published = 0  # messages published through this replica (stats)
         self.tracer: Any = None  # an OpenTelemetry tracer when the host enables tracing
@@ -117,7 +118,7 @@ class Node:
             uuid.uuid4().hex[:16], transport, max_queue_bytes=self.settings.max_queue_bytes,
             coalesce=self.settings.coalesce_seconds,
             limiter=TokenBucket(self.settings.publish_rate, self.settings.publish_burst),
-            on_closed=self._on_conn_closed,
+            on_closed=self._on_conn_closed, flusher=self._flusher,
         )
         self.hub.add(conn)
         conn.start()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.routing import WebSocketRoute
@@ -26,13 +28,17 @@ log = get_logger("vonix.ws")
 
 
 class StarletteTransport:
-    __slots__ = ("websocket",)
+    """Sends go straight to the ASGI `send` callable: Starlette's `WebSocket.send` only re-checks
+    its state machine, and this is the fan-out hot path (one call per subscriber per frame)."""
+
+    __slots__ = ("_send", "websocket")
 
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
+        self._send = getattr(websocket, "_send", None) or websocket.send
 
-    async def send(self, data: str) -> None:
-        await self.websocket.send({"type": "websocket.send", "text": data})
+    def send(self, data: str) -> Coroutine[Any, Any, None]:
+        return self._send({"type": "websocket.send", "text": data})  # type: ignore[no-any-return]
 
     async def close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):

@@ -1,0 +1,53 @@
+"""The fan-out benchmark still runs end to end (issue 5): tiny parameters, every table and row.
+
+It starts the same real servers `make bench` does (Vonix embedded and scaled, the `websockets`
+reference, Redis, PostgreSQL) and the Node.js load generator; only the sizes are small. Numbers
+are not judged here, only that each row has them and that no message was lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+NUMBER = r"[\d,]+(?:\.\d+)?"
+LATENCY = rf"(?:{NUMBER}|-)"  # "-" when no sampled client got a message in a tiny window
+
+
+@pytest.mark.timeout(180)
+def test_bench_fanout_prints_every_row_with_numbers_and_loses_nothing(tmp_path: Path) -> None:
+    raw = tmp_path / "results.json"
+    env = {**os.environ, "BENCH_SUBSCRIBERS": "20", "BENCH_SECONDS": "0.5", "BENCH_IDLE": "200",
+           "BENCH_ROOM_CLIENTS": "40", "BENCH_USERS": "1", "BENCH_RETRIES": "0", "BENCH_JSON": str(raw)}
+    result = subprocess.run([sys.executable, "-m", "bench.bench_fanout"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=170, check=False)
+    out = result.stdout
+    assert result.returncode == 0, f"{out}\n{result.stderr[-3000:]}"
+
+    for title in ("Fan-out:", "Rooms:", "Idle connections:", "Targets (issue 5)"):
+        assert title in out, out
+    for scenario in ("1 replica x 20 subs", "2 replicas x 20 subs via Redis"):
+        for server in ("reference", "reference, coalesce 2 ms", "vonix"):
+            row = re.search(rf"^{re.escape(scenario)}\s+{re.escape(server)}\s+({NUMBER})\s+({NUMBER})x.*"
+                            rf"\s0 of ({NUMBER})\s", out, re.MULTILINE)
+            assert row, f"no row with numbers and `0 of N` lost for {scenario} / {server}:\n{out}"
+            assert float(row.group(1).replace(",", "")) > 0
+    for server in ("reference", "vonix"):
+        assert re.search(rf"^{server}\s+40 in 4\s+{NUMBER}\s+{NUMBER}\s+{LATENCY}\s+{LATENCY}\s+0 of {NUMBER}",
+                         out, re.MULTILINE), out
+        assert re.search(rf"^{server}\s+200\s+{NUMBER}\s+{NUMBER}x\s+-?{NUMBER}\s+0\s", out, re.MULTILINE), out
+
+    results = json.loads(raw.read_text())
+    runs = [r[k] for r in results["fanout"] for k in ("saturated", "fixed")] + [r["run"] for r in results["rooms"]]
+    assert runs and all(run["lost"] == 0 and run.get("order_errors", 0) == 0 and run["closed"] == 0
+                        for run in runs), runs
+    assert all(r["connections"] == 200 and r["failed"] == 0 for r in results["idle"])
