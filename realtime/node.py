@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
 import uuid
@@ -76,6 +77,7 @@ class Node:
         self._expiry: dict[str, asyncio.TimerHandle] = {}
         self._channel_locks: dict[str, asyncio.Lock] = {}
         self._last_seen: dict[str, int] = {}  # last offset delivered locally, per channel (catch-up)
+        self._filling: dict[str, list[tuple[int, bytes]]] = {}  # channels whose gap is being filled
         self._broker_was_down = False
         self._metrics = _Metrics(metrics, self) if metrics is not None else None
 
@@ -295,7 +297,7 @@ class Node:
         missed = await self.history.recover(channel, since.offset, self.settings.max_recovery)
         if missed is None and self.hooks.persisted(channel):
             missed = await self.hooks.history(channel, since.offset, self.settings.max_recovery)
-        if missed is None or [o for o, _ in missed[:1]] != [since.offset + 1]:
+        if missed is None or not _covers(missed, since.offset + 1, offset):
             self._miss()
             return [], False
         return missed, True
@@ -485,9 +487,18 @@ class Node:
 
     def _deliver_local(self, channel: str, offset: int | None, frame: bytes, ts: float) -> None:
         if offset is not None and self.hooks.persisted(channel):
+            filling = self._filling.get(channel)
+            if filling is not None:  # a gap is being filled from storage: keep order
+                filling.append((offset, frame))
+                return
             seen = self._last_seen.get(channel)
-            if seen is not None and offset <= seen:
-                return  # already delivered here (local fallback, or a catch-up overlap)
+            if seen is not None:
+                if offset <= seen:
+                    return  # already delivered here (local fallback, or a catch-up overlap)
+                if offset > seen + 1:  # messages published while we could not hear them
+                    self._filling[channel] = [(offset, frame)]
+                    self._spawn_fill(channel, seen)
+                    return
             self._last_seen[channel] = offset
         delivered = self.hub.deliver(channel, offset, frame)
         metrics = self._metrics
@@ -507,18 +518,37 @@ class Node:
 
     async def _catch_up(self) -> None:
         """After a broker outage, deliver what other replicas published meanwhile (from storage)."""
+        fills = []
         for channel in list(self.hub.channels):
             last = self._last_seen.get(channel)
-            if last is None or not self.hooks.persisted(channel):
+            if last is None or not self.hooks.persisted(channel) or channel in self._filling:
                 continue
-            try:
-                frames = await self.hooks.history(channel, last, self.settings.max_recovery)
-            except Exception as exc:
-                log.warning("catch_up_failed", channel=channel, error=exc.__class__.__name__)
-                continue
-            for offset, frame in frames:
-                self._deliver_local(channel, offset, frame, 0.0)
-        log.info("broker_catch_up_done", channels=len(self.hub.channels))
+            self._filling[channel] = []
+            fills.append(self._fill(channel, last))
+        await asyncio.gather(*fills)
+        log.info("broker_catch_up_done", channels=len(fills))
+
+    def _spawn_fill(self, channel: str, after: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._fill(channel, after))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _fill(self, channel: str, after: int) -> None:
+        """Deliver stored messages after `after`, then what arrived live meanwhile, in offset order."""
+        try:
+            stored = await self.hooks.history(channel, after, self.settings.max_recovery)
+        except Exception as exc:
+            log.warning("gap_fill_failed", channel=channel, error=exc.__class__.__name__)
+            stored = []
+        buffered = self._filling.pop(channel, [])
+        merged = dict(stored)
+        merged.update(buffered)
+        last = self._last_seen.get(channel, after)
+        for offset in sorted(merged):
+            if offset > last:
+                self._last_seen[channel] = last = offset
+                delivered = self.hub.deliver(channel, offset, merged[offset])
+                if self._metrics is not None and delivered:
+                    self._metrics.delivered.inc(delivered)
 
     def _on_system(self, channel: str, payload: bytes) -> None:
         if channel == REVOCATIONS:
@@ -528,6 +558,13 @@ class Node:
                 return
             for conn in self.hub.sessions(sessions):
                 conn.disconnect(errors.SESSION_REVOKED)
+
+
+def _covers(frames: list[tuple[int, bytes]], first: int, last: int) -> bool:
+    """True when `frames` hold every offset from `first` to `last`, in order, without a gap."""
+    if not frames or frames[0][0] != first or frames[-1][0] < last:
+        return False
+    return all(b[0] == a[0] + 1 for a, b in itertools.pairwise(frames))
 
 
 class _Metrics:

@@ -150,7 +150,14 @@ class ServerHooks:
 
     async def history(self, channel: str, after: int, limit: int) -> list[tuple[int, bytes]]:
         row = await self._channel(channel)
-        stored = await message_queries.history_after(self.db, row.id, after, limit)
+        stored: list[Any] = []
+        while len(stored) < limit:  # pages are capped (MAX_PAGE): keep reading up to `limit`
+            want = limit - len(stored)
+            page = await message_queries.history_after(self.db, row.id, after, want)
+            stored.extend(page)
+            if len(page) < min(want, message_queries.MAX_PAGE):
+                break
+            after = page[-1].offset
         return await self.frames(channel, row.epoch, stored)
 
     async def frames(self, channel: str, epoch: str, stored: list[Any]) -> list[tuple[int, bytes]]:

@@ -87,6 +87,10 @@ class Presence(Protocol):
 
     async def unregister_connection(self, user_id: int, conn_id: str) -> None: ...
 
+    async def connection_count(self, user_id: int) -> int:
+        """Live (unexpired) connections of a user across all replicas."""
+        ...
+
     async def heartbeat_connections(self, entries: Sequence[tuple[int, str]]) -> None:
         """Push forward the expiry of this replica's (user_id, conn_id) connection records."""
         ...

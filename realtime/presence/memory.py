@@ -92,6 +92,10 @@ class MemoryPresence:
         conns.pop(conn_id, None)
         self._store_connections(user_id, conns)
 
+    async def connection_count(self, user_id: int) -> int:
+        now = self.clock()
+        return sum(1 for expiry in self._connections.get(user_id, {}).values() if expiry > now)
+
     async def heartbeat_connections(self, entries: Sequence[tuple[int, str]]) -> None:
         # Re-adds a record that expired: the connection is real, so it must count.
         expiry = self.clock() + self.ttl

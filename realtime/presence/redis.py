@@ -266,6 +266,10 @@ class RedisPresence:
         with _guard():
             await self.redis.zrem(self._conns_key(user_id), conn_id)
 
+    async def connection_count(self, user_id: int) -> int:
+        with _guard():
+            return int(await self.redis.zcount(self._conns_key(user_id), self.clock(), "+inf"))
+
     async def heartbeat_connections(self, entries: Sequence[tuple[int, str]]) -> None:
         # Re-adds a record that expired meanwhile: the connection is real, so it must count.
         if not entries:

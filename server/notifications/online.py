@@ -1,8 +1,7 @@
 """Does a user hold a live websocket on any replica? (Push only those who are not looking.)
 
 This replica's hub answers for itself; across replicas the presence backend's per-user connection
-records (the ones the connection cap counts) answer. A backend that offers `connection_count`
-is asked directly; the Redis backend's records are read with one ZCOUNT of unexpired entries.
+records (the ones the connection cap counts) answer through `Presence.connection_count`.
 When the answer cannot be had (Redis down) the user counts as offline: a duplicate alert beats
 a missed one.
 """
@@ -21,12 +20,7 @@ async def has_live_connection(node: Any, user_id: int) -> bool:
         return True
     presence = node.presence
     try:
-        count = getattr(presence, "connection_count", None)
-        if count is not None:
-            return bool(await count(user_id))
-        redis, key = getattr(presence, "redis", None), getattr(presence, "_conns_key", None)
-        if redis is not None and key is not None:
-            return bool(await redis.zcount(key(user_id), presence.clock(), "+inf"))
+        return bool(await presence.connection_count(user_id))
     except Exception as exc:
         log.warning("online_check_failed", user_id=user_id, error=exc.__class__.__name__)
     return False

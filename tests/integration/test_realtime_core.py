@@ -260,3 +260,20 @@ async def test_slow_consumer_is_cut_off_and_others_keep_up(backend: dict[str, An
         slow.closed = asyncio.get_running_loop().create_future()
         slow._reader = asyncio.create_task(slow._read())  # read again: the close code is there
         assert await slow.close_code(timeout=10) == 4101
+
+
+async def test_large_gap_recovers_completely_from_the_database(backend: dict[str, Any]) -> None:
+    """More than one database page (200) past the hot window: every message, or recovered:false."""
+    settings = make_settings(WS_HISTORY_SIZE=10, WS_PUBLISH_BURST=1000, WS_PUBLISH_RATE=1000, **backend)
+    async with AppServer(settings) as server:
+        tokens = await tokens_for(server, "Gappy")
+        client = await WsClient.connect(server.base_url, tokens["Gappy"])
+        first = await client.request("subscribe", channel="room:general")
+        await client.request("unsubscribe", channel="room:general")
+        for n in range(450):
+            assert (await client.request("publish", channel="room:general", data={"n": n}))["ok"]
+        back = await client.request("subscribe", channel="room:general",
+                                    since={"offset": first["offset"], "epoch": first["epoch"]})
+        assert back["recovered"] is True
+        assert [m["data"]["n"] for m in back["missed"]] == list(range(450))
+        await client.close()
