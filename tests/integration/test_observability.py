@@ -215,7 +215,9 @@ async def test_metrics_families_and_bounded_cardinality(backend: dict[str, Any])
                  "vonix_ws_subscriptions", "vonix_ws_frames_in", "vonix_ws_messages_delivered",
                  "vonix_ws_publish_to_delivery_seconds", "vonix_ws_disconnects", "vonix_db_query_duration_seconds",
                  "vonix_db_pool_connections", "vonix_circuit_transitions", "vonix_errors",
-                 "vonix_unexpected_errors", "vonix_maintenance_runs", "vonix_component_up"):
+                 "vonix_unexpected_errors", "vonix_maintenance_runs", "vonix_component_up",
+                 "vonix_cache_requests", "vonix_cache_load_seconds", "vonix_cache_entries",
+                 "vonix_ratelimit_decisions"):
         assert name in families, name
     routes = {s.labels["route"] for s in families["vonix_http_requests"].samples}
     assert len(routes) < 15 and "<unmatched>" in routes
