@@ -735,6 +735,9 @@ def report(cfg: Config, fanout: list[FanoutResult], rooms: list[RoomsResult], id
                          _share(run.cpu("redis") + run.cpu("db"), run), _share(run.loadgen_cpu, run),
                          f"{run.other_load:.0%}", r.note])
             check_loadgen(f"rooms, {r.server}", run.server_cpu, run.loadgen_cpu)
+            if run.lost and float(run.raw.get("drain_seconds", 0)) >= 9.9:
+                warnings.append(f"note: rooms, {r.server}: {run.lost:,} messages had not arrived 10 s after the "
+                                "publishers stopped: the server was overloaded (a backlog, counted as lost)")
             if r.server == VONIX:
                 p99 = run.latency("p99") or 0.0
                 targets.append(("rooms: p99 publish-to-receive < 100 ms", f"{p99:.1f} ms",
