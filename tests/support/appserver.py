@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Generator
 from typing import Any
 
 import httpx
@@ -12,13 +10,8 @@ import uvicorn
 
 from server.app import create_app
 from server.settings import Settings
+from tests.support.inloop import QuietServer as _QuietServer
 from tests.support.services import free_port
-
-
-class _QuietServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:  # pytest keeps its own handlers
-        yield
 
 
 class AppServer:

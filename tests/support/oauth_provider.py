@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import Generator
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
@@ -36,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from tests.support.inloop import QuietServer as _QuietServer
 from tests.support.services import free_port
 
 GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET = "vonix-google-test", "google-test-secret"
@@ -81,10 +80,6 @@ class _Grant:
     user: ProviderUser
 
 
-class _QuietServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:  # pytest keeps its own handlers
-        yield
 
 
 class LocalProvider:

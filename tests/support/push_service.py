@@ -14,7 +14,6 @@ import base64
 import contextlib
 import os
 import time
-from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.support.inloop import QuietServer as _QuietServer
 from tests.support.services import free_port
 
 
@@ -96,10 +96,6 @@ def verify_vapid(header: str, origin: str) -> tuple[dict[str, Any], str]:
     return claims, key
 
 
-class _QuietServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
 
 
 class PushService:
