@@ -9,6 +9,8 @@ timeout) and are kept open between requests instead of one thread per query.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -29,10 +31,9 @@ log = get_logger("vonix.db")
 Query = ClauseElement | str
 
 SQLITE_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
+    "PRAGMA busy_timeout=5000",
     "PRAGMA foreign_keys=ON",
     "PRAGMA synchronous=NORMAL",
-    "PRAGMA busy_timeout=5000",
 )
 
 
@@ -53,6 +54,10 @@ class _PooledSQLitePool:
         await connection.__aenter__()
         for pragma in SQLITE_PRAGMAS:
             await connection.execute(pragma)
+        # WAL is a property of the file (migrations set it); switching needs exclusive access, so
+        # a second process starting at the same moment may find it locked: that is harmless.
+        with contextlib.suppress(sqlite3.OperationalError):
+            await connection.execute("PRAGMA journal_mode=WAL")
         self.opened += 1
         return connection
 

@@ -15,6 +15,9 @@ config = context.config
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        # WAL lets replicas and the CLI read while one writes; it persists in the file.
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
     context.configure(
         connection=connection,
         target_metadata=metadata,
