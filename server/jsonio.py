@@ -76,3 +76,21 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
         }
         for error in exc.errors(include_url=False, include_input=False)
     ]
+
+
+def query_int(request: Request, name: str, low: int, high: int, default: int | None = None) -> int | None:
+    """An integer query parameter in [low, high]; 422 with a field error otherwise (never clamped)."""
+    from server.errors import ValidationFailed
+
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed(details=[{"field": name, "code": "int_parsing",
+                                         "message": "must be an integer"}]) from None
+    if not low <= value <= high:
+        raise ValidationFailed(details=[{"field": name, "code": "out_of_range",
+                                         "message": f"must be between {low} and {high}"}])
+    return value

@@ -12,7 +12,7 @@ from server.auth.bots import ALLOWED_SCOPES, create_bot
 from server.auth.principal import principal_of, requires
 from server.db.report import database_report
 from server.errors import ValidationFailed
-from server.jsonio import JSONResponse, read_json
+from server.jsonio import JSONResponse, query_int, read_json
 from server.resources import resources_of
 from server.routes.auth import USERNAME
 
@@ -22,23 +22,11 @@ class CreateBotBody(BaseModel):
     scopes: list[str] | None = None
 
 
-def _int_param(request: Request, name: str, default: int | None, maximum: int = 500) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationFailed(details=[{"field": name, "code": "int_parsing",
-                                         "message": "must be an integer"}]) from None
-    return max(1, min(value, maximum))
-
-
 @requires("admin.audit.read")
 async def audit_log(request: Request) -> Response:
     db = resources_of(request).db
-    limit = _int_param(request, "limit", 50) or 50
-    before = _int_param(request, "before", None, maximum=2**62)
+    limit = query_int(request, "limit", 1, 500, default=50) or 50
+    before = query_int(request, "before", 1, 2**62)
     rows = await audit.page(db, before, limit, request.query_params.get("action"))
     columns = ("id", "actor_id", "action", "target_type", "target_id", "ip", "data", "created_at")
     entries = [{name: r[name] for name in columns} for r in rows]

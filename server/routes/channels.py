@@ -20,7 +20,7 @@ from realtime.errors import ReplyError
 from server.auth.principal import principal_of, requires
 from server.db.queries import messages as message_queries
 from server.errors import AppError, Forbidden, RateLimited, ServiceUnavailable, ValidationFailed
-from server.jsonio import JSONResponse, read_json
+from server.jsonio import JSONResponse, query_int, read_json
 from server.ratelimit import limit_action
 from server.realtime_hooks import conn_user
 from server.resources import resources_of
@@ -77,28 +77,13 @@ async def publish(request: Request) -> Response:
     return JSONResponse({"offset": offset, "epoch": epoch}, status_code=201)
 
 
-def _int_query(request: Request, name: str, low: int, high: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationFailed(details=[{"field": name, "code": "int_parsing", "message": "must be an integer"}]) \
-            from None
-    if not low <= value <= high:
-        raise ValidationFailed(details=[{"field": name, "code": "out_of_range",
-                                         "message": f"must be between {low} and {high}"}])
-    return value
-
-
 @requires()
 async def history(request: Request) -> Response:
     """Keyset pages: `since=N` (oldest first, after N) or `before=N` / nothing (newest first)."""
     channel = _channel(request)
-    since = _int_query(request, "since", 0, 2**62)
-    before = _int_query(request, "before", 1, 2**62)
-    limit = _int_query(request, "limit", 1, 200) or 50
+    since = query_int(request, "since", 0, 2**62)
+    before = query_int(request, "before", 1, 2**62)
+    limit = query_int(request, "limit", 1, 200) or 50
     await _authorize(request, channel, "history")
     resources = resources_of(request)
     hooks, node = resources.hooks, resources.node
