@@ -6,6 +6,7 @@ database and RBAC (`server/realtime_hooks.py`) and hands it to the node.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,6 +20,17 @@ class Persisted:
     epoch: str
     parts: FrameParts
     duplicate: bool = False  # a repeated nonce: the first message's offset, nothing published
+
+
+@dataclass(slots=True)
+class PendingMessage:
+    """A message waiting to be stored: who sent what where, and when it was published."""
+
+    user: ConnUser | None
+    channel: str
+    data: Any
+    nonce: str | None
+    ts: float
 
 
 class ChannelHooks(Protocol):
@@ -36,9 +48,10 @@ class ChannelHooks(Protocol):
         """Chat channels are stored in the database; others are ephemeral (hot window only)."""
         ...
 
-    async def persist(self, user: ConnUser | None, channel: str, data: Any, nonce: str | None,
-                      ts: float) -> Persisted:
-        """Store a message (after commit the node publishes it)."""
+    async def persist_many(self, batch: Sequence[PendingMessage]) -> list[Persisted | Exception]:
+        """Store a batch in one transaction (after commit the node publishes it), one outcome per
+        message in order; a message that cannot be stored (its channel is gone) gets its error
+        while the others are stored. Raise when the transaction fails as a whole."""
         ...
 
     async def position(self, channel: str) -> tuple[int, str]:

@@ -20,6 +20,7 @@ import orjson
 from realtime import errors, protocol
 from realtime.connection import Connection, ConnUser, Flusher, TokenBucket
 from realtime.errors import Disconnect, ReplyError
+from realtime.group_commit import GroupCommit
 from realtime.history.base import FrameParts, History, open_envelope
 from realtime.hooks import ChannelHooks
 from realtime.hub import Hub
@@ -75,11 +76,12 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._cleaned: set[str] = set()
         self._expiry: dict[str, asyncio.TimerHandle] = {}
-        self._channel_locks: dict[str, asyncio.Lock] = {}
         self._last_seen: dict[str, int] = {}  # last offset delivered locally, per channel (catch-up)
         self._filling: dict[str, list[tuple[int, bytes]]] = {}  # channels whose gap is being filled
         self._broker_was_down = False
         self._metrics = _Metrics(metrics, self) if metrics is not None else None
+        # persisted channels: stored in batches, published after the commit in commit order
+        self.commits = GroupCommit(hooks, history, self._deliver_local)
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -92,6 +94,8 @@ class Node:
         ]
 
     async def stop(self) -> None:
+        with contextlib.suppress(TimeoutError):  # messages already queued are stored and published
+            await asyncio.wait_for(self.commits.wait_idle(), timeout=5.0)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -349,21 +353,7 @@ class Node:
         ts = time.time()
         self.published += 1
         if self.hooks.persisted(channel):
-            lock = self._channel_locks.setdefault(channel, asyncio.Lock())
-            async with lock:  # local order = commit order = publish order on this replica
-                stored = await self.hooks.persist(user, channel, data, nonce, ts)
-                if not stored.duplicate:
-                    try:
-                        await self.history.publish(channel, stored.parts, offset=stored.offset,
-                                                   epoch=stored.epoch)
-                    except Exception as exc:
-                        # Stored but the broker is unreachable: deliver on this replica now; the
-                        # others catch up from the database when their broker reconnects.
-                        log.warning("publish_degraded_local_only", channel=channel, error=exc.__class__.__name__)
-                        self._deliver_local(channel, stored.offset, stored.parts.build(stored.offset, stored.epoch),
-                                            ts)
-            if len(self._channel_locks) > 10_000 and not lock.locked():
-                self._channel_locks.pop(channel, None)
+            stored = await self.commits.store(user, channel, data, nonce, ts)
             return stored.offset, stored.epoch
         sender = user.public() if user is not None else None
         if nonce is not None and user is not None:

@@ -7,13 +7,14 @@ Permissions per namespace:
 - `user:<id>`: only that user subscribes; only the server publishes.
 - `bot:<name>`: anyone signed in subscribes; only that bot (or an admin) publishes.
 Chat channels (`room:`, `dm:`) are persisted: the database assigns the offset inside the insert
-transaction and the node publishes after the commit.
+transaction (one per batch: the node group-commits) and the node publishes after the commit.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,19 +23,18 @@ from realtime import errors
 from realtime.connection import ConnUser
 from realtime.errors import ReplyError
 from realtime.history.base import FrameParts
-from realtime.hooks import Persisted
+from realtime.hooks import PendingMessage, Persisted
 from server.auth.principal import Principal
 from server.auth.service import AuthService
 from server.auth.tokens import InvalidToken
 from server.db.database import Database
-from server.db.errors import IntegrityViolation, UniqueViolation
+from server.db.errors import IntegrityViolation
 from server.db.queries import messages as message_queries
+from server.db.queries.message_batch import ChannelGone, NewMessage, store_batch
 from server.db.tables import users
 from server.db.types import utcnow
 from server.notifications.events import MessageStored
 from server.services.channels import PERSISTED_NAMESPACES, ChannelMeta, Channels, dm_members
-
-MAX_TEXT = 4000
 
 
 def conn_user(principal: Principal, expires_at: float | None = None) -> ConnUser:
@@ -109,40 +109,32 @@ class ServerHooks:
                 and membership[1] > utcnow():
             raise ReplyError(errors.FORBIDDEN, "you are muted in this room", temporary=True)
 
-    async def persist(self, user: ConnUser | None, channel: str, data: Any, nonce: str | None,
-                      ts: float) -> Persisted:
-        row = await self._channel(channel)
-        sender = user.public() if user is not None else None
-        author_id = user.user_id if user is not None else None
-        parts = FrameParts.message(channel, data, sender, ts)
-        if nonce is not None and author_id is not None:
-            earlier = await message_queries.by_nonce(self.db, author_id, nonce)
-            if earlier is not None:
-                return Persisted(earlier.offset, row.epoch, parts, duplicate=True)
-        body = data.get("text") if isinstance(data, dict) and isinstance(data.get("text"), str) else None
-        try:
+    async def persist_many(self, batch: Sequence[PendingMessage]) -> list[Persisted | Exception]:
+        """Stores the batch in one transaction (group commit, `message_batch`); the database
+        assigns offsets, and after the commit notifications hear about each new message."""
+        outcomes: list[Persisted | Exception | None] = [None] * len(batch)
+        rows: list[tuple[int, ChannelMeta, PendingMessage]] = []
+        for index, pending in enumerate(batch):
+            try:
+                rows.append((index, await self._channel(pending.channel), pending))
+            except ReplyError as exc:
+                outcomes[index] = exc
+        if rows:
             with self.timings.time("realtime.persist") if self.timings else contextlib.nullcontext():
-                offset = await self._store(row.id, author_id, body, data, nonce, ts)
-        except UniqueViolation:  # the same nonce raced in from another connection
-            earlier = await message_queries.by_nonce(self.db, author_id or 0, nonce or "")
-            if earlier is None:
-                raise
-            return Persisted(earlier.offset, row.epoch, parts, duplicate=True)
-        if self.after_commit is not None:
-            self.after_commit(MessageStored(
-                channel, row.id, row.kind, offset, author_id, user.username if user else None,
-                user.kind if user else None, data))
-        return Persisted(offset, row.epoch, parts)
-
-    async def _store(self, channel_id: int, author_id: int | None, body: str | None, data: Any,
-                     nonce: str | None, ts: float) -> int:
-        """Offset and row in one transaction: the commit happens before anything is published."""
-        async with self.db.transaction():
-            offset = await message_queries.reserve_offset(self.db, channel_id)
-            await message_queries.insert_message(
-                self.db, channel_id=channel_id, offset=offset, author_id=author_id,
-                body=body[:MAX_TEXT] if body else None, data=data, nonce=nonce, created_at=_from_ts(ts))
-        return offset
+                stored = await store_batch(self.db, [_new_message(row, pending) for _, row, pending in rows])
+            for (index, row, pending), result in zip(rows, stored, strict=True):
+                if isinstance(result, ChannelGone):
+                    outcomes[index] = ReplyError(errors.FORBIDDEN, "no such channel")
+                    continue
+                user = pending.user
+                parts = FrameParts.message(pending.channel, pending.data, user.public() if user else None,
+                                           pending.ts)
+                outcomes[index] = Persisted(result.offset, row.epoch, parts, duplicate=result.duplicate)
+                if not result.duplicate and self.after_commit is not None:
+                    self.after_commit(MessageStored(
+                        pending.channel, row.id, row.kind, result.offset, user.user_id if user else None,
+                        user.username if user else None, user.kind if user else None, pending.data))
+        return [outcome for outcome in outcomes if outcome is not None]
 
     async def position(self, channel: str) -> tuple[int, str]:
         row = await self._channel(channel)
@@ -176,10 +168,12 @@ class ServerHooks:
         ]
 
 
-def _from_ts(ts: float) -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ts, UTC) if ts else utcnow()
+def _new_message(row: ChannelMeta, pending: PendingMessage) -> NewMessage:
+    data = pending.data
+    body = data.get("text") if isinstance(data, dict) and isinstance(data.get("text"), str) else None
+    return NewMessage(
+        channel_id=row.id, author_id=pending.user.user_id if pending.user else None, body=body, data=data,
+        nonce=pending.nonce, created_at=datetime.fromtimestamp(pending.ts, UTC) if pending.ts else utcnow())
 
 
 __all__ = ["ServerHooks", "conn_user"]

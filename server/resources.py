@@ -118,6 +118,7 @@ class Resources:
         if resources.tracing.enabled:
             db.tracer = resources.tracing.tracer
             resources.node.tracer = resources.tracing.tracer
+            resources.node.commits.traced = True
         resources._component_up = metrics.gauge(
             "vonix_component_up", "1 when a component passed its last readiness check.", ("component",)
         )

@@ -11,6 +11,7 @@ replica (recovery de-duplication, latency metric) and hands the frame bytes to s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -56,6 +57,10 @@ class History(Protocol):
     async def publish(self, channel: str, parts: FrameParts, *, offset: int | None = None,
                       epoch: str | None = None) -> Published:
         """Assign (offset None) or take the offset, append to the window, publish to the broker."""
+        ...
+
+    async def publish_stored(self, stored: Sequence[tuple[str, FrameParts, int, str]]) -> None:
+        """Publish committed messages (channel, parts, offset, epoch) in this order, in one go."""
         ...
 
     async def publish_control(self, channel: str, frame: bytes) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from realtime.history.base import FrameParts, Published, envelope
@@ -57,6 +58,10 @@ class MemoryHistory:
         ring.frames.append((offset, frame))
         await self.broker.publish(channel, envelope(offset, time.time(), frame))  # type: ignore[attr-defined]
         return Published(offset, ring.epoch)
+
+    async def publish_stored(self, stored: Sequence[tuple[str, FrameParts, int, str]]) -> None:
+        for channel, parts, offset, epoch in stored:
+            await self.publish(channel, parts, offset=offset, epoch=epoch)
 
     async def publish_control(self, channel: str, frame: bytes) -> None:
         await self.broker.publish(channel, envelope(None, time.time(), frame))  # type: ignore[attr-defined]

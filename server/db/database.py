@@ -216,6 +216,16 @@ class Database:
             async for row in connection.iterate(query, values):  # type: ignore[arg-type]
                 yield row
 
+    @asynccontextmanager
+    async def driver(self, name: str) -> AsyncIterator[Any]:
+        """The driver's own connection (asyncpg or aiosqlite), named and timed like any statement.
+
+        For the few hot paths that batch and need the driver's array parameters or executemany
+        without a compilation per row; everything else goes through the calls above.
+        """
+        async with self._run(name) as connection:
+            yield connection.raw_connection
+
     def transaction(self) -> Transaction:
         return self._db.transaction()
 

@@ -8,21 +8,21 @@ import sqlalchemy as sa
 
 from server.db.database import Database
 from server.db.queries import messages as history
+from server.db.queries.message_batch import NewMessage, StoredOffset, store_batch
 from server.db.tables import channels
+from server.db.types import utcnow
 
 
 async def _channel(db: Database, name: str) -> int:
     await db.execute("test.channel", channels.insert().values(
-        name=name, kind="room", last_offset=0, created_at=history.utcnow()))
+        name=name, kind="room", last_offset=0, created_at=utcnow()))
     return int(await db.fetch_val("test.channel_id", sa.select(channels.c.id).where(channels.c.name == name)))
 
 
 async def _post(db: Database, channel_id: int, text: str) -> int:
-    async with db.transaction():
-        offset = await history.reserve_offset(db, channel_id)
-        await history.insert_message(db, channel_id=channel_id, offset=offset, author_id=None,
-                                     body=text, data={"text": text})
-    return offset
+    [stored] = await store_batch(db, [NewMessage(channel_id, None, text, {"text": text}, None, utcnow())])
+    assert isinstance(stored, StoredOffset)
+    return stored.offset
 
 
 async def test_pages_are_gap_free_under_concurrent_inserts(database: Database) -> None:

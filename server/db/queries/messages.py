@@ -14,8 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from server.db.database import Database
-from server.db.tables import channels, messages, messages_archive
-from server.db.types import utcnow
+from server.db.tables import messages, messages_archive
 
 MAX_PAGE = 200
 _COLUMNS = ("id", "channel_id", "offset", "author_id", "body", "data", "reply_to_id", "nonce",
@@ -96,44 +95,3 @@ async def history_before(
         )
         rows.extend(StoredMessage.from_row(r) for r in archived)
     return rows
-
-
-async def reserve_offset(db: Database, channel_id: int) -> int:
-    """Next offset of a channel; the row lock it takes serialises writers until commit."""
-    query = (
-        channels.update()
-        .where(channels.c.id == channel_id)
-        .values(last_offset=channels.c.last_offset + 1)
-        .returning(channels.c.last_offset)
-    )
-    value = await db.fetch_val("channels.reserve_offset", query)
-    if value is None:
-        raise LookupError(f"channel {channel_id} does not exist")
-    return int(value)
-
-
-async def insert_message(
-    db: Database,
-    *,
-    channel_id: int,
-    offset: int,
-    author_id: int | None,
-    body: str | None,
-    data: Any,
-    nonce: str | None = None,
-    reply_to_id: int | None = None,
-    created_at: datetime | None = None,
-) -> int:
-    query = messages.insert().values(
-        channel_id=channel_id, offset=offset, author_id=author_id, body=body, data=data, nonce=nonce,
-        reply_to_id=reply_to_id, created_at=created_at or utcnow(),
-    ).returning(messages.c.id)
-    return int(await db.fetch_val("messages.insert", query))
-
-
-async def by_nonce(db: Database, author_id: int, nonce: str) -> StoredMessage | None:
-    row = await db.fetch_one(
-        "messages.by_nonce",
-        _select(messages).where(messages.c.author_id == author_id, messages.c.nonce == nonce),
-    )
-    return StoredMessage.from_row(row) if row else None
