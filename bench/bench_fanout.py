@@ -16,8 +16,8 @@ Scenarios (`BENCH_SCENARIOS=fanout,replicas,rooms,idle`):
 - replicas: the same across 2 replicas through Redis (clients and publishers split evenly).
 - rooms:    BENCH_ROOM_CLIENTS (2,000) clients in rooms of BENCH_ROOM_SIZE (10), each publishing
             BENCH_ROOM_RATE (1) message/s in its room. Vonix rooms are `room:` channels:
-            persisted (a PostgreSQL insert per message; BENCH_ROOMS_MODE=embedded for SQLite);
-            the reference stores nothing. When Vonix is overloaded a second row measures it at a
+            persisted (every message stored in PostgreSQL, group-committed; BENCH_ROOMS_MODE=embedded
+            for SQLite); the reference stores nothing. When Vonix is overloaded a second row measures it at a
             tenth of the load, to show what a room message costs.
 - idle:     BENCH_IDLE (10,000) connections, token on the upgrade, each subscribed: connections/s
             and server RSS growth per connection.
@@ -615,7 +615,7 @@ def rooms_scenario(stack: Stack, lg: LoadGen, cfg: Config) -> list[RoomsResult]:
             deployment.stop()
         note = "nothing stored"
         if kind == VONIX:
-            note = "persisted: a database insert per message ({})".format(
+            note = "persisted: every message stored ({}, group commit)".format(
                 "PostgreSQL" if cfg.rooms_scaled else "SQLite")
         results.append(RoomsResult(kind, run, note))
         if kind == VONIX and (run.lost or (run.latency("p99") or 0) > 100) and cfg.room_rate > 0.1:

@@ -3,7 +3,8 @@
 Why: storing one message used to take its own transaction, four round trips and two SQLAlchemy
 compilations, about 0.9 ms of server CPU; under a chat load the server spent most of its time
 there. A batch costs the same few statements whatever its size, written against the driver
-(asyncpg, aiosqlite) with SQL text that is parsed once per connection.
+(asyncpg, aiosqlite) with SQL text that is parsed once per connection; on PostgreSQL it is one
+call to `vonix_store_messages` (migration 0005), one round trip without a client-side transaction.
 
 What stays true: offsets are assigned by the database under each channel's row lock, so they are
 contiguous per channel across replicas; rows are locked in channel id order, so two replicas
@@ -24,21 +25,8 @@ from server.db.database import Database
 
 MAX_TEXT = 4000
 
-_PG_NONCES = (
-    'SELECT m.author_id, m.nonce, m."offset" FROM messages AS m '
-    "JOIN unnest($1::bigint[], $2::text[]) AS k(author_id, nonce) "
-    "ON m.author_id = k.author_id AND m.nonce = k.nonce"
-)
-_PG_LOCK = "SELECT id FROM channels WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
-_PG_BUMP = (
-    "UPDATE channels AS c SET last_offset = c.last_offset + v.n "
-    "FROM unnest($1::bigint[], $2::bigint[]) AS v(id, n) WHERE c.id = v.id RETURNING c.id, c.last_offset"
-)
-_PG_INSERT = (
-    'INSERT INTO messages (channel_id, "offset", author_id, body, data, nonce, created_at) '
-    "SELECT c, o, a, b, d::jsonb, n, t FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], "
-    "$5::text[], $6::text[], $7::timestamptz[]) AS v(c, o, a, b, d, n, t)"
-)
+# One call, atomic: migration 0005 defines it (lock in id order, nonces, offsets, insert).
+_PG_STORE = "SELECT pos, message_offset, duplicate FROM vonix_store_messages($1, $2, $3, $4, $5, $6)"
 
 _SQLITE_NONCE = 'SELECT "offset" FROM messages WHERE author_id = ? AND nonce = ?'
 _SQLITE_BUMP = "UPDATE channels SET last_offset = last_offset + ? WHERE id = ? RETURNING last_offset"
@@ -82,8 +70,7 @@ async def store_batch(db: Database, batch: Sequence[NewMessage]) -> list[_Outcom
     plan = _Plan(batch)
     async with db.driver("messages.store_batch") as connection:
         if db.url.is_postgres:
-            async with connection.transaction():
-                await _store_postgres(connection, plan)
+            await _store_postgres(connection, plan)
         else:
             await connection.execute("BEGIN IMMEDIATE")  # take the write lock before reading
             try:
@@ -162,28 +149,20 @@ class _Plan:
 
 
 async def _store_postgres(connection: Any, plan: _Plan) -> None:
-    if plan.first_of:
-        keys = list(plan.first_of)
-        for author_id, nonce, offset in await connection.fetch(
-                _PG_NONCES, [k[0] for k in keys], [k[1] for k in keys]):
-            plan.note_stored(author_id, nonce, offset)
-    fresh = plan.fresh()
-    if not fresh:
-        return
-    counts = plan.counts(fresh)
-    ids = list(counts)
-    await connection.execute(_PG_LOCK, ids)
-    last = {row[0]: row[1] for row in await connection.fetch(_PG_BUMP, ids, list(counts.values()))}
-    indexes = plan.assign(fresh, counts, last)
-    if not indexes:
-        return
-    rows = [plan.batch[i] for i in indexes]
-    await connection.execute(
-        _PG_INSERT,
-        [m.channel_id for m in rows], [plan.offsets[i] for i in indexes], [m.author_id for m in rows],
-        [plan.body(m) for m in rows], [orjson.dumps(m.data).decode() for m in rows], [m.nonce for m in rows],
-        [m.created_at for m in rows],
-    )
+    firsts = [i for i in range(len(plan.batch)) if i not in plan.repeat_of]
+    rows = [plan.batch[i] for i in firsts]
+    result = await connection.fetch(
+        _PG_STORE, [m.channel_id for m in rows], [m.author_id for m in rows], [plan.body(m) for m in rows],
+        [orjson.dumps(m.data).decode() for m in rows], [m.nonce for m in rows], [m.created_at for m in rows])
+    found = set()
+    for pos, offset, duplicate in result:
+        index = firsts[pos - 1]
+        found.add(index)
+        if duplicate:
+            plan.stored_before[index] = offset
+        else:
+            plan.offsets[index] = offset
+    plan.gone.update(i for i in firsts if i not in found)
 
 
 async def _store_sqlite(connection: Any, plan: _Plan) -> None:
