@@ -25,7 +25,7 @@ from realtime.transport import Transport
 log = get_logger("vonix.ws")
 
 
-@dataclass
+@dataclass(slots=True)  # one per connection: no instance dict
 class ConnUser:
     user_id: int
     username: str
@@ -39,7 +39,7 @@ class ConnUser:
         return {"id": self.user_id, "username": self.username}
 
 
-@dataclass
+@dataclass(slots=True)  # one per connection: no instance dict
 class TokenBucket:
     """Per-connection publish limiter: `burst` at once, then `rate` per second."""
 

@@ -9,7 +9,6 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server import ws
 from server.errors import EXCEPTION_HANDLERS
 from server.lifespan import lifespan
 from server.middleware.body_limit import BodyLimitMiddleware
@@ -36,13 +35,14 @@ from server.routes import (
 )
 from server.routes.pages import page_routes
 from server.settings import Settings
+from server.ws_entry import VonixApp
 
 
 def build_routes(settings: Settings) -> list[BaseRoute]:
     return [
         *ops.routes, *auth.routes, *oauth.routes, *admin.routes, *admin_cache.routes, *observability.routes,
         *rooms.routes,
-        *channels.routes, *ws.routes,
+        *channels.routes,
         *notifications.routes, *push.routes, *inbox.routes,
         *page_routes(settings.static_path),
     ]
@@ -59,6 +59,7 @@ def _bind_route(app: ASGIApp, template: str) -> ASGIApp:
 
 
 def create_app(settings: Settings) -> Starlette:
+    """The app; `/ws` websockets are served ahead of the middleware stack (server/ws_entry.py)."""
     configure_logging(settings.log_level, settings.json_logs)
     resources = Resources.build(settings)
     middleware = [
@@ -83,7 +84,7 @@ def create_app(settings: Settings) -> Starlette:
             max_age=600))
     if resources.tracing is not None and resources.tracing.enabled:
         middleware.insert(1, Middleware(TracingMiddleware, tracer=resources.tracing.tracer))
-    app = Starlette(
+    app = VonixApp(
         routes=routes,
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,

@@ -1,85 +1,105 @@
-"""`GET /ws`: adapt a Starlette websocket to the realtime node (auth, Origin, frame size).
+"""`GET /ws`: adapt a raw ASGI websocket to the realtime node (auth, Origin, frame size).
 
 Authentication: `Authorization: Bearer` on the upgrade (bots, API clients), the session cookie
 when the Origin is allowed (the PWA), or a first `auth` frame within AUTH_TIMEOUT (browsers that
 hold a token). A foreign Origin is accepted only to be closed at once with 4004: that stops
 cross-site websocket hijacking while telling a legitimate misconfigured client why.
+
+This is a plain ASGI app, served ahead of Starlette's middleware stack (`server/ws_entry.py`):
+an idle connection is a coroutine suspended in `receive()` for hours, and every frame of the
+chain that leads to it stays alive as long. So the long-lived frame here holds only what the
+receive loop needs; the handshake (headers, token, Starlette helpers) lives in `_admit`, whose
+frame is gone once the connection is open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable
 from urllib.parse import urlsplit
 
-from starlette.routing import WebSocketRoute
+from starlette.datastructures import Headers
+from starlette.requests import HTTPConnection
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from realtime import errors, protocol
-from realtime.connection import ConnUser
-from realtime.errors import ReplyError
+from realtime.connection import Connection, ConnUser
+from realtime.errors import Disconnect, ReplyError
 from server.auth.principal import ACCESS_COOKIE, bearer_token
 from server.observability.logging import get_logger
-from server.resources import resources_of
+from server.resources import Resources
 
 log = get_logger("vonix.ws")
+PATH = "/ws"
+_ACCEPT = {"type": "websocket.accept", "subprotocol": None, "headers": []}  # what Starlette's accept() sends
 
 
-class StarletteTransport:
-    """Sends go straight to the ASGI `send` callable: Starlette's `WebSocket.send` only re-checks
-    its state machine, and this is the fan-out hot path (one call per subscriber per frame)."""
+class AsgiTransport:
+    """Sends go straight to the ASGI `send` callable (the fan-out hot path: one call per subscriber
+    per frame); holding only `send` keeps the per-connection footprint to one small object."""
 
-    __slots__ = ("_send", "websocket")
+    __slots__ = ("_send",)
 
-    def __init__(self, websocket: WebSocket) -> None:
-        self.websocket = websocket
-        self._send = getattr(websocket, "_send", None) or websocket.send
+    def __init__(self, send: Send) -> None:
+        self._send = send
 
-    def send(self, data: str) -> Coroutine[Any, Any, None]:
-        return self._send({"type": "websocket.send", "text": data})  # type: ignore[no-any-return]
+    def send(self, data: str) -> Awaitable[None]:
+        return self._send({"type": "websocket.send", "text": data})
 
     async def close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            await self.websocket.close(code, reason)
+        with contextlib.suppress(Exception):  # already closed, or the peer is gone
+            await self._send({"type": "websocket.close", "code": code, "reason": reason or ""})
 
 
-def origin_allowed(websocket: WebSocket, allowed: list[str], public_url: str) -> bool:
-    origin = websocket.headers.get("origin")
+def origin_allowed(headers: Headers, allowed: list[str], public_url: str) -> bool:
+    origin = headers.get("origin")
     if origin is None:
         return True  # not a browser: bots and API clients send no Origin
     parsed = urlsplit(origin)
-    host = websocket.headers.get("host", "")
+    host = headers.get("host", "")
     if parsed.netloc and parsed.netloc == host:
         return True
     normalised = origin.rstrip("/")
     return normalised in {o.rstrip("/") for o in allowed} or normalised == public_url.rstrip("/")
 
 
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    resources = resources_of(websocket)
+async def _accept(receive: Receive, send: Send) -> None:
+    """Starlette's `accept()`: wait for the `websocket.connect` message, then accept."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        raise RuntimeError(f'Expected ASGI message "websocket.connect", but got {message["type"]!r}')
+    await send(dict(_ACCEPT))
+
+
+async def _refuse(receive: Receive, send: Send, reason: Disconnect) -> None:
+    await _accept(receive, send)
+    await send({"type": "websocket.close", "code": reason.code, "reason": reason.reason})
+
+
+async def _admit(scope: Scope, receive: Receive, send: Send, resources: Resources) -> Connection | None:
+    """Origin, drain and token checks, accept, open the node connection; None when refused."""
     node = resources.node
     settings = resources.settings
-    if not origin_allowed(websocket, settings.allowed_origins, settings.public_url):
-        await websocket.accept()
-        await websocket.close(errors.FORBIDDEN_ORIGIN.code, errors.FORBIDDEN_ORIGIN.reason)
-        return
+    connection = HTTPConnection(scope)  # header and cookie parsing exactly as Starlette's WebSocket does
+    if not origin_allowed(connection.headers, settings.allowed_origins, settings.public_url):
+        await _refuse(receive, send, errors.FORBIDDEN_ORIGIN)
+        return None
     if resources.lifecycle.draining or node.draining:
-        await websocket.accept()
-        await websocket.close(errors.SERVICE_RESTART.code, errors.SERVICE_RESTART.reason)
-        return
+        await _refuse(receive, send, errors.SERVICE_RESTART)
+        return None
 
     user: ConnUser | None = None
     failure: str | None = None
-    token = bearer_token(websocket) or websocket.cookies.get(ACCESS_COOKIE)
+    token = bearer_token(connection) or connection.cookies.get(ACCESS_COOKIE)
     if token:
         try:
             user = await resources.hooks.authenticate(token)
         except ReplyError as exc:
             failure = exc.message
-    await websocket.accept()
-    conn = node.open(StarletteTransport(websocket))
+    await _accept(receive, send)
+    conn = node.open(AsgiTransport(send))
     log.info("ws_connected", conn_id=conn.conn_id, user_id=user.user_id if user else None)
     if failure is not None:
         conn.push(protocol.error_reply(None, errors.INVALID_TOKEN, failure))
@@ -92,13 +112,47 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     else:
         asyncio.get_running_loop().call_later(
             settings.ws_auth_timeout, lambda: conn.user is None and conn.disconnect(errors.AUTH_TIMEOUT))
+    return conn
 
+
+async def _answer_error(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+    """What Starlette's exception middleware did for this route: an exception with a registered
+    handler (AppError, HTTPException) gets the handler's response (before the accept: an HTTP
+    denial); any other goes up to uvicorn, which logs it and answers 500."""
+    handlers = scope["app"].exception_handlers
+    handler = next((handlers[cls] for cls in type(exc).__mro__ if cls in handlers and cls is not Exception), None)
+    if handler is None:
+        raise exc
+    response = await handler(WebSocket(scope, receive, send), exc)
+    if response is not None:
+        await response(scope, receive, send)
+    exc.__traceback__ = None
+
+
+async def websocket_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """One websocket connection, from the upgrade to the cleanup (`scope["app"]` is the app)."""
+    resources: Resources = scope["app"].state.vonix
+    try:
+        conn = await _admit(scope, receive, send, resources)
+    except Exception as exc:
+        await _answer_error(scope, receive, send, exc)
+        return
+    if conn is None:
+        return
+    # Everything the connection needs from the handshake was read in `_admit`. uvicorn keeps the
+    # scope for the connection's life: release its header list (~1 KiB a connection) with it.
+    scope["headers"] = []
+    del scope
+    node = resources.node
     max_frame = protocol.MAX_FRAME_BYTES
     try:
         while not conn.closed:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.disconnect":
                 break
+            if kind != "websocket.receive":
+                raise RuntimeError(f'Expected "websocket.receive" or "websocket.disconnect", but got {kind!r}')
             data = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
@@ -116,6 +170,3 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                 await asyncio.wait_for(asyncio.shield(conn.close_task), timeout=2.0)
         await node.cleanup(conn)
         log.info("ws_disconnected", conn_id=conn.conn_id, user_id=conn.user.user_id if conn.user else None)
-
-
-routes = [WebSocketRoute("/ws", websocket_endpoint, name="ws")]

@@ -24,6 +24,19 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def bind_request_context(scope: Scope) -> str:
+    """Pick the id (a sane incoming `X-Request-ID`, else a new one), keep it in the scope and make it
+    the log context: `request_id` for HTTP, `connection_id` for a websocket. Shared with the `/ws`
+    entry (server/ws_entry.py), which serves websockets without this middleware."""
+    incoming = _header(scope, b"x-request-id")
+    request_id = incoming if incoming and _SANE_ID.match(incoming) else new_request_id()
+    scope["vonix.request_id"] = request_id
+    id_key = "request_id" if scope["type"] == "http" else "connection_id"
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(**{id_key: request_id})
+    return request_id
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -32,12 +45,7 @@ class RequestContextMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _SANE_ID.match(incoming) else new_request_id()
-        scope["vonix.request_id"] = request_id
-        id_key = "request_id" if scope["type"] == "http" else "connection_id"
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(**{id_key: request_id})
+        request_id = bind_request_context(scope)
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
             return
