@@ -47,6 +47,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from server.app import create_app
     from server.db import migrate
     from server.db.database import DatabaseUnavailable
+    from server.ws_protocol import VonixWebSocketProtocol
 
     try:
         _preflight(settings)
@@ -71,6 +72,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.drain_seconds) + 5,
         server_header=False,
+        ws=VonixWebSocketProtocol,  # uvicorn's websockets-sansio, lighter per idle connection
         ws_max_size=1024 * 1024,  # the app refuses frames over 64 KiB itself, with its own close code
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_interval,

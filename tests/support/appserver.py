@@ -10,6 +10,7 @@ import uvicorn
 
 from server.app import create_app
 from server.settings import Settings
+from server.ws_protocol import VonixWebSocketProtocol
 from tests.support.inloop import QuietServer as _QuietServer
 from tests.support.services import free_port
 
@@ -35,7 +36,7 @@ class AppServer:
         # who the client is; uvicorn's default would trust X-Forwarded-For from 127.0.0.1 before the app.
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_config=None, proxy_headers=False,
                                 access_log=False, lifespan="on", timeout_graceful_shutdown=5,
-                                ws_max_size=1024 * 1024, ws_per_message_deflate=False)
+                                ws=VonixWebSocketProtocol, ws_max_size=1024 * 1024, ws_per_message_deflate=False)
         self._server = _QuietServer(config)
         self._task = asyncio.create_task(self._server.serve())
         for _ in range(400):
