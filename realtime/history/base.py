@@ -54,13 +54,13 @@ def open_envelope(payload: bytes) -> tuple[int | None, float, bytes]:
 
 
 class History(Protocol):
-    async def publish(self, channel: str, parts: FrameParts, *, offset: int | None = None,
-                      epoch: str | None = None) -> Published:
-        """Assign (offset None) or take the offset, append to the window, publish to the broker."""
+    async def publish(self, channel: str, parts: FrameParts) -> Published:
+        """Assign the next offset, append to the window, publish to the broker (ephemeral channels)."""
         ...
 
     async def publish_stored(self, stored: Sequence[tuple[str, FrameParts, int, str]]) -> None:
-        """Publish committed messages (channel, parts, offset, epoch) in this order, in one go."""
+        """Publish committed messages (channel, parts, offset, epoch) in this order, in one go: the
+        offset comes from the database (the source of truth); the history orders and caches it."""
         ...
 
     async def publish_control(self, channel: str, frame: bytes) -> None:

@@ -44,24 +44,23 @@ class MemoryHistory:
         for name in [n for n, r in self._rings.items() if r.touched < horizon]:
             del self._rings[name]
 
-    async def publish(self, channel: str, parts: FrameParts, *, offset: int | None = None,
-                      epoch: str | None = None) -> Published:
+    async def publish(self, channel: str, parts: FrameParts) -> Published:
         ring = self._ring(channel)
-        if epoch is not None:
+        await self._append(channel, ring, ring.last + 1, parts)
+        return Published(ring.last, ring.epoch)
+
+    async def publish_stored(self, stored: Sequence[tuple[str, FrameParts, int, str]]) -> None:
+        for channel, parts, offset, epoch in stored:
+            ring = self._ring(channel)
             ring.epoch = epoch
-        if offset is None:
-            offset = ring.last + 1
-        if offset <= ring.last:  # a persisted duplicate (already published): nothing to do
-            return Published(offset, ring.epoch)
+            if offset > ring.last:  # else already published (a persisted duplicate): nothing to do
+                await self._append(channel, ring, offset, parts)
+
+    async def _append(self, channel: str, ring: _Ring, offset: int, parts: FrameParts) -> None:
         ring.last = offset
         frame = parts.build(offset, ring.epoch)
         ring.frames.append((offset, frame))
         await self.broker.publish(channel, envelope(offset, time.time(), frame))  # type: ignore[attr-defined]
-        return Published(offset, ring.epoch)
-
-    async def publish_stored(self, stored: Sequence[tuple[str, FrameParts, int, str]]) -> None:
-        for channel, parts, offset, epoch in stored:
-            await self.publish(channel, parts, offset=offset, epoch=epoch)
 
     async def publish_control(self, channel: str, frame: bytes) -> None:
         await self.broker.publish(channel, envelope(None, time.time(), frame))  # type: ignore[attr-defined]

@@ -111,18 +111,12 @@ class RedisHistory:
         base = f"{self.prefix}h:{{{channel}}}"
         return [f"{base}:offset", f"{base}:epoch", f"{base}:window", f"{base}:pending"]
 
-    async def publish(self, channel: str, parts: FrameParts, *, offset: int | None = None,
-                      epoch: str | None = None) -> Published:
-        ts = b"%.6f" % time.time()
-        if offset is None:
-            result: Any = await self._assign(keys=self._keys(channel), args=[
-                parts.head, parts.middle, parts.tail, self.size, self.ttl, self.prefix + channel,
-                secrets.token_hex(4), ts])
-            value = result[1]
-            return Published(int(result[0]), value.decode() if isinstance(value, bytes) else str(value))
-        assert epoch is not None, "persisted publishes bring their epoch"
-        await self.publish_stored([(channel, parts, offset, epoch)])
-        return Published(offset, epoch)
+    async def publish(self, channel: str, parts: FrameParts) -> Published:
+        result: Any = await self._assign(keys=self._keys(channel), args=[
+            parts.head, parts.middle, parts.tail, self.size, self.ttl, self.prefix + channel,
+            secrets.token_hex(4), b"%.6f" % time.time()])
+        value = result[1]
+        return Published(int(result[0]), value.decode() if isinstance(value, bytes) else str(value))
 
     async def publish_stored(self, stored: Sequence[tuple[str, FrameParts, int, str]]) -> None:
         """One pipelined round trip for a committed batch; each script orders its channel.

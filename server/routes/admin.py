@@ -25,7 +25,7 @@ class CreateBotBody(BaseModel):
 @requires("admin.audit.read")
 async def audit_log(request: Request) -> Response:
     db = resources_of(request).db
-    limit = query_int(request, "limit", 1, 500, default=50) or 50
+    limit = query_int(request, "limit", 1, 500, default=50)
     before = query_int(request, "before", 1, 2**62)
     rows = await audit.page(db, before, limit, request.query_params.get("action"))
     columns = ("id", "actor_id", "action", "target_type", "target_id", "ip", "data", "created_at")

@@ -83,7 +83,7 @@ async def history(request: Request) -> Response:
     channel = _channel(request)
     since = query_int(request, "since", 0, 2**62)
     before = query_int(request, "before", 1, 2**62)
-    limit = query_int(request, "limit", 1, 200) or 50
+    limit = query_int(request, "limit", 1, 200, default=50)
     await _authorize(request, channel, "history")
     resources = resources_of(request)
     hooks, node = resources.hooks, resources.node

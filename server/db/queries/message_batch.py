@@ -28,7 +28,9 @@ MAX_TEXT = 4000
 # One call, atomic: migration 0005 defines it (lock in id order, nonces, offsets, insert).
 _PG_STORE = "SELECT pos, message_offset, duplicate FROM vonix_store_messages($1, $2, $3, $4, $5, $6)"
 
-_SQLITE_NONCE = 'SELECT "offset" FROM messages WHERE author_id = ? AND nonce = ?'
+_SQLITE_NONCES = (
+    'SELECT author_id, nonce, "offset" FROM messages WHERE nonce IS NOT NULL AND (author_id, nonce) IN ({})'
+)
 _SQLITE_BUMP = "UPDATE channels SET last_offset = last_offset + ? WHERE id = ? RETURNING last_offset"
 _SQLITE_INSERT = (
     'INSERT INTO messages (channel_id, "offset", author_id, body, data, nonce, created_at) '
@@ -83,7 +85,8 @@ async def store_batch(db: Database, batch: Sequence[NewMessage]) -> list[_Outcom
 
 
 class _Plan:
-    """Nonce de-duplication and offset arithmetic, shared by both dialects."""
+    """Repeats within the batch and the outcome of each message (both dialects); the nonce and
+    offset steps below are the SQLite path's, which PostgreSQL does inside `vonix_store_messages`."""
 
     def __init__(self, batch: Sequence[NewMessage]) -> None:
         self.batch = batch
@@ -166,11 +169,12 @@ async def _store_postgres(connection: Any, plan: _Plan) -> None:
 
 
 async def _store_sqlite(connection: Any, plan: _Plan) -> None:
-    for author_id, nonce in plan.first_of:
-        async with connection.execute(_SQLITE_NONCE, (author_id, nonce)) as cursor:
-            row = await cursor.fetchone()
-        if row is not None:
-            plan.note_stored(author_id, nonce, row[0])
+    if plan.first_of:  # one statement: a group-commit batch (<= 256) stays far under SQLite's parameter limit
+        keys = list(plan.first_of)
+        query = _SQLITE_NONCES.format(", ".join(["(?, ?)"] * len(keys)))
+        async with connection.execute(query, [part for key in keys for part in key]) as cursor:
+            for author_id, nonce, offset in await cursor.fetchall():
+                plan.note_stored(author_id, nonce, offset)
     fresh = plan.fresh()
     if not fresh:
         return
