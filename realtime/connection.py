@@ -198,10 +198,10 @@ class Connection:
         else:
             self.push(frame)
 
-    def _take(self) -> str:
+    def _take(self) -> bytes:
         batch, self._queue = self._queue, []
         self._queued_bytes = 0
-        return (batch[0] if len(batch) == 1 else b"\n".join(batch)).decode()
+        return batch[0] if len(batch) == 1 else b"\n".join(batch)
 
     def _flush(self) -> None:
         """The coalescing window ended: send what is queued as one frame, synchronously when the
@@ -209,7 +209,14 @@ class Connection:
         self._scheduled = False
         if self._sending is not None or self._transport_done or not self._queue:
             return
-        coro = self.transport.send(self._take())
+        data = self._take()
+        try:
+            if self.transport.write(data):
+                return
+        except Exception as exc:  # the peer went away mid-send
+            self._send_failed(exc)
+            return
+        coro = self.transport.send(data)
         try:
             yielded = coro.send(None)
         except StopIteration:

@@ -1,4 +1,10 @@
-"""What the hub needs from a websocket: send text, close with a code. Starlette adapts to this."""
+"""What the hub needs from a websocket: send a text frame (given as UTF-8 bytes), close with a code.
+
+`write` is the fan-out fast path: the frame goes to the socket in the same call, no coroutine and
+no per-send ASGI message, when the socket can take it now. When it cannot (writes paused by
+backpressure, the connection closing) it returns False and the connection awaits `send`, which
+waits its turn. `server/ws.py` adapts an ASGI websocket to this.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ from typing import Protocol
 
 
 class Transport(Protocol):
-    async def send(self, data: str) -> None: ...
+    def write(self, data: bytes) -> bool: ...
+
+    async def send(self, data: bytes) -> None: ...
 
     async def close(self, code: int, reason: str) -> None: ...

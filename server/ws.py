@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
@@ -30,6 +30,7 @@ from realtime.errors import Disconnect, ReplyError
 from server.auth.principal import ACCESS_COOKIE, bearer_token
 from server.observability.logging import get_logger
 from server.resources import Resources
+from server.ws_protocol import WRITE_TEXT
 
 log = get_logger("vonix.ws")
 PATH = "/ws"
@@ -37,16 +38,22 @@ _ACCEPT = {"type": "websocket.accept", "subprotocol": None, "headers": []}  # wh
 
 
 class AsgiTransport:
-    """Sends go straight to the ASGI `send` callable (the fan-out hot path: one call per subscriber
-    per frame); holding only `send` keeps the per-connection footprint to one small object."""
+    """The fan-out hot path (one call per subscriber per frame): `write` goes to the socket through
+    the server's `write_text` extension when it offers one (`server/ws_protocol.py`); `send` is
+    the ASGI way, for backpressure, closing, and servers without the extension."""
 
-    __slots__ = ("_send",)
+    __slots__ = ("_send", "_write")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, write: Callable[[bytes], bool] | None = None) -> None:
         self._send = send
+        self._write = write
 
-    def send(self, data: str) -> Awaitable[None]:
-        return self._send({"type": "websocket.send", "text": data})
+    def write(self, data: bytes) -> bool:
+        write = self._write
+        return write is not None and write(data)
+
+    def send(self, data: bytes) -> Awaitable[None]:
+        return self._send({"type": "websocket.send", "text": data.decode()})
 
     async def close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):  # already closed, or the peer is gone
@@ -99,7 +106,7 @@ async def _admit(scope: Scope, receive: Receive, send: Send, resources: Resource
         except ReplyError as exc:
             failure = exc.message
     await _accept(receive, send)
-    conn = node.open(AsgiTransport(send))
+    conn = node.open(AsgiTransport(send, scope.get("extensions", {}).pop(WRITE_TEXT, None)))
     log.info("ws_connected", conn_id=conn.conn_id, user_id=user.user_id if user else None)
     if failure is not None:
         conn.push(protocol.error_reply(None, errors.INVALID_TOKEN, failure))

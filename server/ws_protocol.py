@@ -23,6 +23,11 @@ from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
+from websockets.protocol import State
+
+# ASGI scope extension: the protocol's `write_text`, for the ASGI app that knows it (server/ws.py).
+WRITE_TEXT = "vonix.websocket.write_text"
+_SHORT_TEXT_HEADERS = tuple(bytes((0x81, size)) for size in range(126))  # FIN + text opcode, 7-bit length
 
 
 class Inbox:
@@ -114,6 +119,27 @@ class VonixWebSocketProtocol(WebSocketsSansIOProtocol):
         # The scope holds the headers now. websockets' parser generator keeps the Request for the
         # connection's life (a local of `ServerProtocol.parse`) but never reads it again.
         event.headers.clear()
+        if self.response is not None and self.response.status_code == 101:
+            self.scope["extensions"][WRITE_TEXT] = self.write_text  # type: ignore[index]
+
+    def write_text(self, payload: bytes) -> bool:
+        """The fan-out fast path (`realtime.transport`): one text frame, UTF-8 `payload`, framed
+        here and written in this call. Server frames are unmasked, so the frame is a 2-10 byte
+        header and the payload as is; no `Frame` object, no ASGI message, no coroutine, no
+        str round trip. False, with nothing written, whenever uvicorn's own `send` must decide
+        (handshake not done, closing or closed, writes paused by backpressure)."""
+        if (self.close_sent or not self.handshake_complete or self.initial_response is not None
+                or not self.writable.is_set() or self.conn.state is not State.OPEN):
+            return False
+        size = len(payload)
+        if size < 126:
+            header = _SHORT_TEXT_HEADERS[size]
+        elif size < 65536:
+            header = b"\x81\x7e" + size.to_bytes(2, "big")
+        else:
+            header = b"\x81\x7f" + size.to_bytes(8, "big")
+        self.transport.write(header + payload)
+        return True
 
     def start_keepalive(self) -> None:
         # Called once, right after the 101 response went out: the response is not needed again.

@@ -1,12 +1,13 @@
-"""Redis pub/sub broker written directly on redis-py.
+"""Redis pub/sub broker: redis-py publishes, our own subscriber connection reads.
 
 Why not broadcaster's redis backend: with redis-py 8 it subscribes but never delivers (it flags
 itself ready before awaiting the subscription), and it gives every subscriber an unbounded queue.
-Here one reader task per replica reads the subscriber connection and hands each message to the
-node's handler synchronously, so there is no queue to grow; backpressure is per connection, in
-the hub. The reader reconnects with capped, jittered exponential backoff and resubscribes every
-channel; `on_state(False/True)` tells the node so it can report degradation and let clients
-recover what they missed from history.
+Why not redis-py's PubSub for reading: per message it was the costliest step left on a busy
+replica (see `subscriber.py`). Here one subscriber connection per replica hands each message to
+the node's handler synchronously, straight from the socket read, so there is no queue to grow;
+backpressure is per connection, in the hub. A supervisor task reconnects with capped, jittered
+exponential backoff and resubscribes every channel; `on_state(False/True)` tells the node so it
+can report degradation and let clients recover what they missed from history.
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ import random
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from realtime.broker.base import MessageHandler, StateHandler
+from realtime.broker.subscriber import SubscriberError, SubscriberProtocol, open_subscriber, ping_while_quiet
 from realtime.logs import get_logger
 
 log = get_logger("vonix.broker")
@@ -39,19 +38,21 @@ class RedisBroker:
         *,
         prefix: str = "vonix:",
         metrics: Any = None,
+        ping_every: float = 15.0,
     ) -> None:
         self.publisher = publisher
-        self.subscriber = subscriber
+        self.subscriber = subscriber  # its connection settings; the connection itself is ours
         self.prefix = prefix
+        self.ping_every = ping_every
         self.on_message: MessageHandler = _drop
         self.on_state: StateHandler | None = None
         self._channels: set[str] = set()
-        self._pubsub: Any = None
-        self._reader: asyncio.Task[None] | None = None
+        self._names: dict[bytes, str] = {}  # wire name -> channel: no slicing or decoding per message
+        self._connection: SubscriberProtocol | None = None
+        self._supervisor: asyncio.Task[None] | None = None
         self._connected = False
         self._closing = False
-        self._subscribe_lock = asyncio.Lock()
-        self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
+        self._confirmations: dict[bytes, list[asyncio.Future[None]]] = {}
         self._reconnects = metrics.counter(
             "vonix_broker_reconnects_total", "Times the broker re-established its Redis subscription."
         ) if metrics is not None else None
@@ -61,46 +62,53 @@ class RedisBroker:
         return self._connected
 
     async def start(self) -> None:
-        self._reader = asyncio.create_task(self._run(), name="redis-broker-reader")
+        self._supervisor = asyncio.create_task(self._run(), name="redis-broker-subscriber")
 
     async def close(self) -> None:
         self._closing = True
-        if self._reader is not None:
-            self._reader.cancel()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+                await self._supervisor
+        if self._connection is not None:
+            self._connection.close()
 
     async def publish(self, channel: str, message: bytes) -> None:
         """Raises RedisError/OSError when Redis is unreachable; callers decide how to degrade."""
         await self.publisher.publish(self.prefix + channel, message)
 
+    def _wire(self, channel: str) -> bytes:
+        wire = (self.prefix + channel).encode()
+        self._names[wire] = channel
+        return wire
+
     async def subscribe(self, channel: str) -> None:
         """Returns once Redis confirmed the subscription, so nothing published after it is missed."""
-        confirmed: asyncio.Future[None] | None = None
-        async with self._subscribe_lock:
-            self._channels.add(channel)
-            if self._pubsub is not None and self._connected:
-                confirmed = asyncio.get_running_loop().create_future()
-                self._confirmations.setdefault(self.prefix + channel, []).append(confirmed)
-                with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.subscribe(self.prefix + channel)
-        if confirmed is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(confirmed, timeout=2.0)
+        self._channels.add(channel)
+        wire = self._wire(channel)
+        connection = self._connection
+        if connection is None:
+            return  # subscribed with every other channel when the connection (re)opens
+        confirmed = asyncio.get_running_loop().create_future()
+        self._confirmations.setdefault(wire, []).append(confirmed)
+        connection.send("SUBSCRIBE", wire)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(confirmed), timeout=2.0)
 
     async def unsubscribe(self, channel: str) -> None:
-        async with self._subscribe_lock:
-            self._channels.discard(channel)
-            if self._pubsub is not None and self._connected:
-                with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.unsubscribe(self.prefix + channel)
+        self._channels.discard(channel)
+        wire = (self.prefix + channel).encode()
+        self._names.pop(wire, None)
+        if self._connection is not None:
+            self._connection.send("UNSUBSCRIBE", wire)
 
-    def _confirm(self, channel: bytes | str) -> None:
-        name = channel.decode() if isinstance(channel, bytes) else channel
-        for waiter in self._confirmations.pop(name, []):
+    def _deliver(self, wire: bytes, payload: bytes) -> None:
+        channel = self._names.get(wire)
+        if channel is not None:  # a message racing its UNSUBSCRIBE is nobody's
+            self.on_message(channel, payload)
+
+    def _confirm(self, wire: bytes) -> None:
+        for waiter in self._confirmations.pop(wire, []):
             if not waiter.done():
                 waiter.set_result(None)
 
@@ -113,54 +121,60 @@ class RedisBroker:
             if asyncio.iscoroutine(result):
                 await result
 
-    async def _connect(self) -> None:
-        self._pubsub = self.subscriber.pubsub(ignore_subscribe_messages=False)
-        # A subscription to a private channel opens the connection even with no user channels.
-        await self._pubsub.subscribe(self.prefix + "_sys:broker-alive")
-        async with self._subscribe_lock:
-            channels = [self.prefix + c for c in self._channels]
-            if channels:
-                await self._pubsub.subscribe(*channels)
-            await self._set_state(True)
+    async def _connect(self) -> SubscriberProtocol:
+        connection = self._connection = await open_subscriber(self.subscriber, self._deliver, self._confirm)
+        # From here `subscribe` sends on this connection itself; every channel added before is in
+        # this list (no await in between). A private channel opens the subscribed state even
+        # with no user channel yet.
+        wires = [self._wire("_sys:broker-alive"), *(self._wire(c) for c in self._channels)]
+        waiters = []
+        for wire in wires:
+            waiter = asyncio.get_running_loop().create_future()
+            self._confirmations.setdefault(wire, []).append(waiter)
+            waiters.append(waiter)
+        connection.send("SUBSCRIBE", *wires)
+        confirmed = asyncio.gather(*waiters)
+        confirmed.add_done_callback(lambda f: f.cancelled() or f.exception())
+        done, _ = await asyncio.wait([connection.lost, confirmed], timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
+        if confirmed not in done:
+            raise SubscriberError("the subscriptions were not confirmed")
+        return connection
 
     async def _run(self) -> None:
         delay = 0.05
         first = True
-        prefix_length = len(self.prefix)
         while not self._closing:
             try:
-                await self._connect()
+                connection = await self._connect()
+                await self._set_state(True)
                 if not first and self._reconnects is not None:
                     self._reconnects.inc()
                     log.info("broker_reconnected", channels=len(self._channels))
                 first = False
                 delay = 0.05
-                handler = self.on_message
-                while True:
-                    message = await self._pubsub.get_message(timeout=5.0)
-                    if message is None:
-                        continue
-                    if message["type"] != "message":
-                        if message["type"] == "subscribe":
-                            self._confirm(message["channel"])
-                        continue
-                    channel = message["channel"]
-                    if isinstance(channel, bytes):
-                        channel = channel.decode()
-                    handler = self.on_message
-                    handler(channel[prefix_length:], message["data"])
+                pinger = asyncio.create_task(ping_while_quiet(connection, every=self.ping_every, answer_within=5.0))
+                try:
+                    await connection.lost
+                finally:
+                    pinger.cancel()
+                raise SubscriberError("the subscriber connection ended")
             except asyncio.CancelledError:
                 raise
-            except (RedisConnectionError, RedisTimeoutError, RedisError, OSError) as exc:
+            except (SubscriberError, OSError) as exc:
                 await self._set_state(False)
                 log.warning("broker_disconnected", error=f"{exc.__class__.__name__}: {exc}",
                             retry_in=round(delay, 2))
             except Exception:
                 await self._set_state(False)
                 log.exception("broker_reader_failed")
-            if self._pubsub is not None:
-                with contextlib.suppress(Exception):
-                    await self._pubsub.aclose()
-                self._pubsub = None
+            finally:
+                for waiters in self._confirmations.values():
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.cancel()
+                self._confirmations.clear()
+                if self._connection is not None:
+                    self._connection.close()
+                    self._connection = None
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)

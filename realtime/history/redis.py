@@ -1,6 +1,7 @@
 """Scaled-mode history: one Lua script assigns or orders the offset, appends and publishes.
 
-Keys per channel share the `{channel}` hash tag (one Redis Cluster slot):
+Keys per channel share the `{channel}` hash tag (one Redis Cluster slot; the batch script for
+committed messages derives the keys of several channels itself, so it needs one Redis primary):
 - `{ch}:offset` last offset, `{ch}:epoch` epoch (re-created when Redis lost the history, so
   clients learn their gap cannot be filled from the hot window),
 - `{ch}:window` ZSET offset -> frame, trimmed to the newest `size`,
@@ -18,7 +19,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from realtime.history.base import FrameParts, Published, envelope
 
@@ -40,47 +40,56 @@ redis.call('PUBLISH', ARGV[6], offset .. ' ' .. ARGV[8] .. '\\n' .. frame)
 return {offset, epoch}
 """
 
-# KEYS: offset, epoch, window, pending ; ARGV: offset, frame, size, ttl, channel, epoch, ts, now_ms, stale_ms
-_ORDERED = """
-local function emit(off, frame, ts)
-  redis.call('ZADD', KEYS[3], off, frame)
-  redis.call('PUBLISH', ARGV[5], off .. ' ' .. ts .. '\\n' .. frame)
-  redis.call('SET', KEYS[1], off)
-end
-redis.call('SET', KEYS[2], ARGV[6])
-local offset = tonumber(ARGV[1])
-local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
-local now = tonumber(ARGV[8])
-if last >= offset then
-  return 0
-end
-if last < 0 or offset == last + 1 then
-  emit(offset, ARGV[2], ARGV[7])
-  last = offset
-else
-  redis.call('ZADD', KEYS[4], offset, now .. ' ' .. ARGV[7] .. '\\n' .. ARGV[2])
-end
-while true do
-  local head = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-  if #head == 0 then break end
-  local off = tonumber(head[2])
-  local sep = string.find(head[1], ' ', 1, true)
-  local nl = string.find(head[1], '\\n', 1, true)
-  local queued_at = tonumber(string.sub(head[1], 1, sep - 1))
-  if off <= last then
-    redis.call('ZREM', KEYS[4], head[1])
-  elseif off == last + 1 or now - queued_at > tonumber(ARGV[9]) then
-    redis.call('ZREM', KEYS[4], head[1])
-    emit(off, string.sub(head[1], nl + 1), string.sub(head[1], sep + 1, nl - 1))
-    last = off
-  else
-    break
+# ARGV: prefix, size, ttl, now_ms, stale_ms, ts, then per message: channel, offset, epoch, frame.
+# One call per committed batch: the keys are derived here from the channel (the Python side
+# would otherwise encode four key names and five constants per message).
+_ORDERED_BATCH = """
+local prefix, size, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, stale, ts = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local function order(channel, offset, epoch, frame)
+  local base = prefix .. 'h:{' .. channel .. '}:'
+  local k_offset, k_epoch, k_window, k_pending = base .. 'offset', base .. 'epoch', base .. 'window', base .. 'pending'
+  local topic = prefix .. channel
+  local function emit(off, payload, sent)
+    redis.call('ZADD', k_window, off, payload)
+    redis.call('PUBLISH', topic, off .. ' ' .. sent .. '\\n' .. payload)
+    redis.call('SET', k_offset, off)
   end
+  redis.call('SET', k_epoch, epoch)
+  local last = tonumber(redis.call('GET', k_offset) or '-1')
+  if last >= offset then
+    return
+  end
+  if last < 0 or offset == last + 1 then
+    emit(offset, frame, ts)
+    last = offset
+  else
+    redis.call('ZADD', k_pending, offset, now .. ' ' .. ts .. '\\n' .. frame)
+  end
+  while true do
+    local head = redis.call('ZRANGE', k_pending, 0, 0, 'WITHSCORES')
+    if #head == 0 then break end
+    local off = tonumber(head[2])
+    local sep = string.find(head[1], ' ', 1, true)
+    local nl = string.find(head[1], '\\n', 1, true)
+    local queued_at = tonumber(string.sub(head[1], 1, sep - 1))
+    if off <= last then
+      redis.call('ZREM', k_pending, head[1])
+    elseif off == last + 1 or now - queued_at > stale then
+      redis.call('ZREM', k_pending, head[1])
+      emit(off, string.sub(head[1], nl + 1), string.sub(head[1], sep + 1, nl - 1))
+      last = off
+    else
+      break
+    end
+  end
+  redis.call('ZREMRANGEBYRANK', k_window, 0, -(size + 1))
+  redis.call('EXPIRE', k_offset, ttl); redis.call('EXPIRE', k_epoch, ttl)
+  redis.call('EXPIRE', k_window, ttl); redis.call('EXPIRE', k_pending, ttl)
 end
-redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[3]) + 1))
-local ttl = tonumber(ARGV[4])
-redis.call('EXPIRE', KEYS[1], ttl); redis.call('EXPIRE', KEYS[2], ttl)
-redis.call('EXPIRE', KEYS[3], ttl); redis.call('EXPIRE', KEYS[4], ttl)
+for i = 7, #ARGV, 4 do
+  order(ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3])
+end
 return 1
 """
 
@@ -104,7 +113,7 @@ class RedisHistory:
         self.prefix = prefix
         self.stale_ms = stale_ms
         self._assign = client.register_script(_ASSIGN)
-        self._ordered = client.register_script(_ORDERED)
+        self._ordered = client.register_script(_ORDERED_BATCH)
         self._epoch = client.register_script(_POSITION_EPOCH)
 
     def _keys(self, channel: str) -> list[str]:
@@ -119,29 +128,16 @@ class RedisHistory:
         return Published(int(result[0]), value.decode() if isinstance(value, bytes) else str(value))
 
     async def publish_stored(self, stored: Sequence[tuple[str, FrameParts, int, str]]) -> None:
-        """One pipelined round trip for a committed batch; each script orders its channel.
+        """One script call for a committed batch; the script orders each message in its channel.
 
-        The pipeline calls EVALSHA without redis-py's script registration, which would add a
-        SCRIPT EXISTS round trip per batch; a script Redis does not know (restarted, flushed) is
-        run again through the registering call: the ordering script ignores what it has seen.
+        A script Redis does not know (restarted, flushed) is loaded and run again by redis-py's
+        `Script`; running part of a batch twice is harmless: the script skips offsets it has seen.
         """
-        ts = b"%.6f" % time.time()
-        now_ms = int(time.time() * 1000)
-        calls = [(self._keys(channel), [offset, parts.build(offset, epoch), self.size, self.ttl,
-                                        self.prefix + channel, epoch, ts, now_ms, self.stale_ms])
-                 for channel, parts, offset, epoch in stored]
-        if len(calls) == 1:
-            await self._ordered(keys=calls[0][0], args=calls[0][1])
-            return
-        async with self.client.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                pipe.evalsha(self._ordered.sha, len(keys), *keys, *args)
-            results = await pipe.execute(raise_on_error=False)
-        for (keys, args), result in zip(calls, results, strict=True):
-            if isinstance(result, NoScriptError):
-                await self._ordered(keys=keys, args=args)
-            elif isinstance(result, Exception):
-                raise result
+        now = time.time()
+        args: list[Any] = [self.prefix, self.size, self.ttl, int(now * 1000), self.stale_ms, b"%.6f" % now]
+        for channel, parts, offset, epoch in stored:
+            args += (channel, offset, epoch, parts.build(offset, epoch))
+        await self._ordered(keys=(), args=args)
 
     async def publish_control(self, channel: str, frame: bytes) -> None:
         await self.client.publish(self.prefix + channel, envelope(None, time.time(), frame))

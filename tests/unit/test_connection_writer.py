@@ -22,11 +22,19 @@ class FakeTransport:
         self.writable.set()
         self.fail: Exception | None = None
 
-    async def send(self, data: str) -> None:
+    def write(self, data: bytes) -> bool:
+        if not self.writable.is_set():
+            return False
+        if self.fail is not None:
+            raise self.fail
+        self.sent.append(data.decode())
+        return True
+
+    async def send(self, data: bytes) -> None:
         await self.writable.wait()
         if self.fail is not None:
             raise self.fail
-        self.sent.append(data)
+        self.sent.append(data.decode())
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
