@@ -40,6 +40,7 @@ class NodeSettings:
     max_connections_per_user: int = 20
     max_queue_bytes: int = 1 << 20
     coalesce_seconds: float = 0.002
+    commit_window: float = 0.0  # group commit: at most one batch per window under load
     publish_rate: float = 10.0
     publish_burst: float = 20.0
     abuse_limit: int = 30
@@ -81,7 +82,7 @@ class Node:
         self._broker_was_down = False
         self._metrics = _Metrics(metrics, self) if metrics is not None else None
         # persisted channels: stored in batches, published after the commit in commit order
-        self.commits = GroupCommit(hooks, history, self._deliver_local)
+        self.commits = GroupCommit(hooks, history, self._deliver_local, window=self.settings.commit_window)
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:

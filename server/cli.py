@@ -80,9 +80,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # the fan-out path must write the same bytes to everyone without per-subscriber work.
         ws_per_message_deflate=False,
     )
+    from server.gc_policy import tune_for_serving
     from server.ops.drain import DrainingServer
 
     server = DrainingServer(config, app.state.vonix)
+    tune_for_serving()
     server.run()
     return 0 if server.started else 1
 

@@ -190,6 +190,7 @@ def build_node(settings: Settings, redis: RedisClients | None, broker: Broker, h
             max_connections_per_user=settings.ws_max_connections_per_user,
             max_queue_bytes=settings.ws_max_queue_bytes,
             coalesce_seconds=settings.ws_coalesce_ms / 1000,
+            commit_window=settings.ws_commit_window_ms / 1000,
             publish_rate=settings.ws_publish_rate,
             publish_burst=settings.ws_publish_burst,
             auth_timeout=settings.ws_auth_timeout,

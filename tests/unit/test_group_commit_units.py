@@ -126,3 +126,31 @@ async def test_stopping_fails_queued_publishers_instead_of_leaving_them_waiting(
     assert all(isinstance(r, RuntimeError) for r in results)
     with pytest.raises(asyncio.CancelledError):
         await drainer
+
+
+async def test_the_commit_window_groups_a_steady_stream_and_spares_a_lone_message() -> None:
+    """Publishers arriving one by one (every 1 ms): without a window each finds the database idle
+    and gets a batch of its own; with a 20 ms window batches start at most every 20 ms."""
+
+    async def stream(commits: GroupCommit) -> float:
+        async def one(i: int) -> None:
+            await asyncio.sleep(i * 0.001)
+            await commits.store(None, "room:a", i, None, 1.0)
+
+        await asyncio.gather(*(one(i) for i in range(60)))
+        await asyncio.sleep(0.1)  # quiet: the next message does not wait for a window
+        started = asyncio.get_running_loop().time()
+        await commits.store(None, "room:a", "lone", None, 1.0)
+        return asyncio.get_running_loop().time() - started
+
+    eager, eager_store, _, _ = make()
+    await stream(eager)
+    windowed, windowed_store, broker, _ = make()
+    windowed.window = 0.02
+    lone_latency = await stream(windowed)
+
+    assert len(eager_store.batches) > 25
+    assert len(windowed_store.batches) <= 8, windowed_store.batches
+    assert max(len(b) for b in windowed_store.batches[:-1]) >= 10
+    assert windowed_store.batches[-1] == ["lone"] and lone_latency < 0.015
+    assert [off for _, off in broker.published] == list(range(1, 62))
