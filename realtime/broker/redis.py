@@ -92,7 +92,7 @@ class RedisBroker:
         confirmed = asyncio.get_running_loop().create_future()
         self._confirmations.setdefault(wire, []).append(confirmed)
         connection.send("SUBSCRIBE", wire)
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(confirmed), timeout=2.0)
 
     async def unsubscribe(self, channel: str) -> None:
@@ -168,10 +168,12 @@ class RedisBroker:
                 await self._set_state(False)
                 log.exception("broker_reader_failed")
             finally:
+                # Whoever waits for a confirmation stops waiting: the channel is in `_channels`,
+                # so the next connection subscribes it, and the node catches up after outages.
                 for waiters in self._confirmations.values():
                     for waiter in waiters:
                         if not waiter.done():
-                            waiter.cancel()
+                            waiter.set_result(None)
                 self._confirmations.clear()
                 if self._connection is not None:
                     self._connection.close()

@@ -127,7 +127,10 @@ async def open_subscriber(client: Any, deliver: Deliver, confirm: Confirm, *, na
     """Connect and authenticate with the settings of a redis-py client (`client.connection_pool`)."""
     kwargs: dict[str, Any] = client.connection_pool.connection_kwargs
     loop = asyncio.get_running_loop()
-    factory = lambda: SubscriberProtocol(deliver, confirm)  # noqa: E731
+
+    def factory() -> SubscriberProtocol:
+        return SubscriberProtocol(deliver, confirm)
+
     connect_timeout = kwargs.get("socket_connect_timeout") or within
     try:
         if kwargs.get("path"):
@@ -143,7 +146,7 @@ async def open_subscriber(client: Any, deliver: Deliver, confirm: Confirm, *, na
         if password:
             username = kwargs.get("username")
             await protocol.call(*(("AUTH", username, password) if username else ("AUTH", password)), within=within)
-        await protocol.call("CLIENT", "SETNAME", name, within=within)
+        await protocol.call("CLIENT", "SETNAME", kwargs.get("client_name") or name, within=within)
     except BaseException:
         protocol.close()
         raise

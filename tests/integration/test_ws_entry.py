@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import websockets
 
 from server.errors import ServiceUnavailable
+from server.ws_protocol import VonixWebSocketProtocol
 from tests.conftest import fresh_sqlite_url, make_settings
 from tests.support.accounts import login, register
 from tests.support.appserver import AppServer
@@ -117,3 +119,48 @@ async def test_http_and_other_websocket_paths_still_take_the_stack(server: AppSe
     with pytest.raises(websockets.InvalidStatus) as refused:
         await websockets.connect(url)
     assert refused.value.response.status_code == 403  # no route: Starlette's router refuses
+
+
+async def test_frames_are_written_by_the_protocol_itself_at_every_length_class(
+    sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fan-out fast path (`VonixWebSocketProtocol.write_text`) frames what it writes itself:
+    7-bit, 16-bit and 64-bit payload lengths must each reach a strict client (websockets) intact,
+    and none of these frames may take uvicorn's ASGI `send` (the slow path) instead."""
+    asgi_sends: list[dict[str, Any]] = []
+    original = VonixWebSocketProtocol.send
+
+    async def counting(self: VonixWebSocketProtocol, message: Any) -> None:
+        if message["type"] == "websocket.send":
+            asgi_sends.append(message)
+        await original(self, message)
+
+    monkeypatch.setattr(VonixWebSocketProtocol, "send", counting)
+    settings = make_settings(DATABASE_URL=fresh_sqlite_url(sqlite_template, tmp_path), WS_COALESCE_MS=300)
+    async with AppServer(settings) as server:
+        token = await token_for(server, "Wide_Wanda")
+        url = server.base_url.replace("http://", "ws://") + "/ws"
+        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"},
+                                      max_size=2**22) as reader:
+            await reader.send(orjson.dumps({"id": 1, "op": "subscribe", "channel": "room:general"}).decode())
+            while '"id":1' not in await asyncio.wait_for(reader.recv(), 5):  # the reply (and a join push)
+                pass
+            publisher = await WsClient.connect(server.base_url, token)  # same user: no second join
+            await reader.send(orjson.dumps({"id": 2, "op": "ping"}).decode())
+            frames = [await asyncio.wait_for(reader.recv(), 5)]
+            await publisher.request("publish", channel="room:general", data={"text": "a" * 200})
+            frames.append(await reader.recv())
+            await asyncio.gather(*(publisher.request("publish", channel="room:general", data={"text": c * 30_000})
+                                   for c in "xyz"))
+            received = 0
+            while received < 3:
+                frames.append(await asyncio.wait_for(reader.recv(), 5))
+                received += frames[-1].count('"op":"message"')
+            await publisher.close()
+
+    assert orjson.loads(frames[0]) == {"id": 2, "ok": True, "pong": True} and len(frames[0]) < 126
+    assert 126 <= len(frames[1]) < 65536 and orjson.loads(frames[1])["data"]["text"] == "a" * 200
+    assert len(frames[2]) >= 65536, "the three large messages were coalesced into one frame"
+    texts = sorted(orjson.loads(line)["data"]["text"] for frame in frames[2:] for line in frame.split("\n"))
+    assert texts == [c * 30_000 for c in "xyz"]
+    assert asgi_sends == []
