@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     ws_max_connections_per_user: int = Field(default=20, ge=1, validation_alias="WS_MAX_CONNECTIONS_PER_USER")
     ws_max_queue_bytes: int = Field(default=1024 * 1024, ge=4096, validation_alias="WS_MAX_QUEUE_BYTES")
     ws_coalesce_ms: float = Field(default=2.0, ge=0, validation_alias="WS_COALESCE_MS")
-    ws_commit_window_ms: float = Field(default=5.0, ge=0, validation_alias="WS_COMMIT_WINDOW_MS")
+    ws_commit_window_ms: float = Field(default=10.0, ge=0, validation_alias="WS_COMMIT_WINDOW_MS")
     ws_publish_rate: float = Field(default=10.0, gt=0, validation_alias="WS_PUBLISH_RATE")
     ws_publish_burst: float = Field(default=20.0, ge=1, validation_alias="WS_PUBLISH_BURST")
     ws_ping_interval: float = Field(default=20.0, gt=0, validation_alias="WS_PING_INTERVAL")
