@@ -39,11 +39,13 @@ class RedisBroker:
         prefix: str = "vonix:",
         metrics: Any = None,
         ping_every: float = 15.0,
+        ping_within: float = 5.0,
     ) -> None:
         self.publisher = publisher
         self.subscriber = subscriber  # its connection settings; the connection itself is ours
         self.prefix = prefix
-        self.ping_every = ping_every
+        self.ping_every = ping_every  # a quiet line is PINGed; no PONG within `ping_within`: reconnect
+        self.ping_within = ping_within
         self.on_message: MessageHandler = _drop
         self.on_state: StateHandler | None = None
         self._channels: set[str] = set()
@@ -152,7 +154,8 @@ class RedisBroker:
                     log.info("broker_reconnected", channels=len(self._channels))
                 first = False
                 delay = 0.05
-                pinger = asyncio.create_task(ping_while_quiet(connection, every=self.ping_every, answer_within=5.0))
+                pinger = asyncio.create_task(ping_while_quiet(connection, every=self.ping_every,
+                                                              answer_within=self.ping_within))
                 try:
                     await connection.lost
                 finally:

@@ -98,6 +98,29 @@ async def test_a_killed_subscriber_connection_reconnects_and_resubscribes(client
         await broker.close()
 
 
+async def test_a_subscriber_line_that_stops_answering_is_replaced(clients: Any) -> None:
+    """A half-open connection reads nothing forever; a quiet line is PINGed and, without a PONG in
+    time, dropped and reopened (here Redis stops answering for a while: CLIENT PAUSE)."""
+    publisher, subscriber = clients
+    received = Received()
+    broker = RedisBroker(publisher, subscriber, prefix=f"t{uuid.uuid4().hex[:6]}:", ping_every=0.1, ping_within=0.2)
+    broker.on_message = received.on_message
+    broker.on_state = received.on_state
+    await broker.start()
+    try:
+        await _until(lambda: broker.connected)
+        await broker.subscribe("room:a")
+        await asyncio.sleep(0.5)
+        assert received.states == [True]  # quiet but answering: PINGs keep it
+        await publisher.execute_command("CLIENT", "PAUSE", 1000, "ALL")
+        await _until(lambda: received.states[-1:] == [False], 3)
+        await _until(lambda: received.states[-1:] == [True], 5)
+        await publisher.publish(f"{broker.prefix}room:a", b"back")
+        await _until(lambda: ("room:a", b"back") in received.messages)
+    finally:
+        await broker.close()
+
+
 async def test_the_subscriber_authenticates_with_the_url_credentials(redis_service: Any) -> None:
     user, password = f"u{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     admin = aioredis.Redis.from_url(redis_service.url)
