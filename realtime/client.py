@@ -426,7 +426,7 @@ class VonixClient:
 
     def _dispatch(self, obj: dict[str, Any]) -> None:
         if "ok" in obj:
-            pending = self._pending.pop(obj.get("id"), None) if obj.get("id") is not None else None
+            pending = self._pending.pop(obj["id"], None) if obj.get("id") is not None else None
             if pending is None:
                 if not obj.get("ok"):
                     log.warning("vonix client: server error %s", obj.get("error"))

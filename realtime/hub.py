@@ -56,7 +56,7 @@ class Hub:
         """Add a subscriber; True when it is the first on this replica (subscribe the broker)."""
         subscribers = self.channels.get(channel)
         first = subscribers is None
-        if first:
+        if subscribers is None:
             subscribers = self.channels[channel] = {}
         subscribers[conn] = None
         conn.subscriptions.add(channel)

@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> Starlette:
     """The app; `/ws` websockets are served ahead of the middleware stack (server/ws_entry.py)."""
     configure_logging(settings.log_level, settings.json_logs)
     resources = Resources.build(settings)
+    assert resources.alerter is not None and resources.limiter is not None  # set by build
     middleware = [
         Middleware(RequestContextMiddleware),
         Middleware(SecurityHeadersMiddleware, hsts=settings.is_production),

@@ -7,7 +7,7 @@ handlers only ever see a valid model.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -76,6 +76,14 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
         }
         for error in exc.errors(include_url=False, include_input=False)
     ]
+
+
+@overload
+def query_int(request: Request, name: str, low: int, high: int, default: int) -> int: ...
+
+
+@overload
+def query_int(request: Request, name: str, low: int, high: int, default: None = None) -> int | None: ...
 
 
 def query_int(request: Request, name: str, low: int, high: int, default: int | None = None) -> int | None:

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
+from prometheus_client import Gauge
 from starlette.requests import HTTPConnection
 
 from realtime.broker import Broker, create_broker
@@ -67,6 +70,8 @@ class Resources:
     push: PushSender | None = None
     notifications: Notifications | None = None
     _spawned: set[asyncio.Task[None]] = field(default_factory=set)
+    # Set by `build` (not a constructor argument).
+    _component_up: Gauge = field(init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Resources:
@@ -133,9 +138,9 @@ class Resources:
         except Exception as exc:
             log.warning("event_publish_failed", channel=channel, error=exc.__class__.__name__)
 
-    def spawn(self, coroutine: object, name: str) -> None:
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
         """Fire-and-forget work that must not delay the response (and is awaited at shutdown)."""
-        task = asyncio.create_task(coroutine, name=name)  # type: ignore[arg-type]
+        task = asyncio.create_task(coroutine, name=name)
         self._spawned.add(task)
         task.add_done_callback(self._spawn_done)
 
@@ -149,8 +154,8 @@ class Resources:
         if self._spawned:
             await asyncio.wait(set(self._spawned), timeout=limit_seconds)
 
-    def start_background(self, coroutine: object, name: str) -> None:
-        self.background.append(asyncio.create_task(coroutine, name=name))  # type: ignore[arg-type]
+    def start_background(self, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
+        self.background.append(asyncio.create_task(coroutine, name=name))
 
     async def stop_background(self) -> None:
         tasks, self.background = self.background, []

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from realtime import errors, protocol
@@ -34,7 +35,8 @@ from server.ws_protocol import WRITE_TEXT
 
 log = get_logger("vonix.ws")
 PATH = "/ws"
-_ACCEPT = {"type": "websocket.accept", "subprotocol": None, "headers": []}  # what Starlette's accept() sends
+# What Starlette's accept() sends.
+_ACCEPT: dict[str, Any] = {"type": "websocket.accept", "subprotocol": None, "headers": []}
 
 
 class AsgiTransport:
@@ -45,14 +47,16 @@ class AsgiTransport:
     __slots__ = ("_send", "_write")
 
     def __init__(self, send: Send, write: Callable[[bytes], bool] | None = None) -> None:
-        self._send = send
+        # Starlette types `Send` as returning an Awaitable; servers' (uvicorn's) are coroutine
+        # functions, and `Connection._flush` drives the coroutine itself (`realtime.transport`).
+        self._send = cast(Callable[[Message], Coroutine[Any, Any, None]], send)
         self._write = write
 
     def write(self, data: bytes) -> bool:
         write = self._write
         return write is not None and write(data)
 
-    def send(self, data: bytes) -> Awaitable[None]:
+    def send(self, data: bytes) -> Coroutine[Any, Any, None]:
         return self._send({"type": "websocket.send", "text": data.decode()})
 
     async def close(self, code: int, reason: str) -> None:
@@ -87,7 +91,8 @@ async def _refuse(receive: Receive, send: Send, reason: Disconnect) -> None:
 
 async def _admit(scope: Scope, receive: Receive, send: Send, resources: Resources) -> Connection | None:
     """Origin, drain and token checks, accept, open the node connection; None when refused."""
-    node = resources.node
+    node, hooks = resources.node, resources.hooks
+    assert node is not None and hooks is not None  # set by Resources.build
     settings = resources.settings
     connection = HTTPConnection(scope)  # header and cookie parsing exactly as Starlette's WebSocket does
     if not origin_allowed(connection.headers, settings.allowed_origins, settings.public_url):
@@ -102,7 +107,7 @@ async def _admit(scope: Scope, receive: Receive, send: Send, resources: Resource
     token = bearer_token(connection) or connection.cookies.get(ACCESS_COOKIE)
     if token:
         try:
-            user = await resources.hooks.authenticate(token)
+            user = await hooks.authenticate(token)
         except ReplyError as exc:
             failure = exc.message
     await _accept(receive, send)
@@ -117,8 +122,11 @@ async def _admit(scope: Scope, receive: Receive, send: Send, resources: Resource
             conn.push(protocol.error_reply(None, errors.FORBIDDEN, refused.reason))
             conn.disconnect(refused)
     else:
-        asyncio.get_running_loop().call_later(
-            settings.ws_auth_timeout, lambda: conn.user is None and conn.disconnect(errors.AUTH_TIMEOUT))
+        def auth_timeout() -> None:
+            if conn.user is None:
+                conn.disconnect(errors.AUTH_TIMEOUT)
+
+        asyncio.get_running_loop().call_later(settings.ws_auth_timeout, auth_timeout)
     return conn
 
 
@@ -151,6 +159,7 @@ async def websocket_app(scope: Scope, receive: Receive, send: Send) -> None:
     scope["headers"] = []
     del scope
     node = resources.node
+    assert node is not None  # set by Resources.build
     max_frame = protocol.MAX_FRAME_BYTES
     try:
         while not conn.closed:

@@ -120,7 +120,8 @@ class VonixWebSocketProtocol(WebSocketsSansIOProtocol):
         # connection's life (a local of `ServerProtocol.parse`) but never reads it again.
         event.headers.clear()
         if self.response is not None and self.response.status_code == 101:
-            self.scope["extensions"][WRITE_TEXT] = self.write_text  # type: ignore[index]
+            # uvicorn types extension values as dicts (the ASGI spec's shape); ours is a callable.
+            self.scope["extensions"][WRITE_TEXT] = self.write_text  # type: ignore[assignment]
 
     def write_text(self, payload: bytes) -> bool:
         """The fan-out fast path (`realtime.transport`): one text frame, UTF-8 `payload`, framed
@@ -143,5 +144,5 @@ class VonixWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def start_keepalive(self) -> None:
         # Called once, right after the 101 response went out: the response is not needed again.
-        self.response = None
+        self.response = None  # type: ignore[assignment]
         super().start_keepalive()

@@ -137,7 +137,8 @@ class RedisBroker:
         connection.send("SUBSCRIBE", *wires)
         confirmed = asyncio.gather(*waiters)
         confirmed.add_done_callback(lambda f: f.cancelled() or f.exception())
-        done, _ = await asyncio.wait([connection.lost, confirmed], timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
+        watched: list[asyncio.Future[Any]] = [connection.lost, confirmed]
+        done, _ = await asyncio.wait(watched, timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
         if confirmed not in done:
             raise SubscriberError("the subscriptions were not confirmed")
         return connection

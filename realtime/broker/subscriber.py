@@ -92,7 +92,8 @@ class SubscriberProtocol(asyncio.Protocol):
     # --- commands --------------------------------------------------------------------------------
     def send(self, *args: str | bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(hiredis.pack_command(args))
+            # hiredis.pyi types the argument as a 1-tuple (`Tuple[...]` without `, ...`)
+            self.transport.write(hiredis.pack_command(args))  # type: ignore[arg-type]
 
     async def call(self, *args: str | bytes, within: float) -> Any:
         """A command with one reply (handshake, PING); raises SubscriberError on an error reply."""

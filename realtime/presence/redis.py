@@ -26,7 +26,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -203,7 +203,9 @@ class RedisPresence:
         seen: set[str] = set()
         with _guard():
             while True:
-                page = await self.redis.zrangebyscore(self._index, "-inf", now, start=0, num=self.batch)
+                # Without `withscores` the reply is the members alone.
+                page = cast(list[bytes | str], await self.redis.zrangebyscore(
+                    self._index, "-inf", now, start=0, num=self.batch))
                 fresh = [c for c in map(_text, page) if c not in seen]
                 if not fresh:
                     break

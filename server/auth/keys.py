@@ -46,7 +46,7 @@ class Keyring:
             secrets_.append(settings.secret_key_previous.get_secret_value())
         jwks = [OctKey.import_key(_derive(s, "jwt"), {"kid": key_id(s)}) for s in secrets_]
         fernets = [Fernet(base64.urlsafe_b64encode(_derive(s, "at-rest"))) for s in secrets_]
-        return cls(signing_key=jwks[0], verification_keys=KeySet(jwks), fernet=MultiFernet(fernets))
+        return cls(signing_key=jwks[0], verification_keys=KeySet(list(jwks)), fernet=MultiFernet(fernets))
 
     def encrypt(self, plaintext: str) -> str:
         return self.fernet.encrypt(plaintext.encode()).decode()

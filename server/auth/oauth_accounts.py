@@ -68,6 +68,7 @@ async def _link_signed_in(auth: AuthService, profile: Profile, flow: Flow, exist
     if (session is None or session["revoked_at"] is not None or session["user_id"] != flow.link_user_id
             or session["expires_at"] <= utcnow()):
         raise Refused("invalid_state", "the session that started linking has ended")
+    assert flow.link_user_id is not None  # `resolve` calls this only for a linking flow
     user = _active(await user_queries.by_id(auth.db, flow.link_user_id))
     if existing is not None:
         if existing["user_id"] == user["id"]:

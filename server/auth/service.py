@@ -108,6 +108,7 @@ class AuthService:
                                    ip=client.ip)
             raise Unauthorized("Wrong login or password.", code=INVALID_CREDENTIALS)
         await self.lockout.record(user_id, key, client.ip, success=True)
+        assert user_id is not None  # user["id"]: user is not None past the check above
         if self.settings.require_verified_email and user["email"] and user["email_verified_at"] is None:
             raise Forbidden("Confirm your email address first; we sent you a link.", code="email_unverified")
         if self.passwords.needs_rehash(user["password_hash"]):

@@ -241,7 +241,8 @@ class Database:
     def pool_state(self) -> dict[str, Any]:
         """Pool size, in use and idle connections; also refreshes the pool gauge."""
         if self._sqlite_pool is not None:
-            state = {"kind": "sqlite", "size": self._sqlite_pool.opened, "idle": self._sqlite_pool.idle}
+            state: dict[str, Any] = {"kind": "sqlite", "size": self._sqlite_pool.opened,
+                                     "idle": self._sqlite_pool.idle}
         else:
             pool = getattr(self._db._backend, "_pool", None)  # type: ignore[attr-defined]
             if pool is None:

@@ -26,7 +26,7 @@ def _slowest(db: Database, limit: int = 10) -> list[dict[str, Any]]:
                 entry["count"] = sample.value
             elif sample.name.endswith("_sum"):
                 entry["sum"] = sample.value
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"query": name, "calls": int(v["count"]), "total_ms": round(v["sum"] * 1000, 2),
          "mean_ms": round(v["sum"] * 1000 / v["count"], 3) if v["count"] else 0.0}
         for name, v in stats.items()

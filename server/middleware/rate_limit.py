@@ -65,8 +65,8 @@ class RateLimitMiddleware:
                     marked = getattr(route.endpoint, "__vonix_rate_limit__", None)
                     if marked is not None:
                         found.append((route, parse_limit(f"route:{method} {route.path}", marked)))
-        for method, path in configured:
-            log.warning("rate_limit_route_unknown", method=method, path=path)
+        for route_method, path in configured:
+            log.warning("rate_limit_route_unknown", method=route_method, path=path)
         return found
 
     def rule_for(self, scope: Scope) -> Rule | None:

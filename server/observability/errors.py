@@ -32,9 +32,10 @@ def location_of(exc: BaseException) -> str:
     """The innermost frame in our own code (server/ or realtime/), as `module:function:line`."""
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [f for f in frames if f.filename.startswith(_PROJECT) and "/.venv/" not in f.filename]
-    frame = (ours or frames or [None])[-1]
-    if frame is None:
+    candidates = ours or frames
+    if not candidates:
         return "unknown"
+    frame = candidates[-1]
     module = Path(frame.filename).resolve()
     try:
         module = module.relative_to(_PROJECT)

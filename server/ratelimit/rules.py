@@ -95,8 +95,8 @@ def parse_routes(text: str) -> dict[tuple[str | None, str], Rule | None]:
     """`POST /api/auth/register=5/3600,/api/rooms=off` -> {(method or None, template): rule}."""
     routes: dict[tuple[str | None, str], Rule | None] = {}
     for target, limit in _pairs(text):
-        method, _, path = target.rpartition(" ")
-        method = method.strip().upper() or None
+        prefix, _, path = target.rpartition(" ")
+        method = prefix.strip().upper() or None
         if method is not None and method not in _METHODS:
             raise InvalidLimit(f"route {target!r}: unknown method {method}")
         if not path.startswith("/"):

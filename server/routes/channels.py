@@ -54,6 +54,7 @@ async def _authorize(request: Request, channel: str, action: str) -> Any:
     user = conn_user(principal_of(request))
     if user.kind == "bot" and action not in user.scopes:
         raise Forbidden(f"This bot token lacks the {action!r} scope.")
+    assert resources.hooks is not None  # set by Resources.build
     try:
         await resources.hooks.authorize(user, channel, action)
     except ReplyError as exc:
@@ -70,8 +71,10 @@ async def publish(request: Request) -> Response:
                                          "message": f"at most {protocol.MAX_FRAME_BYTES} bytes"}])
     user = await _authorize(request, channel, "publish")
     await limit_action(request, principal_of(request), "post")
+    node = resources_of(request).node
+    assert node is not None  # set by Resources.build
     try:
-        offset, epoch = await resources_of(request).node.publish(channel, body.data, user=user, nonce=body.nonce)
+        offset, epoch = await node.publish(channel, body.data, user=user, nonce=body.nonce)
     except ReplyError as exc:
         raise _reply_error(exc) from None
     return JSONResponse({"offset": offset, "epoch": epoch}, status_code=201)
@@ -87,6 +90,7 @@ async def history(request: Request) -> Response:
     await _authorize(request, channel, "history")
     resources = resources_of(request)
     hooks, node = resources.hooks, resources.node
+    assert hooks is not None and node is not None  # set by Resources.build
     if hooks.persisted(channel):
         offset, epoch = await hooks.position(channel)
         frames = await _persisted_page(request, channel, epoch, offset, since, before, limit)
@@ -119,7 +123,9 @@ async def _persisted_page(request: Request, channel: str, epoch: str, offset: in
                           before: int | None, limit: int) -> list[tuple[int, bytes]]:
     resources = resources_of(request)
     hooks = resources.hooks
+    assert hooks is not None  # set by Resources.build
     row = await hooks.channels.meta(channel)
+    assert row is not None  # `hooks.position` found (or created) it just before
 
     async def load() -> list[tuple[int, bytes]]:
         if since is not None:
@@ -142,7 +148,9 @@ async def _persisted_page(request: Request, channel: str, epoch: str, offset: in
 async def presence(request: Request) -> Response:
     channel = _channel(request)
     await _authorize(request, channel, "presence")
-    users = await resources_of(request).node.presence.users(channel)
+    node = resources_of(request).node
+    assert node is not None  # set by Resources.build
+    users = await node.presence.users(channel)
     return JSONResponse({"channel": channel, "users": [u.as_dict() for u in users]})
 
 

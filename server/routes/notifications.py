@@ -63,7 +63,9 @@ async def unread(request: Request) -> Response:
 @requires()
 async def mark_read(request: Request) -> Response:
     body = await read_json(request, ReadBody)
-    changed, count = await resources_of(request).notifications.mark_read(
+    notifications = resources_of(request).notifications
+    assert notifications is not None  # set by Resources.build
+    changed, count = await notifications.mark_read(
         principal_of(request).user_id, None if body.all else body.ids)
     return JSONResponse({"marked": changed, "unread": count})
 
@@ -75,6 +77,7 @@ async def mark_one_read(request: Request) -> Response:
     resources = resources_of(request)
     if not await store.exists(resources.db, user_id, notification_id):
         raise NotFound("No such notification.", code="notification_not_found")
+    assert resources.notifications is not None  # set by Resources.build
     changed, count = await resources.notifications.mark_read(user_id, [notification_id])
     return JSONResponse({"marked": changed, "unread": count})
 

@@ -58,6 +58,7 @@ async def report_client_error(request: Request) -> Response:
     if declared > resources.settings.client_error_max_bytes:
         raise PayloadTooLarge(f"Error reports are limited to {resources.settings.client_error_max_bytes} bytes.")
     body = await read_json(request, ClientError)
+    assert resources.errors is not None  # set by Resources.build
     fingerprint = await resources.errors.record_group(
         "client", f"client.{body.type}", body.source, body.message, body.stack,
         {"url": body.url, "user_agent": body.user_agent or request.headers.get("user-agent"),
@@ -68,13 +69,17 @@ async def report_client_error(request: Request) -> Response:
 @requires("admin.errors.read")
 async def list_errors(request: Request) -> Response:
     source = request.query_params.get("source")
-    groups = await resources_of(request).errors.groups(source=source if source in ("server", "client") else None)
+    errors = resources_of(request).errors
+    assert errors is not None  # set by Resources.build
+    groups = await errors.groups(source=source if source in ("server", "client") else None)
     return JSONResponse({"groups": groups})
 
 
 @requires("admin.stats.read")
 async def stats(request: Request) -> Response:
-    return JSONResponse(await resources_of(request).stats.report())
+    cluster = resources_of(request).stats
+    assert cluster is not None  # set by Resources.build
+    return JSONResponse(await cluster.report())
 
 
 routes = [

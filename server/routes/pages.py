@@ -106,7 +106,7 @@ def page_routes(static_dir: Path, sw_dir: Path | None = None) -> list[BaseRoute]
         enabled = push is not None and push.enabled
         return JSONResponse({
             "oauth": {name: configured(resources.settings, name) is not None for name in ("google", "discord")},
-            "push": {"enabled": enabled, "public_key": push.public_key if enabled else None},
+            "push": {"enabled": enabled, "public_key": push.public_key if push is not None and enabled else None},
             "build": build.value(),
         }, headers=NO_CACHE)
 

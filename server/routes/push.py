@@ -64,7 +64,7 @@ def _check_endpoint(request: Request, endpoint: str) -> None:
 async def key(request: Request) -> Response:
     push = resources_of(request).push
     enabled = push is not None and push.enabled
-    return JSONResponse({"enabled": enabled, "public_key": push.public_key if enabled else None})
+    return JSONResponse({"enabled": enabled, "public_key": push.public_key if push is not None and enabled else None})
 
 
 @requires()

@@ -30,7 +30,9 @@ class InviteBody(BaseModel):
 
 def _channels(request: Request) -> Channels:
     """The app's channel store: cached reads, and writes that invalidate on every replica."""
-    return resources_of(request).hooks.channels
+    hooks = resources_of(request).hooks
+    assert hooks is not None  # set by Resources.build
+    return hooks.channels
 
 
 async def _room(request: Request) -> ChannelMeta:
