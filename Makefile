@@ -35,6 +35,7 @@ bench: $(STAMP) services-bin
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy realtime server
 
 clean:
 	rm -rf $(VENV) vonix.db vonix.db-wal vonix.db-shm .pytest_cache
