@@ -59,43 +59,42 @@ async def _broker(publisher: aioredis.Redis, subscriber: aioredis.Redis, receive
     return broker
 
 
-async def test_many_messages_in_one_read_arrive_in_order_and_only_for_subscribed_channels(clients: Any) -> None:
+@pytest.fixture
+async def running(clients: Any) -> AsyncIterator[tuple[aioredis.Redis, RedisBroker, Received]]:
+    """A connected broker subscribed to `room:a`, what it received, and a client to publish with."""
     publisher, subscriber = clients
     received = Received()
     broker = await _broker(publisher, subscriber, received)
-    try:
-        await broker.subscribe("room:a")
-        async with publisher.pipeline(transaction=False) as pipe:  # one burst: many replies per read
-            for i in range(500):
-                pipe.publish(f"{broker.prefix}room:a", b"%d" % i)
-                pipe.publish(f"{broker.prefix}room:other", b"x")
-            await pipe.execute()
-        await _until(lambda: len(received.messages) >= 500)
-        assert received.messages == [("room:a", b"%d" % i) for i in range(500)]
-
-        await broker.unsubscribe("room:a")
-        await broker.subscribe("room:b")  # confirmed: the unsubscribe before it is done too
-        await publisher.publish(f"{broker.prefix}room:a", b"late")
-        await publisher.publish(f"{broker.prefix}room:b", b"b")
-        await _until(lambda: received.messages[-1] == ("room:b", b"b"))
-        assert ("room:a", b"late") not in received.messages
-    finally:
-        await broker.close()
+    await broker.subscribe("room:a")
+    yield publisher, broker, received
+    await broker.close()
 
 
-async def test_a_killed_subscriber_connection_reconnects_and_resubscribes(clients: Any) -> None:
-    publisher, subscriber = clients
-    received = Received()
-    broker = await _broker(publisher, subscriber, received)
-    try:
-        await broker.subscribe("room:a")
-        killed = await publisher.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-        assert killed >= 1
-        await _until(lambda: received.states[-2:] == [False, True])
-        await publisher.publish(f"{broker.prefix}room:a", b"after")
-        await _until(lambda: ("room:a", b"after") in received.messages)
-    finally:
-        await broker.close()
+async def test_many_messages_in_one_read_arrive_in_order_and_only_for_subscribed_channels(running: Any) -> None:
+    publisher, broker, received = running
+    async with publisher.pipeline(transaction=False) as pipe:  # one burst: many replies per read
+        for i in range(500):
+            pipe.publish(f"{broker.prefix}room:a", b"%d" % i)
+            pipe.publish(f"{broker.prefix}room:other", b"x")
+        await pipe.execute()
+    await _until(lambda: len(received.messages) >= 500)
+    assert received.messages == [("room:a", b"%d" % i) for i in range(500)]
+
+    await broker.unsubscribe("room:a")
+    await broker.subscribe("room:b")  # confirmed: the unsubscribe before it is done too
+    await publisher.publish(f"{broker.prefix}room:a", b"late")
+    await publisher.publish(f"{broker.prefix}room:b", b"b")
+    await _until(lambda: received.messages[-1] == ("room:b", b"b"))
+    assert ("room:a", b"late") not in received.messages
+
+
+async def test_a_killed_subscriber_connection_reconnects_and_resubscribes(running: Any) -> None:
+    publisher, broker, received = running
+    killed = await publisher.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    assert killed >= 1
+    await _until(lambda: received.states[-2:] == [False, True])
+    await publisher.publish(f"{broker.prefix}room:a", b"after")
+    await _until(lambda: ("room:a", b"after") in received.messages)
 
 
 async def test_a_subscriber_line_that_stops_answering_is_replaced(clients: Any) -> None:
