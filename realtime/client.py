@@ -17,6 +17,9 @@ Events are queued for the iterator up to `max_events`. A consumer that falls fur
 treated as the server treats a slow consumer: the connection is dropped and, once the consumer has
 caught up, re-established with recovery, so nothing is lost and memory stays bounded.
 
+The events, errors and backoff live in `client_events`, `client_errors` and `backoff`; they are
+re-exported here, so `from realtime.client import ...` stays the one import a bot needs.
+
 This module never imports the server.
 """
 
@@ -27,7 +30,6 @@ import contextlib
 import inspect
 import itertools
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,158 +40,27 @@ import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from realtime.backoff import Backoff
+from realtime.client_errors import BACKOFF, NOW, STOP, Closed, ConnectionLost, VonixError, close_action
+from realtime.client_events import (
+    Connected,
+    Disconnected,
+    Event,
+    Gap,
+    Join,
+    Leave,
+    Message,
+    Notification,
+    Push,
+    SubscriptionLost,
+    Typing,
+)
+
 log = logging.getLogger("vonix.client")
 
 TokenSource = Callable[[], "str | Awaitable[str]"]
 
-
-# --- events ------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Message:
-    channel: str
-    offset: int
-    epoch: str
-    data: Any
-    sender: dict[str, Any] | None  # {"id", "username"}; None when the server published it
-    ts: float
-    recovered: bool = False  # delivered from the `missed` list of a resubscribe
-
-
-@dataclass(frozen=True, slots=True)
-class Notification(Message):
-    """A message on the personal `user:<id>` channel (published by the server)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Join:
-    channel: str
-    user: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Leave:
-    channel: str
-    user: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Typing:
-    channel: str
-    user: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Push:
-    """A push this client version does not know; the raw object."""
-
-    op: str
-    frame: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    user: dict[str, Any]
-    conn_id: str
-    reconnected: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Disconnected:
-    code: int
-    reason: str
-    retry_in: float | None  # None: the client stops
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """Resubscribing could not recover (`recovered: false`): messages after `since` may be missing."""
-
-    channel: str
-    since: int
-    offset: int
-    epoch: str
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionLost:
-    """A remembered channel was refused on resubscribe (e.g. `forbidden`); it is forgotten."""
-
-    channel: str
-    error: VonixError
-
-
-Event = Message | Join | Leave | Typing | Push | Connected | Disconnected | Gap | SubscriptionLost
-
-
-# --- errors ------------------------------------------------------------------------------------
-class VonixError(Exception):
-    """A reply error (`code`, `message`, `temporary`, `retry_after`), or a client-side failure."""
-
-    def __init__(self, code: str, message: str, *, temporary: bool = False,
-                 retry_after: float | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.temporary = temporary
-        self.retry_after = retry_after
-
-    @classmethod
-    def from_reply(cls, error: dict[str, Any]) -> VonixError:
-        return cls(str(error.get("code")), str(error.get("message")), temporary=bool(error.get("temporary")),
-                   retry_after=error.get("retry_after"))
-
-
-class ConnectionLost(VonixError):
-    def __init__(self) -> None:
-        super().__init__("connection_lost", "the connection closed before the reply", temporary=True)
-
-
-class Closed(VonixError):
-    """The client stopped: a close code that forbids reconnecting, or `reconnect=False`."""
-
-    def __init__(self, close_code: int, reason: str) -> None:
-        super().__init__("closed", f"closed with {close_code} {reason}".strip())
-        self.close_code = close_code
-        self.reason = reason
-
-
-# --- policy (pure, unit-tested) ----------------------------------------------------------------
-STOP, BACKOFF, NOW = "stop", "backoff", "now"
 ABNORMAL = 1006
-
-
-def close_action(code: int | None) -> str:
-    """What a close code asks of the client: 4000-4099 stop, 1012 reconnect now, else back off."""
-    if code is not None and 4000 <= code <= 4099:
-        return STOP
-    if code == 1012:
-        return NOW
-    return BACKOFF
-
-
-class Backoff:
-    """Capped exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
-
-    def __init__(self, base: float = 0.5, cap: float = 30.0, rng: Callable[[], float] = random.random) -> None:
-        if base <= 0 or cap < base:
-            raise ValueError("backoff needs 0 < base <= cap")
-        self.base, self.cap, self.rng = base, cap, rng
-        self.attempt = 0
-
-    def ceiling(self) -> float:
-        return min(self.cap, self.base * 2 ** min(self.attempt, 32))
-
-    def next(self) -> float:
-        delay = self.rng() * self.ceiling()
-        self.attempt += 1
-        return delay
-
-    def soon(self) -> float:
-        """For 1012: a small jitter so a drained replica's clients do not return as one herd."""
-        return self.rng() * min(self.base, 1.0)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 def split_frame(raw: str | bytes) -> list[dict[str, Any]]:
@@ -629,6 +500,7 @@ class VonixClient:
 
 
 __all__ = [
+    "BACKOFF", "NOW", "STOP",
     "Backoff", "Closed", "Connected", "ConnectionLost", "Disconnected", "Event", "Gap", "Join", "Leave",
     "Message", "Notification", "Push", "SubscriptionLost", "Typing", "VonixClient", "VonixError", "close_action",
     "split_frame", "websocket_url",
