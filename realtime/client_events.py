@@ -29,21 +29,26 @@ class Notification(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class Join:
+class UserEvent:
+    """Something a user did on a channel; bots match on the subclasses."""
+
     channel: str
-    user: dict[str, Any]
+    user: dict[str, Any]  # {"id", "username"}
 
 
 @dataclass(frozen=True, slots=True)
-class Leave:
-    channel: str
-    user: dict[str, Any]
+class Join(UserEvent):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
-class Typing:
-    channel: str
-    user: dict[str, Any]
+class Leave(UserEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Typing(UserEvent):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
