@@ -39,22 +39,23 @@ PATH = "/ws"
 _ACCEPT: dict[str, Any] = {"type": "websocket.accept", "subprotocol": None, "headers": []}
 
 
+def _cannot_write(data: bytes) -> bool:
+    return False  # no fast path on this server: every frame takes the ASGI `send`
+
+
 class AsgiTransport:
     """The fan-out hot path (one call per subscriber per frame): `write` goes to the socket through
     the server's `write_text` extension when it offers one (`server/ws_protocol.py`); `send` is
     the ASGI way, for backpressure, closing, and servers without the extension."""
 
-    __slots__ = ("_send", "_write")
+    __slots__ = ("_send", "write")
 
     def __init__(self, send: Send, write: Callable[[bytes], bool] | None = None) -> None:
         # Starlette types `Send` as returning an Awaitable; servers' (uvicorn's) are coroutine
         # functions, and `Connection._flush` drives the coroutine itself (`realtime.transport`).
         self._send = cast(Callable[[Message], Coroutine[Any, Any, None]], send)
-        self._write = write
-
-    def write(self, data: bytes) -> bool:
-        write = self._write
-        return write is not None and write(data)
+        # The server's own `write_text` itself, not a wrapper: one call per subscriber per frame.
+        self.write: Callable[[bytes], bool] = write if write is not None else _cannot_write
 
     def send(self, data: bytes) -> Coroutine[Any, Any, None]:
         return self._send({"type": "websocket.send", "text": data.decode()})

@@ -117,6 +117,8 @@ class RedisHistory:
         self._epoch = client.register_script(_POSITION_EPOCH)
 
     def _keys(self, channel: str) -> list[str]:
+        # `_ORDERED_BATCH` builds the same names in Lua (prefix .. 'h:{' .. channel .. '}:'); a test
+        # reads back through `recover` and `position` what `publish_stored` wrote, so they agree.
         base = f"{self.prefix}h:{{{channel}}}"
         return [f"{base}:offset", f"{base}:epoch", f"{base}:window", f"{base}:pending"]
 

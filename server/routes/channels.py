@@ -19,7 +19,7 @@ from realtime import protocol
 from realtime.errors import ReplyError
 from server.auth.principal import principal_of, requires
 from server.db.queries import messages as message_queries
-from server.errors import AppError, Forbidden, RateLimited, ServiceUnavailable, ValidationFailed
+from server.errors import AppError, Forbidden, NotFound, RateLimited, ServiceUnavailable, ValidationFailed
 from server.jsonio import JSONResponse, query_int, read_json
 from server.ratelimit import limit_action
 from server.realtime_hooks import conn_user
@@ -125,7 +125,8 @@ async def _persisted_page(request: Request, channel: str, epoch: str, offset: in
     hooks = resources.hooks
     assert hooks is not None  # set by Resources.build
     row = await hooks.channels.meta(channel)
-    assert row is not None  # `hooks.position` found (or created) it just before
+    if row is None:  # deleted since `hooks.position` found it a moment ago
+        raise NotFound("No such channel.", code="channel_not_found")
 
     async def load() -> list[tuple[int, bytes]]:
         if since is not None:

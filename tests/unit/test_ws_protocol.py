@@ -66,3 +66,21 @@ async def test_every_protocol_attribute_is_a_slot() -> None:
     protocol = VonixWebSocketProtocol(config, ServerState(), {}, _loop=asyncio.get_running_loop())
     assert vars(protocol) == {}
     assert isinstance(protocol.queue, Inbox) and isinstance(protocol.writable, Gate)
+
+
+async def test_without_the_write_extension_every_frame_takes_the_asgi_send() -> None:
+    """Another ASGI server (no `write_text` in the scope): `write` declines, `send` carries the frame."""
+    from server.ws import AsgiTransport
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    transport = AsgiTransport(send)  # type: ignore[arg-type]
+    assert transport.write(b'{"op":"message"}') is False
+    await transport.send(b'{"op":"message"}')
+    assert sent == [{"type": "websocket.send", "text": '{"op":"message"}'}]
+    written: list[bytes] = []
+    fast = AsgiTransport(send, lambda data: written.append(data) is None)  # type: ignore[arg-type]
+    assert fast.write(b"x") is True and written == [b"x"]
