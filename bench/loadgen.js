@@ -35,7 +35,9 @@ const readline = require('readline');
 
 const NL = 10;
 const now = () => performance.timeOrigin + performance.now(); // ms, same clock as the publisher
-const T_KEY = Buffer.from('"t":');
+// Where a message carries its send time: `"t":` in fan-out data; rooms are chat channels, whose
+// data is only {"text"} (the chat message schema), so the time leads the text as `t:<seconds>`.
+const T_KEYS = { fanout: Buffer.from('"t":'), rooms: Buffer.from('"text":"t:') };
 
 const state = {
   clients: [],
@@ -352,9 +354,10 @@ class Client {
           this.last = seq - 1; // advanced by `lines` below
         }
         if (this.sampled && state.sampling) {
-          const at = buf.indexOf(T_KEY, start);
+          const tKey = T_KEYS[state.mode] || T_KEYS.fanout;
+          const at = buf.indexOf(tKey, start);
           if (at !== -1 && (end === -1 || at < end)) {
-            state.samples.push(now() - readNumber(buf, at + T_KEY.length));
+            state.samples.push(now() - readNumber(buf, at + tKey.length));
           }
         }
       } else if (buf[start + 2] === 105) {
@@ -576,8 +579,8 @@ async function rooms(cmd) {
       c.sent++;
       published++;
       publishedIn.set(c.channel, (publishedIn.get(c.channel) || 0) + 1);
-      c.ws.send(`{"id":${c.nextId++},"op":"publish","channel":"${c.channel}","data":{"seq":${c.sent},` +
-                `"t":${now().toFixed(3)},"text":"hello from the rooms benchmark"}}`);
+      c.ws.send(`{"id":${c.nextId++},"op":"publish","channel":"${c.channel}","data":{` +
+                `"text":"t:${now().toFixed(3)} hello from the rooms benchmark #${c.sent}"}}`);
       s.due += period;
       ptr = (ptr + 1) % schedule.length;
     }

@@ -136,8 +136,8 @@ def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any,
 
 class Connection:
     __slots__ = ("_closed", "_flusher", "_queue", "_queued_bytes", "_scheduled", "_sending", "_transport_done",
-                 "close_task", "coalesce", "conn_id", "limiter", "max_queue_bytes", "on_closed", "recovering",
-                 "rejections", "subscriptions", "transport", "typing_at", "user")
+                 "close_task", "coalesce", "conn_id", "limiter", "max_queue_bytes", "on_closed", "read_limiter",
+                 "recovering", "rejections", "subscriptions", "transport", "typing_at", "user")
 
     def __init__(
         self,
@@ -159,6 +159,7 @@ class Connection:
         self.max_queue_bytes = max_queue_bytes
         self.coalesce = coalesce
         self.limiter = limiter
+        self.read_limiter: TokenBucket | None = None
         self.rejections = 0
         self.on_closed = on_closed
         self._flusher = flusher if flusher is not None else Flusher(coalesce)

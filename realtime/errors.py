@@ -47,6 +47,8 @@ class ReplyError(Exception):
     message: str
     temporary: bool = False
     retry_after: float | None = None
+    # Field errors, as the HTTP error shape has them: ({"field", "code", "message"}, ...).
+    details: tuple[dict[str, str], ...] = ()
 
 
 # Reply error codes (the `code` of `{"ok":false,"error":{...}}`).
@@ -63,5 +65,6 @@ NOT_AUTHENTICATED = "not_authenticated"
 ALREADY_AUTHENTICATED = "already_authenticated"
 INVALID_TOKEN = "invalid_token"
 MESSAGE_TOO_LARGE = "message_too_large"
+INVALID_DATA = "invalid_data"
 UNAVAILABLE = "unavailable"
 INTERNAL = "internal_error"

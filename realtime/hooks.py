@@ -48,6 +48,16 @@ class ChannelHooks(Protocol):
         """Chat channels are stored in the database; others are ephemeral (hot window only)."""
         ...
 
+    async def validate(self, channel: str, data: Any) -> Any:
+        """The data of a message for a persisted channel as it will be stored (normalised), or
+        ReplyError(invalid_data) with field details: one schema for the websocket and REST."""
+        ...
+
+    async def mark_read(self, user: ConnUser, channel: str, offset: int) -> dict[str, Any]:
+        """Move the user's read marker of a chat channel forward (and what it covers, e.g. the
+        notifications of those messages); answers the fields of the `read` reply."""
+        ...
+
     async def persist_many(self, batch: Sequence[PendingMessage]) -> list[Persisted | Exception]:
         """Store a batch in one transaction (after commit the node publishes it), one outcome per
         message in order; a message that cannot be stored (its channel is gone) gets its error

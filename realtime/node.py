@@ -45,6 +45,8 @@ class NodeSettings:
     publish_burst: float = 20.0
     abuse_limit: int = 30
     typing_interval: float = 2.0
+    read_rate: float = 5.0  # `read` markers per second per connection (clients send at most 1/s per channel)
+    read_burst: float = 20.0
     auth_timeout: float = 10.0
     max_recovery: int = 1000
     presence_heartbeat: float = 15.0
@@ -217,9 +219,11 @@ class Node:
                 await self._typing(conn, command)
             elif command.op == "refresh":
                 await self._refresh(conn, command)
+            elif command.op == "read":
+                await self._read(conn, command)
         except ReplyError as exc:
             conn.push(protocol.error_reply(command.id, exc.code, exc.message, temporary=exc.temporary,
-                                           retry_after=exc.retry_after))
+                                           retry_after=exc.retry_after, details=exc.details))
         except Exception:
             log.exception("ws_op_failed", op=command.op, conn_id=conn.conn_id)
             conn.push(protocol.error_reply(command.id, errors.UNAVAILABLE, "temporarily unavailable",
@@ -354,6 +358,7 @@ class Node:
         ts = time.time()
         self.published += 1
         if self.hooks.persisted(channel):
+            data = await self.hooks.validate(channel, data)
             stored = await self.commits.store(user, channel, data, nonce, ts)
             return stored.offset, stored.epoch
         sender = user.public() if user is not None else None
@@ -404,6 +409,24 @@ class Node:
         conn.typing_at[channel] = now
         await self.history.publish_control(channel, protocol.typing_push(channel, user.public()))
         conn.push(protocol.reply(command.id))
+
+    async def _read(self, conn: Connection, command: protocol.Command) -> None:
+        """Read markers travel on the socket: a busy room used to cost one HTTP request per
+        message received, which exhausted the client's API budget."""
+        channel, user = command.channel, conn.user
+        assert channel is not None and user is not None and command.offset is not None
+        if not self.hooks.persisted(channel):
+            raise ReplyError(errors.INVALID_CHANNEL, "read markers are kept for rooms and direct messages")
+        if conn.read_limiter is None:  # made on first use: most connections (bots) never send one
+            conn.read_limiter = TokenBucket(self.settings.read_rate, self.settings.read_burst)
+        wait = conn.read_limiter.take()
+        if wait:
+            raise ReplyError(errors.RATE_LIMITED, "read markers are sent too fast", temporary=True,
+                             retry_after=wait)
+        self._scope(user, "history")
+        await self.hooks.authorize(user, channel, "history")
+        state = await self.hooks.mark_read(user, channel, command.offset)
+        conn.push(protocol.reply(command.id, channel=channel, **state))
 
     async def _refresh(self, conn: Connection, command: protocol.Command) -> None:
         user = conn.user

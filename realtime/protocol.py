@@ -21,8 +21,9 @@ CHANNEL_PATTERN = re.compile(r"^(room|dm|user|bot):[A-Za-z0-9_\-:.]{1,150}$")
 NONCE_PATTERN = re.compile(r"^[A-Za-z0-9_\-:.]{1,64}$")
 
 OPS = frozenset({"auth", "subscribe", "unsubscribe", "publish", "history", "presence", "typing", "refresh",
-                 "ping"})
-NEEDS_CHANNEL = frozenset({"subscribe", "unsubscribe", "publish", "history", "presence", "typing"})
+                 "ping", "read"})
+NEEDS_CHANNEL = frozenset({"subscribe", "unsubscribe", "publish", "history", "presence", "typing", "read"})
+MAX_OFFSET = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class Command:
     since: Since | None = None
     limit: int | None = None
     token: str | None = None
+    offset: int | None = None  # `read`: the newest offset the user has seen
 
 
 class FrameError(Exception):
@@ -107,10 +109,16 @@ def parse(raw: str | bytes) -> Command:
         if not isinstance(token, str) or not 10 <= len(token) <= 4096:
             raise FrameError(errors.INVALID_FRAME, "`token` is required", request_id)
 
+    offset = None
+    if op == "read":
+        offset = frame.get("offset")
+        if not _int(offset) or not 0 <= offset <= MAX_OFFSET:
+            raise FrameError(errors.INVALID_FRAME, "`offset` must be a non-negative integer", request_id)
+
     data = frame.get("data")
     if op == "publish" and "data" not in frame:
         raise FrameError(errors.INVALID_FRAME, "`data` is required", request_id)
-    return Command(request_id, op, channel, data, nonce, since, limit, token)
+    return Command(request_id, op, channel, data, nonce, since, limit, token, offset)
 
 
 # --- server frames ----------------------------------------------------------------------------
@@ -120,10 +128,12 @@ def reply(request_id: int, **fields: Any) -> bytes:
 
 
 def error_reply(request_id: int | None, code: str, message: str, *, temporary: bool = False,
-                retry_after: float | None = None) -> bytes:
+                retry_after: float | None = None, details: tuple[dict[str, str], ...] = ()) -> bytes:
     error: dict[str, Any] = {"code": code, "message": message, "temporary": temporary}
     if retry_after is not None:
         error["retry_after"] = round(retry_after, 3)
+    if details:
+        error["details"] = list(details)
     return orjson.dumps({"id": request_id, "ok": False, "error": error})
 
 

@@ -35,6 +35,8 @@ from server.db.tables import users
 from server.db.types import utcnow
 from server.notifications.events import MessageStored
 from server.services.channels import PERSISTED_NAMESPACES, ChannelMeta, Channels, dm_members
+from server.services.chat_data import validate_chat_data
+from server.services.read_markers import ReadMarkers
 
 
 def conn_user(principal: Principal, expires_at: float | None = None) -> ConnUser:
@@ -51,6 +53,7 @@ class ServerHooks:
         self.channels = Channels(db)
         # Told about every newly stored message after its commit (notifications); must not block.
         self.after_commit: Callable[[MessageStored], None] | None = None
+        self.read_markers: ReadMarkers | None = None  # set once notifications exist (Resources.build)
 
     def attach_cache(self, cache: Any) -> None:
         """Channel metadata and memberships (checked on every subscribe and publish) come from it."""
@@ -72,6 +75,17 @@ class ServerHooks:
 
     def persisted(self, channel: str) -> bool:
         return channel.startswith(PERSISTED_NAMESPACES)
+
+    async def validate(self, channel: str, data: Any) -> Any:
+        async def last_offset() -> int:
+            return (await self.position(channel))[0]
+
+        return await validate_chat_data(data, last_offset)
+
+    async def mark_read(self, user: ConnUser, channel: str, offset: int) -> dict[str, Any]:
+        assert self.read_markers is not None  # set by Resources.build
+        state = await self.read_markers.mark(user.user_id, await self._channel(channel), offset)
+        return state.fields()
 
     async def _channel(self, channel: str) -> ChannelMeta:
         row = await self.channels.meta(channel)

@@ -39,6 +39,7 @@ from server.ops.stats import ClusterStats
 from server.push.sender import PushSender
 from server.ratelimit import RateLimiter, create_limiter
 from server.realtime_hooks import ServerHooks
+from server.services.read_markers import ReadMarkers
 from server.settings import Settings
 
 log = get_logger("vonix.resources")
@@ -120,6 +121,7 @@ class Resources:
         resources.notifications = Notifications(db, resources.node, resources.push, settings.push_when,
                                                 resources.spawn)
         resources.hooks.after_commit = resources.notifications.message_stored
+        resources.hooks.read_markers = ReadMarkers(db, resources.hooks.channels, resources.notifications)
         if resources.tracing.enabled:
             db.tracer = resources.tracing.tracer
             resources.node.tracer = resources.tracing.tracer

@@ -168,18 +168,23 @@ class Settings(BaseSettings):
     cache_principal_ttl: float = Field(default=30.0, gt=0, validation_alias="CACHE_PRINCIPAL_TTL")
     cache_preload: str = Field(default="channel:room:general", validation_alias="CACHE_PRELOAD")
     rate_limit_enabled: bool = Field(default=True, validation_alias="RATE_LIMIT_ENABLED")
-    rate_limit_api: str = Field(default="100/900", validation_alias="RATE_LIMIT_API")
+    # HTTP limits by what they protect (server/ratelimit/classes.py): sign-in and account changes,
+    # writes, and reads. Reads are generous so that a client's normal use can never exhaust them.
+    rate_limit_auth: str = Field(default="30/300", validation_alias="RATE_LIMIT_AUTH")
+    rate_limit_write: str = Field(default="120/60+60", validation_alias="RATE_LIMIT_WRITE")
+    rate_limit_read: str = Field(default="600/60+300", validation_alias="RATE_LIMIT_READ")
     rate_limit_routes: str = Field(default="", validation_alias="RATE_LIMIT_ROUTES")
     rate_limit_actions: str = Field(default="post=30/60,friend_request=20/3600,reaction=60/60",
                                     validation_alias="RATE_LIMIT_ACTIONS")
 
-    @field_validator("rate_limit_api", "rate_limit_routes", "rate_limit_actions")
+    @field_validator("rate_limit_auth", "rate_limit_write", "rate_limit_read", "rate_limit_routes",
+                     "rate_limit_actions")
     @classmethod
     def _limits(cls, value: str, info: Any) -> str:
         from server.ratelimit.rules import InvalidLimit, parse_actions, parse_limit, parse_routes
 
-        parse = {"rate_limit_api": lambda v: parse_limit("api", v), "rate_limit_routes": parse_routes,
-                 "rate_limit_actions": parse_actions}[info.field_name]
+        name = info.field_name.removeprefix("rate_limit_")
+        parse = {"routes": parse_routes, "actions": parse_actions}.get(name, lambda v: parse_limit(name, v))
         try:
             parse(value)
         except InvalidLimit as exc:

@@ -1,11 +1,15 @@
-"""Per-client limit on `/api/` requests (429 + `Retry-After` + `RateLimit-*` headers).
+"""Per-client limits on `/api/` requests (429 + `Retry-After` + `RateLimit-*` headers).
+
+Each request counts against the limit of its class (`auth`, `write` or `read`,
+server/ratelimit/classes.py), so reads a client makes in normal use never eat into its writes or
+sign-ins, and the reverse.
 
 The client is the user when the request carries a validly signed access token (checked with the
 signature alone: no database, and a revoked token still names its own user) or a bot token (keyed
 by its hash), else the client IP (`client_ip`: forwarded headers only from trusted proxies).
 Health, readiness, `/metrics`, the PWA and static files are never limited. A route may carry its
-own limit (`RATE_LIMIT_ROUTES`, or `@route_limit("N/S")` on the endpoint), which replaces the API
-default for that route. Every limited route's response carries `RateLimit-Limit/Remaining/Reset`.
+own limit (`RATE_LIMIT_ROUTES`, or `@route_limit("N/S")` on the endpoint), which replaces its
+class's limit for that route. Every limited route's response carries `RateLimit-Limit/Remaining/Reset`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from server.auth.principal import ACCESS_COOKIE, BOT_TOKEN_PREFIX, bearer_token
 from server.auth.tokens import InvalidToken
 from server.errors import RateLimited, error_response
 from server.observability.logging import get_logger
+from server.ratelimit.classes import limit_class
 from server.ratelimit.client_ip import TrustedProxies, client_ip
 from server.ratelimit.limiter import RateLimiter
 from server.ratelimit.rules import Rule, parse_limit
@@ -73,7 +78,7 @@ class RateLimitMiddleware:
         for route, rule in self.overrides:
             if route.matches(scope)[0] is Match.FULL:
                 return rule
-        return self.limiter.api
+        return self.limiter.classes.get(limit_class(scope["method"], scope["path"]))
 
     def identity(self, scope: Scope) -> str:
         connection = HTTPConnection(scope)

@@ -117,9 +117,11 @@ class Notifications:
         item = await store.insert(self.db, user_id=user_id, kind=kind, channel=event.channel, offset=event.offset,
                                   actor_id=event.author_id,
                                   data={"title": title, "body": body, "url": url, "actor": actor})
+        if await store.settle_if_read(self.db, item["id"], event.channel_id, user_id, event.offset):
+            item["read"] = True  # read live while it was being written: stored, but no badge and no push
         unread = await store.unread(self.db, user_id)
         await self.publish(user_id, {"type": "notification", "notification": item, "unread": unread})
-        if await self.should_push(user_id):
+        if not item["read"] and await self.should_push(user_id):
             # Its own task: one user's slow or retried push never delays the next recipient.
             self.spawn(self.push.send_to_user(user_id, PushMessage(  # type: ignore[union-attr]
                 title=title, body=body, url=url, tag=event.channel, kind=kind, notification_id=item["id"],

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from server.db.database import Database
 from server.db.queries import notifications as queries
-from server.db.tables import notifications
+from server.db.tables import channel_members, notifications
 from server.db.types import utcnow
 
 
@@ -57,6 +57,30 @@ async def mark_read(db: Database, user_id: int, ids: list[int] | None) -> list[i
         query = query.where(notifications.c.id.in_(ids))
     rows = await db.fetch_all("notifications.mark_read", query.values(read_at=utcnow()).returning(notifications.c.id))
     return sorted(r["id"] for r in rows)
+
+
+async def mark_channel_read(db: Database, user_id: int, channel: str, upto: int) -> list[int]:
+    """Mark read the user's notifications of messages in `channel` up to offset `upto`."""
+    rows = await db.fetch_all("notifications.mark_channel_read", notifications.update().where(
+        notifications.c.user_id == user_id, notifications.c.read_at.is_(None), notifications.c.channel == channel,
+        notifications.c.message_offset <= upto).values(read_at=utcnow()).returning(notifications.c.id))
+    return sorted(r["id"] for r in rows)
+
+
+async def settle_if_read(db: Database, notification_id: int, channel_id: int, user_id: int, offset: int) -> bool:
+    """Mark a new notification read when its reader's marker already covers the message.
+
+    Run after the insert: a `read` that moved the marker before the insert committed did not see
+    the row, so this catches it; one that comes later marks it read itself. Either way a message
+    read live never leaves a notification unread (and the badge never rises for it).
+    """
+    covered = sa.select(channel_members.c.user_id).where(
+        channel_members.c.channel_id == channel_id, channel_members.c.user_id == user_id,
+        channel_members.c.last_read_offset >= offset)
+    rows = await db.fetch_all("notifications.settle_if_read", notifications.update().where(
+        notifications.c.id == notification_id, notifications.c.read_at.is_(None), sa.exists(covered),
+    ).values(read_at=utcnow()).returning(notifications.c.id))
+    return bool(rows)
 
 
 async def author_at(db: Database, channel_id: int, offset: int) -> int | None:

@@ -1,9 +1,10 @@
 """The rate limiter the app holds: the configured rules, a counting backend and the analytics.
 
-Rules come from settings: `api` (every `/api/` request per client), per-route overrides and
-per-action limits (`limit_action`). The authentication limits are the database-backed lockout
-(server/auth/lockout.py) and the websocket publish limit is the per-connection token bucket in
-realtime/connection.py; both are listed in `report()` so the admin sees every limit in one place.
+Rules come from settings: one per class of `/api/` request (`auth`, `write`, `read`: see
+`classes.py`), per-route overrides and per-action limits (`limit_action`). The authentication
+lockout is database-backed (server/auth/lockout.py) and the websocket publish limit is the
+per-connection token bucket in realtime/connection.py; both are listed in `report()` so the admin
+sees every limit in one place.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from server.errors import RateLimited
 from server.ratelimit.analytics import summarize
 from server.ratelimit.backend import LimiterBackend, MemoryCounts
+from server.ratelimit.classes import CLASSES
 from server.ratelimit.memory import Decision
 from server.ratelimit.rules import Rule, parse_actions, parse_limit, parse_routes
 
@@ -22,7 +24,7 @@ class RateLimiter:
         self,
         backend: LimiterBackend | None = None,
         *,
-        api: Rule | None = None,
+        classes: dict[str, Rule | None] | None = None,
         routes: dict[tuple[str | None, str], Rule | None] | None = None,
         actions: dict[str, Rule | None] | None = None,
         enabled: bool = True,
@@ -30,7 +32,7 @@ class RateLimiter:
         fixed: list[dict[str, Any]] | None = None,
     ) -> None:
         self.backend: LimiterBackend = backend or MemoryCounts()
-        self.api = api
+        self.classes = classes or {}
         self.routes = routes or {}
         self.actions = actions or {}
         self.enabled = enabled
@@ -65,7 +67,7 @@ class RateLimiter:
         return decision
 
     def rules(self) -> list[dict[str, Any]]:
-        configured = [self.api, *self.routes.values(), *self.actions.values()]
+        configured = [*self.classes.values(), *self.routes.values(), *self.actions.values()]
         return [
             {"rule": r.name, "algorithm": r.algorithm, "limit": r.describe(),
              "on_redis_outage": "count locally" if r.fail_open else "refuse"}
@@ -96,7 +98,7 @@ def create_limiter(settings: Any, redis: Any = None, metrics: Any = None) -> Rat
     ]
     return RateLimiter(
         backend,
-        api=parse_limit("api", settings.rate_limit_api),
+        classes={name: parse_limit(name, getattr(settings, f"rate_limit_{name}")) for name in CLASSES},
         routes=parse_routes(settings.rate_limit_routes),
         actions=parse_actions(settings.rate_limit_actions),
         enabled=settings.rate_limit_enabled,

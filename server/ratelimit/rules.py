@@ -1,6 +1,6 @@
 """Limits as data: one `Rule` per limit, parsed from compact settings strings.
 
-Grammar (used by `RATE_LIMIT_API`, `RATE_LIMIT_ROUTES` and `RATE_LIMIT_ACTIONS`):
+Grammar (used by `RATE_LIMIT_AUTH`/`_WRITE`/`_READ`, `RATE_LIMIT_ROUTES` and `RATE_LIMIT_ACTIONS`):
 - `N/S`    sliding window: at most N requests in any S seconds (sliding-window counter).
 - `N/S+B`  token bucket: bursts of up to B, refilled at N per S seconds.
 - `off`    no limit.

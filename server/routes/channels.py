@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from realtime import protocol
+from realtime import errors, protocol
 from realtime.errors import ReplyError
 from server.auth.principal import principal_of, requires
 from server.db.queries import messages as message_queries
@@ -40,6 +40,8 @@ def _channel(request: Request) -> str:
 
 
 def _reply_error(exc: ReplyError) -> AppError:
+    if exc.code == errors.INVALID_DATA:
+        return ValidationFailed(details=list(exc.details))
     if exc.code == "forbidden":
         return Forbidden(exc.message)
     if exc.code == "rate_limited":

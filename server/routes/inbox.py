@@ -2,7 +2,8 @@
 
 `GET /api/dms` lists the caller's DM channels with the other member and unread counts (the room
 list, `GET /api/rooms`, carries the same counts for rooms). `POST /api/channels/{channel}/read`
-moves the caller's read marker forward (never back), which is what the unread counts subtract.
+moves the caller's read marker forward (never back), which is what the unread counts subtract; the
+PWA sends the websocket `read` op instead (server/services/read_markers.py does both).
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from realtime import errors
+from realtime.errors import ReplyError
 from server.auth.principal import principal_of, requires
 from server.db.tables import channel_members, channels, users
 from server.errors import NotFound
 from server.jsonio import JSONResponse, read_json
+from server.realtime_hooks import conn_user
 from server.resources import resources_of
-from server.services.channels import Channels, dm_members
+from server.services.channels import dm_members
 
 
 class ReadBody(BaseModel):
@@ -56,16 +60,22 @@ async def list_dms(request: Request) -> Response:
 
 @requires()
 async def mark_channel_read(request: Request) -> Response:
+    """The REST twin of the websocket `read` op (for the offline outbox and other clients)."""
     body = await read_json(request, ReadBody)
     channel = request.path_params["channel"]
-    user_id = principal_of(request).user_id
-    store = Channels(resources_of(request).db)
-    row = await store.by_name(channel)
-    if row is None or await store.member_role(row.id, user_id) is None:
-        raise NotFound("You are not a member of that channel.", code="not_a_member")
-    await store.mark_read(row.id, user_id, min(body.offset, row.last_offset))
-    return Response(status_code=204)
-
+    principal = principal_of(request)
+    resources = resources_of(request)
+    hooks = resources.hooks
+    assert hooks is not None and hooks.read_markers is not None  # set by Resources.build
+    user = conn_user(principal)
+    try:
+        if not hooks.persisted(channel):
+            raise ReplyError(errors.FORBIDDEN, "read markers are kept for rooms and direct messages")
+        await hooks.authorize(user, channel, "history")
+        state = await hooks.mark_read(user, channel, body.offset)
+    except ReplyError:
+        raise NotFound("You cannot read that channel.", code="not_a_member") from None
+    return JSONResponse({"channel": channel, **state})
 
 routes = [
     Route("/api/dms", list_dms, methods=["GET"]),

@@ -58,10 +58,14 @@ NOTIFICATIONS_READ = message(obj({"type": {"const": "notifications_read"}, "unre
                                   "ids": {"anyOf": [{"type": "array", "items": INT}, {"const": "all"}]}}),
                              PERSONAL, {"type": "null"})
 
+READ = message(obj({"type": {"const": "read"}, "channel": CHANNEL, "offset": OFFSET, "channel_unread": INT,
+                     "unread": INT}), PERSONAL, {"type": "null"})
+
 PUSHES: dict[str, Schema] = {
     "message": MESSAGE,
     "notification": NOTIFICATION,
     "notifications_read": NOTIFICATIONS_READ,
+    "read": READ,
     "join": obj({"op": {"const": "join"}, "channel": CHANNEL, "user": USER}),
     "leave": obj({"op": {"const": "leave"}, "channel": CHANNEL, "user": USER}),
     "typing": obj({"op": {"const": "typing"}, "channel": CHANNEL, "user": USER}),
@@ -84,6 +88,7 @@ REPLIES: dict[str, Schema] = {
     "typing": _reply(),
     "refresh": _reply({"expires_at": {"type": ["number", "null"]}}),
     "ping": _reply({"pong": {"const": True}}),
+    "read": _reply({"channel": CHANNEL, "offset": OFFSET, "channel_unread": INT, "unread": INT}),
 }
 assert set(REPLIES) == protocol.OPS, "every op has a reply schema"
 
@@ -92,7 +97,9 @@ ERROR = obj({
     "ok": {"const": False},
     "error": obj({"code": {"enum": sorted(reply_error_codes())}, "message": {"type": "string", "minLength": 1},
                   "temporary": {"type": "boolean"}},
-                 {"retry_after": {"type": "number", "exclusiveMinimum": 0}}),
+                 {"retry_after": {"type": "number", "exclusiveMinimum": 0},
+                  "details": {"type": "array", "minItems": 1, "items": obj(
+                      {"field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}})}}),
 })
 
 # Which frame kinds a server may send, by name: "reply:<op>", "error", "push:<op>".

@@ -168,6 +168,11 @@ async def test_every_server_frame_matches_its_schema(server: AppServer) -> None:
         read = await http.post("/api/notifications/read", json={"all": True}, headers=bearer(ann_token))
     assert read.status_code == 200, read.text
     assert (await personal())["data"]["type"] == "notifications_read"
+    async with server.client() as http:  # a member has a marker to move (and every device hears it)
+        assert (await http.post("/api/rooms/general/join", headers=bearer(ann_token))).status_code == 200
+    marker = await ann.request("read", channel="room:general", offset=published["offset"])
+    assert marker["ok"] and marker["offset"] == published["offset"]
+    assert (await personal())["data"]["type"] == "read"
 
     # Reply errors.
     assert (await ann.request("dance"))["error"]["code"] == "unknown_op"
@@ -177,6 +182,8 @@ async def test_every_server_frame_matches_its_schema(server: AppServer) -> None:
     assert (await ann.request("unsubscribe", channel="bot:none"))["error"]["code"] == "not_subscribed"
     assert (await ann.request("subscribe", channel="user:999999"))["error"]["code"] == "forbidden"
     assert (await ann.request("publish", channel="bot:news", data={}))["error"]["code"] == "forbidden"
+    invalid = await ann.request("publish", channel="room:general", data={"text": ""})
+    assert invalid["error"]["code"] == "invalid_data" and invalid["error"]["details"][0]["field"] == "data.text"
     await ann.request("subscribe", channel="bot:a")
     await ann.request("subscribe", channel="bot:b")
     assert (await ann.request("subscribe", channel="bot:c"))["error"]["code"] == "too_many_subscriptions"
@@ -197,7 +204,7 @@ async def test_every_server_frame_matches_its_schema(server: AppServer) -> None:
     assert await closed_with(rec, cal_1) == 4009
     for n in range(200):
         try:
-            reply = await cal_2.request("publish", channel="room:general", data={"n": n}, timeout=2)
+            reply = await cal_2.request("publish", channel="room:general", data={"text": f"flood {n}"}, timeout=2)
         except (TimeoutError, ConnectionError):
             break
         assert reply["ok"] or reply["error"]["code"] == "rate_limited"

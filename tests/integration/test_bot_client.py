@@ -244,9 +244,9 @@ async def test_restart_recovers_rooms_and_reports_an_ephemeral_gap(sqlite_templa
             await client.subscribe(channel)
         boss = await WsClient.connect(first.base_url, boss_token)
         for channel in ("room:general", "bot:news"):
-            await boss.request("publish", channel=channel, data={"n": 1})
+            await boss.request("publish", channel=channel, data={"text": "1"})
         got = [await next_of(client, Message), await next_of(client, Message)]
-        assert {(m.channel, m.data["n"]) for m in got} == {("room:general", 1), ("bot:news", 1)}
+        assert {(m.channel, int(m.data["text"])) for m in got} == {("room:general", 1), ("bot:news", 1)}
         await boss.close()
 
         await first.stop()  # in-process history is gone: bot:news starts a new epoch
@@ -258,9 +258,9 @@ async def test_restart_recovers_rooms_and_reports_an_ephemeral_gap(sqlite_templa
         assert (gap.channel, gap.since, gap.offset) == ("bot:news", news.offset, 0) and gap.epoch != news.epoch
         boss = await WsClient.connect(second.base_url, boss_token)
         for channel in ("room:general", "bot:news"):
-            await boss.request("publish", channel=channel, data={"n": 2})
+            await boss.request("publish", channel=channel, data={"text": "2"})
         after = [await next_of(client, Message), await next_of(client, Message)]
-        assert {(m.channel, m.data["n"]) for m in after} == {("room:general", 2), ("bot:news", 2)}
+        assert {(m.channel, int(m.data["text"])) for m in after} == {("room:general", 2), ("bot:news", 2)}
         await boss.close()
     finally:
         await client.close()
@@ -321,10 +321,10 @@ async def test_a_slow_consumer_loses_nothing(sqlite_template: Path, tmp_path: Pa
             await client.subscribe("room:general")
             writer = await WsClient.connect(server.base_url, writer_token)
             for n in range(40):
-                assert (await writer.request("publish", channel="room:general", data={"n": n}))["ok"]
+                assert (await writer.request("publish", channel="room:general", data={"text": str(n)}))["ok"]
             await writer.close()
             await asyncio.sleep(0.3)  # the client's queue overflowed long ago
-            got = [(await next_of(client, Message)).data["n"] for _ in range(40)]
+            got = [int((await next_of(client, Message)).data["text"]) for _ in range(40)]
             assert got == list(range(40))
             assert client.connections > 1  # it dropped the connection and recovered
         finally:

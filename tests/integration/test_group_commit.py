@@ -100,7 +100,7 @@ async def test_concurrent_publishers_share_transactions_and_arrive_in_order(back
             sent = []
             for n in range(10):
                 room = rooms[(index + n) % 3]
-                reply = await writer.request("publish", channel=room, data={"w": index, "n": n})
+                reply = await writer.request("publish", channel=room, data={"text": f"{index}:{n}"})
                 assert reply["ok"], reply
                 sent.append((room, reply["offset"], n))
             return sent
@@ -118,7 +118,7 @@ async def test_concurrent_publishers_share_transactions_and_arrive_in_order(back
         for room in rooms:
             assert [m["offset"] for m in got if m["channel"] == room] == list(range(1, len(by_room[room]) + 1))
         for index in range(len(writers)):  # each writer's messages arrive in the order it sent them
-            mine = [m["data"]["n"] for m in got if m["data"]["w"] == index]
+            mine = [int(m["data"]["text"].split(":")[1]) for m in got if m["data"]["text"].startswith(f"{index}:")]
             assert mine == list(range(10))
         for conn in (reader, *writers):
             await conn.close()

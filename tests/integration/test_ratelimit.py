@@ -1,9 +1,10 @@
 """HTTP rate limits against real servers, embedded (in process) and scaled (Lua in Redis).
 
-Acceptance: (5) the 101st API request in the window gets 429 with correct headers and two
-replicas share the count; (6) a token bucket allows its burst, then its refill rate, over several
+Acceptance: (5) the 101st request over a 100-request limit in the window gets 429 with correct
+headers and two replicas share the count; (6) a token bucket allows its burst, then its refill rate, over several
 seconds; (7) a forged `X-Forwarded-For` from an untrusted peer does not change the limiter key.
-Plus: exemptions, the `post` action limit, the admin report, and a Redis outage (fail open).
+Plus: exemptions, the `post` action limit, the admin report, a Redis outage (fail open), and the
+three request classes (auth, write, read) counted apart with defaults normal use never reaches.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tests.support.services import RedisServer
 @pytest.fixture
 async def servers(backend: dict[str, Any]) -> AsyncIterator[list[AppServer]]:
     """Two replicas sharing Redis (scaled), or the one process embedded mode allows."""
-    settings = make_settings(**backend)
+    settings = make_settings(RATE_LIMIT_READ="100/900", **backend)
     if "REDIS_URL" not in backend:
         async with AppServer(settings) as only:
             yield [only]
@@ -86,18 +87,18 @@ async def test_token_bucket_allows_burst_then_refill_rate(bucket_server: AppServ
     assert abs(allowed - 5 * elapsed) <= 2, (allowed, elapsed)  # the refill rate: 5 a second
     async with bucket_server.client() as client:
         other = await client.get("/api/rooms")
-    assert other.headers["RateLimit-Limit"] == "100", "other routes keep the API limit"
+    assert other.headers["RateLimit-Limit"] == "300", "other routes keep their class's limit (read: burst 300)"
 
 
 async def test_forged_forwarded_for_from_untrusted_peer_does_not_change_the_key(backend: dict[str, Any]) -> None:
-    untrusting = make_settings(TRUSTED_PROXIES="10.9.9.9", RATE_LIMIT_API="3/60", **backend)
+    untrusting = make_settings(TRUSTED_PROXIES="10.9.9.9", RATE_LIMIT_READ="3/60", **backend)
     async with AppServer(untrusting) as server, server.client() as client:
         codes = [(await client.get("/api/rooms", headers={"X-Forwarded-For": f"198.51.100.{n}"})).status_code
                  for n in range(4)]
         assert codes == [401, 401, 401, 429], "one key: the real peer"
         report = await server.resources.limiter.report()
         assert report["top_limited"][0]["key"] == "ip:127.0.0.1"
-    trusting = make_settings(RATE_LIMIT_API="3/60", **backend)  # 127.0.0.1 is a trusted proxy by default
+    trusting = make_settings(RATE_LIMIT_READ="3/60", **backend)  # 127.0.0.1 is a trusted proxy by default
     async with AppServer(trusting) as server, server.client() as client:
         async def status(forwarded: str) -> int:
             return (await client.get("/api/rooms", headers={"X-Forwarded-For": forwarded})).status_code
@@ -122,10 +123,11 @@ async def test_post_action_limit_and_admin_report(backend: dict[str, Any]) -> No
         assert refused.headers["RateLimit-Limit"] == "2", "the action's headers, not the API's"
         report = (await client.get("/api/admin/ratelimits", headers=token)).json()
         assert report["counts"]["action:post"] == {"allowed": 2, "limited": 1}
-        assert report["counts"]["api"]["allowed"] >= 5
+        assert report["counts"]["write"]["allowed"] >= 3 and report["counts"]["read"]["allowed"] >= 1
         assert {"rule": "action:post", "key": f"user:{(await client.get('/api/auth/me', headers=token)).json()['id']}",
                 "count": 1} in report["top_limited"]
-        assert {r["rule"] for r in report["rules"]} >= {"api", "action:post", "auth:account", "auth:ip", "ws:publish"}
+        assert {r["rule"] for r in report["rules"]} >= {"auth", "write", "read", "action:post", "auth:account",
+                                                   "auth:ip", "ws:publish"}
         cache = (await client.get("/api/admin/cache", headers=token)).json()
         assert cache["namespaces"]["principal"]["l1_hits"] >= 1
         assert (await client.delete("/api/admin/cache", headers=token)).status_code == 422
@@ -136,7 +138,7 @@ async def test_post_action_limit_and_admin_report(backend: dict[str, Any]) -> No
 async def test_redis_outage_fails_open_on_a_local_count(sqlite_template: Path, tmp_path: Path) -> None:
     redis = RedisServer().start()
     settings = make_settings(DATABASE_URL=fresh_sqlite_url(sqlite_template, tmp_path), REDIS_URL=redis.url,
-                             REDIS_HEALTH_INTERVAL=0.1, REDIS_TIMEOUT=0.3, RATE_LIMIT_API="4/60")
+                             REDIS_HEALTH_INTERVAL=0.1, REDIS_TIMEOUT=0.3, RATE_LIMIT_READ="4/60")
     try:
         async with AppServer(settings) as server, server.client() as client:
             assert [(await client.get("/api/rooms")).status_code for _ in range(5)] == [401] * 4 + [429]
@@ -160,8 +162,48 @@ async def test_redis_outage_fails_open_on_a_local_count(sqlite_template: Path, t
 
 
 async def test_limits_are_off_when_disabled(backend: dict[str, Any]) -> None:
-    async with AppServer(make_settings(RATE_LIMIT_ENABLED=False, RATE_LIMIT_API="1/60", **backend)) as server:
+    settings = make_settings(RATE_LIMIT_ENABLED=False, RATE_LIMIT_READ="1/60", RATE_LIMIT_WRITE="1/60", **backend)
+    async with AppServer(settings) as server:
         async with httpx.AsyncClient(base_url=server.base_url) as client:
             responses = [await client.get("/api/rooms") for _ in range(3)]
     assert [r.status_code for r in responses] == [401] * 3
     assert "ratelimit-limit" not in responses[0].headers
+
+
+async def test_auth_write_and_read_are_counted_apart(backend: dict[str, Any]) -> None:
+    settings = make_settings(RATE_LIMIT_AUTH="3/60", RATE_LIMIT_WRITE="2/60", RATE_LIMIT_READ="4/60", **backend)
+    async with AppServer(settings) as server, server.client() as client:
+        await register(client, "Split_Sam")  # auth 1
+        token = bearer((await login(client, "split_sam"))["access_token"])  # auth 2
+        reads = [await client.get("/api/rooms", headers=token) for _ in range(5)]
+        assert [r.status_code for r in reads] == [200] * 4 + [429], "reads have their own limit"
+        assert reads[0].headers["RateLimit-Limit"] == "4"
+        writes = [await client.post("/api/rooms", json={"name": f"split-{n}"}, headers=token) for n in range(3)]
+        assert [r.status_code for r in writes] == [201, 201, 429], "writes are not eaten by the reads"
+        assert writes[0].headers["RateLimit-Limit"] == "2"
+        wrong = {"login": "split_sam", "password": "wrong"}
+        assert (await client.post("/api/auth/login", json=wrong)).status_code == 401
+        refused = await client.post("/api/auth/login", json=wrong)
+        assert refused.status_code == 429 and refused.headers["RateLimit-Limit"] == "3", "auth: the IP's count"
+        assert int(refused.headers["Retry-After"]) > 0
+        oauth = await client.get("/api/auth/oauth/google/login")
+        assert oauth.status_code == 429, "every OAuth step counts as auth"
+        me = await client.get("/api/auth/me", headers=token)
+        assert me.status_code == 429, "reading who you are is a read (still limited above)"
+        report = await server.resources.limiter.report()
+        assert report["counts"]["read"] == {"allowed": 4, "limited": 2}
+        assert report["counts"]["write"] == {"allowed": 2, "limited": 1}
+
+
+async def test_default_limits_leave_room_for_normal_use(backend: dict[str, Any]) -> None:
+    """A member's client reading a busy room: hundreds of reads and dozens of writes in a minute."""
+    async with AppServer(make_settings(**backend)) as server, server.client() as client:
+        await register(client, "Busy_Bea")
+        token = bearer((await login(client, "busy_bea"))["access_token"])
+        paths = ["/api/rooms", "/api/dms", "/api/notifications", "/api/notifications/unread", "/api/auth/me",
+                 "/api/channels/room:general/messages?limit=50", "/api/auth/sessions", "/api/app/config"]
+        reads = await asyncio.gather(*(client.get(paths[n % len(paths)], headers=token) for n in range(250)))
+        assert [r.status_code for r in reads if r.status_code != 200] == []
+        writes = [await client.post("/api/rooms/general/join", headers=token) for _ in range(50)]
+        assert {r.status_code for r in writes} == {200}
+        assert int(writes[-1].headers["RateLimit-Remaining"]) > 0

@@ -46,7 +46,7 @@ async def test_two_replicas_deliver_once_in_order(replicas: tuple[AppServer, App
     for client in (on_a, on_b, also_b):
         got = await client.messages(50)
         assert [m["offset"] for m in got] == list(range(1, 51))
-        assert [m["data"]["text"] for m in got] == [f"m{i}" for i in range(50)]
+        assert [int(m["data"]["text"]) for m in got] == [f"m{i}" for i in range(50)]
     await asyncio.sleep(0.2)
     for client in (on_a, on_b, also_b):
         extra = [client.pushes.get_nowait() for _ in range(client.pushes.qsize())]
@@ -67,20 +67,20 @@ async def test_recovery_after_reconnect(roomy_server: AppServer) -> None:
     reader = await WsClient.connect(app_server.base_url, tokens["Rita"])
     writer = await WsClient.connect(app_server.base_url, tokens["Sam"])
     first = await reader.request("subscribe", channel="room:general")
-    await writer.request("publish", channel="room:general", data={"n": 0})
+    await writer.request("publish", channel="room:general", data={"text": "0"})
     seen = await reader.push("message")
     await reader.close()
     for n in range(1, 101):
-        await writer.request("publish", channel="room:general", data={"n": n})
+        await writer.request("publish", channel="room:general", data={"text": str(n)})
     back = await WsClient.connect(app_server.base_url, tokens["Rita"])
     reply = await back.request("subscribe", channel="room:general",
                                since={"offset": seen["offset"], "epoch": first["epoch"]})
     assert reply["recovered"] is True
-    assert [m["data"]["n"] for m in reply["missed"]] == list(range(1, 101))
+    assert [int(m["data"]["text"]) for m in reply["missed"]] == list(range(1, 101))
     assert [m["offset"] for m in reply["missed"]] == list(range(seen["offset"] + 1, seen["offset"] + 101))
-    await writer.request("publish", channel="room:general", data={"n": 101})
+    await writer.request("publish", channel="room:general", data={"text": "101"})
     live = await back.push("message")
-    assert live["data"]["n"] == 101
+    assert live["data"]["text"] == "101"
     await asyncio.sleep(0.1)
     assert back.pushes.empty()
     await back.close()
@@ -101,14 +101,14 @@ async def test_recovery_past_hot_window(backend: dict[str, Any]) -> None:
         await client.request("unsubscribe", channel="room:general")
         await client.request("unsubscribe", channel="bot:weather")
         for n in range(60):
-            assert (await client.request("publish", channel="room:general", data={"n": n}))["ok"]
-            assert (await client.request("publish", channel="bot:weather", data={"n": n}))["ok"]
+            assert (await client.request("publish", channel="room:general", data={"text": str(n)}))["ok"]
+            assert (await client.request("publish", channel="bot:weather", data={"text": str(n)}))["ok"]
         persisted = await client.request("subscribe", channel="room:general",
                                          since={"offset": room["offset"], "epoch": room["epoch"]})
         ephemeral = await client.request("subscribe", channel="bot:weather",
                                          since={"offset": eph["offset"], "epoch": eph["epoch"]})
         assert persisted["recovered"] is True
-        assert [m["data"]["n"] for m in persisted["missed"]] == list(range(60))
+        assert [int(m["data"]["text"]) for m in persisted["missed"]] == list(range(60))
         assert ephemeral["recovered"] is False and ephemeral["missed"] == []
         await client.close()
 
@@ -161,13 +161,13 @@ async def test_protocol_errors(app_server: AppServer) -> None:
     assert me["error"]["code"] == "already_authenticated"
     assert (await client.request("unsubscribe", channel="room:general"))["error"]["code"] == "not_subscribed"
     assert (await client.request("ping"))["pong"] is True
-    await bystander.request("publish", channel="room:general", data={"still": "fine"})
-    assert (await bystander.push("message"))["data"] == {"still": "fine"}
+    await bystander.request("publish", channel="room:general", data={"text": "still fine"})
+    assert (await bystander.push("message"))["data"] == {"text": "still fine"}
 
     await client.send_raw("x" * (65 * 1024))
     assert await client.close_code() == 4009
-    await bystander.request("publish", channel="room:general", data={"after": "big frame"})
-    assert (await bystander.push("message"))["data"] == {"after": "big frame"}
+    await bystander.request("publish", channel="room:general", data={"text": "after big frame"})
+    assert (await bystander.push("message"))["data"] == {"text": "after big frame"}
     await bystander.close()
 
 
@@ -178,14 +178,14 @@ async def test_publish_flood_is_limited_then_cut(backend: dict[str, Any]) -> Non
         client = await WsClient.connect(server.base_url, tokens["Flo"])
         results = []
         for n in range(8):
-            results.append(await client.request("publish", channel="room:general", data={"n": n}))
+            results.append(await client.request("publish", channel="room:general", data={"text": str(n)}))
         assert [r["ok"] for r in results[:5]] == [True] * 5
         limited = results[5]
         assert limited["error"]["code"] == "rate_limited" and limited["error"]["temporary"] is True
         assert limited["error"]["retry_after"] > 0
         for n in range(60):
             try:
-                await client.request("publish", channel="room:general", data={"n": n}, timeout=2)
+                await client.request("publish", channel="room:general", data={"text": str(n)}, timeout=2)
             except (TimeoutError, ConnectionError):
                 break
         assert await client.close_code() == 4102
@@ -271,9 +271,9 @@ async def test_large_gap_recovers_completely_from_the_database(backend: dict[str
         first = await client.request("subscribe", channel="room:general")
         await client.request("unsubscribe", channel="room:general")
         for n in range(450):
-            assert (await client.request("publish", channel="room:general", data={"n": n}))["ok"]
+            assert (await client.request("publish", channel="room:general", data={"text": str(n)}))["ok"]
         back = await client.request("subscribe", channel="room:general",
                                     since={"offset": first["offset"], "epoch": first["epoch"]})
         assert back["recovered"] is True
-        assert [m["data"]["n"] for m in back["missed"]] == list(range(450))
+        assert [int(m["data"]["text"]) for m in back["missed"]] == list(range(450))
         await client.close()

@@ -178,7 +178,7 @@ async def test_sigterm_drains_with_1012_and_clients_recover_without_loss(
         async def talk() -> None:
             n = 0
             while not stop.is_set():
-                reply = await talker.request("publish", channel="room:general", data={"n": n})
+                reply = await talker.request("publish", channel="room:general", data={"text": str(n)})
                 published.append(reply["offset"])
                 n += 1
                 await asyncio.sleep(0.01)
@@ -240,8 +240,8 @@ async def test_redis_outage_keeps_local_delivery_and_recovers(
             poster = await WsClient.connect(a.base_url, tokens["Poster"])
             for client in (near, far, poster):
                 await client.request("subscribe", channel="room:general")
-            await poster.request("publish", channel="room:general", data={"n": 0})
-            assert (await far.push("message"))["data"] == {"n": 0}
+            await poster.request("publish", channel="room:general", data={"text": "0"})
+            assert (await far.push("message"))["data"] == {"text": "0"}
 
             own.kill()
             async with a.client() as http:
@@ -252,21 +252,21 @@ async def test_redis_outage_keeps_local_delivery_and_recovers(
                     await asyncio.sleep(0.1)
                 assert ready.status_code == 503 and "redis" in ready.json()["failed"]
             for n in range(1, 6):
-                reply = await poster.request("publish", channel="room:general", data={"n": n})
+                reply = await poster.request("publish", channel="room:general", data={"text": str(n)})
                 assert reply["ok"], reply
-            got = [m["data"]["n"] for m in await near.messages(6, timeout=5)]
+            got = [int(m["data"]["text"]) for m in await near.messages(6, timeout=5)]
             assert got == [0, 1, 2, 3, 4, 5], "local delivery must go on without Redis"
 
             own.start()
             for n in range(6, 9):
                 for _ in range(50):
-                    reply = await poster.request("publish", channel="room:general", data={"n": n})
+                    reply = await poster.request("publish", channel="room:general", data={"text": str(n)})
                     if reply["ok"]:
                         break
                     await asyncio.sleep(0.1)
-            far_got = [m["data"]["n"] for m in await far.messages(8, timeout=15)]
+            far_got = [int(m["data"]["text"]) for m in await far.messages(8, timeout=15)]
             assert far_got == list(range(1, 9)), "cross-replica delivery resumes with what was missed"
-            near_got = [m["data"]["n"] for m in await near.messages(3, timeout=5)]
+            near_got = [int(m["data"]["text"]) for m in await near.messages(3, timeout=5)]
             assert near_got == [6, 7, 8]
             async with a.client() as http:
                 for _ in range(50):
@@ -275,7 +275,7 @@ async def test_redis_outage_keeps_local_delivery_and_recovers(
                     await asyncio.sleep(0.1)
                 page = await http.get("/api/channels/room:general/messages?since=0&limit=50",
                                       headers=bearer(tokens["Near"]))
-            assert [m["data"]["n"] for m in page.json()["messages"]] == list(range(9)), "persisted"
+            assert [int(m["data"]["text"]) for m in page.json()["messages"]] == list(range(9)), "persisted"
             for client in (near, far, poster):
                 await client.close()
     finally:

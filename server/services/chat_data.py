@@ -1,0 +1,70 @@
+"""The one schema of a chat message's `data` (rooms and direct messages), for the websocket and REST.
+
+`{"text": str, "reply_to"?: int, "cid"?: str}` and nothing else:
+- `text`: 1 to 4,000 characters once trimmed (stored trimmed; counted in code points, as a reader
+  counts them), no control characters but newline and tab (a CRLF pair counts as a newline);
+- `reply_to`: the offset of an existing message of the same channel;
+- `cid`: the sending client's id for its message (the PWA's outbox id), as a nonce is spelled.
+
+Clients used to be able to store a 20,009-character message, a blank one, or `{"text": 42}` (shown
+as raw JSON). Refusals name the field so a client can say what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from realtime import errors
+from realtime.errors import ReplyError
+from realtime.protocol import NONCE_PATTERN
+
+MAX_TEXT = 4000
+FIELDS = frozenset({"text", "reply_to", "cid"})
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # Cc but newline and tab
+
+
+def _refuse(field: str, code: str, message: str) -> ReplyError:
+    return ReplyError(errors.INVALID_DATA, f"{field}: {message}",
+                      details=({"field": field, "code": code, "message": message},))
+
+
+def clean_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _refuse("data.text", "invalid_type", "must be a string")
+    text = value.replace("\r\n", "\n").strip()
+    if not text:
+        raise _refuse("data.text", "empty", "must not be empty")
+    if len(text) > MAX_TEXT:
+        raise _refuse("data.text", "too_long", f"at most {MAX_TEXT:,} characters ({len(text):,} sent)")
+    bad = _CONTROL.search(text)
+    if bad is not None:
+        name = unicodedata.name(bad.group(), f"U+{ord(bad.group()):04X}")
+        raise _refuse("data.text", "control_character", f"control characters are not allowed ({name})")
+    return text
+
+
+async def validate_chat_data(data: Any, last_offset: Callable[[], Awaitable[int]]) -> dict[str, Any]:
+    """The data to store, or ReplyError(invalid_data); `last_offset` is only read for a reply."""
+    if not isinstance(data, dict):
+        raise _refuse("data", "invalid_type", 'must be an object like {"text": "hello"}')
+    unknown = sorted(str(key) for key in data if key not in FIELDS)
+    if unknown:
+        raise _refuse(f"data.{unknown[0][:40]}", "unknown_field",
+                      "not a field of a chat message (text, reply_to, cid)")
+    clean: dict[str, Any] = {"text": clean_text(data.get("text"))}
+    if "reply_to" in data and data["reply_to"] is not None:
+        reply_to = data["reply_to"]
+        if not isinstance(reply_to, int) or isinstance(reply_to, bool) or reply_to < 1:
+            raise _refuse("data.reply_to", "invalid_type", "must be the offset (a positive integer) of a message")
+        if reply_to > await last_offset():
+            raise _refuse("data.reply_to", "unknown_message", "no message of this channel has that offset")
+        clean["reply_to"] = reply_to
+    if "cid" in data:
+        cid = data["cid"]
+        if not isinstance(cid, str) or not NONCE_PATTERN.match(cid):
+            raise _refuse("data.cid", "invalid", "must be 1-64 characters [A-Za-z0-9_-:.]")
+        clean["cid"] = cid
+    return clean
