@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -152,8 +153,11 @@ async def test_dm_list_and_read_markers(app_server: AppServer) -> None:
         for text in ("one", "two", "three"):
             last = await say(client, u["alice"], dm, {"text": text})
         listed = (await client.get("/api/dms", headers=u["bob"]["headers"])).json()["dms"]
+        sent_at = listed[0]["last_message"].pop("ts")
         assert listed == [{"channel": dm, "user": {"id": u["alice"]["id"], "username": "alice"},
-                           "last_offset": last, "unread": 3}]
+                           "last_offset": last, "unread": 3,
+                           "last_message": {"text": "three", "from": {"id": u["alice"]["id"], "username": "alice"}}}]
+        assert sent_at.startswith(str(datetime.now(UTC).year))
         marked = await client.post(f"/api/channels/{dm}/read", json={"offset": 2}, headers=u["bob"]["headers"])
         assert marked.status_code == 200 and marked.json()["channel_unread"] == 1
         assert (await client.get("/api/dms", headers=u["bob"]["headers"])).json()["dms"][0]["unread"] == 1
