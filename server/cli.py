@@ -60,7 +60,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
-    app = create_app(settings.model_copy(update={"migrate_on_start": False}))
+    # The serve address is part of the settings, so an unset PUBLIC_URL (mail links, OAuth
+    # redirects, the allowed websocket origin) follows `--host/--port`.
+    settings = settings.model_copy(update={"host": host, "port": port, "migrate_on_start": False})
+    try:
+        settings.secret()  # development: read or create .vonix-secret now, failing with one clear line
+    except ConfigError as exc:
+        return _fail(f"configuration error: {exc}", EXIT_CONFIG)
+    app = create_app(settings)
     config = uvicorn.Config(
         app,
         host=host,

@@ -60,7 +60,8 @@ class Settings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", validation_alias="VONIX_HOST")
     port: int = Field(default=8000, ge=0, le=65535, validation_alias="VONIX_PORT")
-    public_url: str = Field(default="http://127.0.0.1:8000", validation_alias="PUBLIC_URL")
+    # Unset: the serve address (see the `public_url` property), so mail links follow `--port`.
+    public_url_setting: str | None = Field(default=None, validation_alias="PUBLIC_URL")
 
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     log_format: str = Field(default="auto", validation_alias="LOG_FORMAT")
@@ -235,7 +236,7 @@ class Settings(BaseSettings):
 
     @field_validator("secret_key", "secret_key_previous", "smtp_url", "oauth_google_client_id",
                      "oauth_google_client_secret", "oauth_discord_client_id", "oauth_discord_client_secret",
-                     "static_dir", "otel_exporter_otlp_endpoint", mode="before")
+                     "static_dir", "otel_exporter_otlp_endpoint", "public_url_setting", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """`VAR=` in an env file or a chart means "not set", never an empty secret or URL."""
@@ -331,14 +332,41 @@ class Settings(BaseSettings):
             return self.env is Environment.PRODUCTION
         return self.log_format == "json"
 
+    @property
+    def public_url(self) -> str:
+        """`PUBLIC_URL`, else the address `vonix serve` listens on (`--host/--port`, VONIX_HOST/PORT)."""
+        if self.public_url_setting:
+            return self.public_url_setting
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host  # noqa: S104
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 literal
+        return f"http://{host}:{self.port}"
+
     def secret(self) -> str:
-        """The signing secret; development gets a random per-process one (tokens die on restart)."""
+        """The signing secret: SECRET_KEY; else, in development, the key kept in `.vonix-secret`
+        in the working directory (server/dev_secret.py: 2FA and sessions survive restarts); else
+        (tests) a random key per settings object. Production refuses to start without SECRET_KEY.
+        """
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
+        if not self._development_secret:  # development: read or create the file on first use only
+            from server.dev_secret import DevSecretError, load_or_create
+
+            try:
+                key = load_or_create()
+            except DevSecretError as exc:
+                raise ConfigError(f"SECRET_KEY: {exc}") from None
+            except OSError as exc:
+                raise ConfigError(f"SECRET_KEY: unset, and the development key file cannot be kept in "
+                                  f"the working directory ({exc.strerror}); set SECRET_KEY") from None
+            object.__setattr__(self, "_development_secret", key)
         return self._development_secret
 
     def model_post_init(self, context: Any, /) -> None:
-        object.__setattr__(self, "_development_secret", secrets.token_urlsafe(48))
+        # Tests get a random in-memory key (never a file in the repository); development reads or
+        # creates its key file lazily in `secret()`, so commands that sign nothing write nothing.
+        if self.env is Environment.TEST:
+            object.__setattr__(self, "_development_secret", secrets.token_urlsafe(48))
 
 
 _ALIASES = {name: (field.validation_alias or name) for name, field in Settings.model_fields.items()}

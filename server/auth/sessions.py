@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from server.auth.tokens import TokenSigner, hash_secret, new_secret
+from server.auth.user_agent import Client, parse_user_agent
 from server.db.database import Database
 from server.db.queries.sessions import for_user_query, refresh_lookup_query
 from server.db.tables import refresh_tokens, sessions
@@ -23,18 +24,29 @@ from server.db.types import utcnow
 
 @dataclass(frozen=True)
 class ClientInfo:
+    """Who opened a session: its address and what its User-Agent says (for the sessions list)."""
+
     ip: str | None
     user_agent: str | None
 
     @property
+    def client(self) -> Client:
+        return parse_user_agent(self.user_agent)
+
+    @property
     def device(self) -> str:
-        agent = (self.user_agent or "").lower()
-        for needle, name in (("vonix-bot", "bot"), ("iphone", "iPhone"), ("android", "Android"),
-                             ("ipad", "iPad"), ("windows", "Windows"), ("mac os", "Mac"),
-                             ("linux", "Linux")):
-            if needle in agent:
-                return name
-        return "Unknown device"
+        """Short label stored with the session, e.g. "Chrome on Android"."""
+        return self.client.device
+
+    @property
+    def browser(self) -> str:
+        """E.g. "Chrome 120", "Firefox 121", "Safari 17"."""
+        return self.client.browser
+
+    @property
+    def os(self) -> str:
+        """E.g. "Android 14", "Windows", "iOS 17"."""
+        return self.client.os
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ class TokenPair:
     refresh_token: str
     expires_in: int
     session_id: str
+    access_expires_at: int = 0  # unix seconds: what the readable `vonix_session` cookie tells the PWA
 
     def body(self) -> dict[str, Any]:
         return {"access_token": self.access_token, "refresh_token": self.refresh_token,
@@ -82,8 +95,8 @@ class SessionStore:
             expires_at=now + timedelta(seconds=self.refresh_ttl)))
 
     def _pair(self, user_id: int, role: str, session_id: str, refresh: str) -> TokenPair:
-        access, _ = self.signer.issue_access(user_id, session_id, role)
-        return TokenPair(access, refresh, self.signer.access_ttl, session_id)
+        access, expires_at = self.signer.issue_access(user_id, session_id, role)
+        return TokenPair(access, refresh, self.signer.access_ttl, session_id, expires_at)
 
     async def rotate(self, refresh: str, role_of: Any) -> TokenPair:
         """Exchange a refresh token for a new pair; a reused one revokes its family."""

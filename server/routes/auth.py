@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from server.auth import audit
 from server.auth.mailed_tokens import MailedTokens
-from server.auth.mfa import Mfa
+from server.auth.mfa import CodeCheck, Mfa
 from server.auth.passwords import PasswordRejected
 from server.auth.principal import (
     ACCESS_COOKIE,
@@ -28,11 +28,20 @@ from server.auth.principal import (
     requires,
 )
 from server.auth.service import AuthService, auth_of, client_info
-from server.auth.sessions import TokenPair
+from server.auth.sessions import ClientInfo, TokenPair
 from server.db.queries import users as user_queries
-from server.errors import BadRequest, Conflict, NotFound, Unauthorized, ValidationFailed
+from server.errors import (
+    AppError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+    handle_app_error,
+)
 from server.jsonio import JSONResponse, read_json
 
+SESSION_COOKIE = "vonix_session"  # readable: the access token's expiry, so the PWA knows it is signed in
 USERNAME = r"^[A-Za-z0-9_]{3,32}$"
 EMAIL = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$"
 
@@ -103,6 +112,10 @@ def _tokens_response(request: Request, auth: AuthService, tokens: TokenPair, use
                         httponly=True, secure=secure, samesite="lax", path="/api/auth")
     response.set_cookie(CSRF_COOKIE, csrf, max_age=auth.settings.refresh_token_ttl, httponly=False,
                         secure=secure, samesite="lax", path="/")
+    # Page scripts cannot see the HttpOnly cookies: this one tells the PWA, without a request, that
+    # a session exists and when its access token expires (refresh first when it is past).
+    response.set_cookie(SESSION_COOKIE, str(tokens.access_expires_at), max_age=auth.settings.refresh_token_ttl,
+                        httponly=False, secure=secure, samesite="lax", path="/")
     return response
 
 
@@ -110,7 +123,31 @@ def _clear_cookies(response: Response) -> Response:
     response.delete_cookie(ACCESS_COOKIE, path="/")
     response.delete_cookie(REFRESH_COOKIE, path="/api/auth")
     response.delete_cookie(CSRF_COOKIE, path="/")
+    response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+CODE_REUSED_MESSAGE = "This code was just used; wait for the next one (codes change every 30 seconds)."
+_CODE_HINTS = {
+    CodeCheck.WRONG: "Type the 6-digit code your authenticator app shows now. If it keeps failing, check "
+                     "that your device's clock is set automatically.",
+    CodeCheck.EXPIRED: "That code has expired; type the one your app shows now. If this keeps happening, "
+                       "your device's clock is behind: set it to update automatically.",
+    CodeCheck.CLOCK_AHEAD: "That code is not valid yet: your device's clock is ahead. Set it to update "
+                           "automatically, then type the code your app shows.",
+    CodeCheck.MALFORMED: "Type the 6 digits your authenticator app shows (or, when signing in, a recovery "
+                         "code like abcde-fghjk).",
+    CodeCheck.RECOVERY_USED: "That recovery code was already used; each one works once.",
+    CodeCheck.REUSED: CODE_REUSED_MESSAGE,
+}
+
+
+def _code_refused(check: CodeCheck, *, status: int, code: str) -> AppError:
+    """The error for a refused 2FA code: the reason in `details`, and `code_reused` on its own code."""
+    details = [{"field": "code", "code": check.value, "message": _CODE_HINTS.get(check, _CODE_HINTS[CodeCheck.WRONG])}]
+    if check is CodeCheck.REUSED:
+        return AppError(CODE_REUSED_MESSAGE, code="code_reused", status=status, details=details)
+    return AppError("That code is not right.", code=code, status=status, details=details)
 
 
 async def register(request: Request) -> Response:
@@ -155,9 +192,10 @@ async def login_mfa(request: Request) -> Response:
     lock = await auth.lockout.active(None, key, None)
     if lock is not None:
         raise AccountLocked(headers={"Retry-After": str(lock.retry_after)})
-    if not await Mfa(auth.db, auth.keyring, auth.settings.secret()).verify(user, body.code):
+    check = await Mfa(auth.db, auth.keyring, auth.settings.secret()).check(user, body.code)
+    if check is not CodeCheck.OK:
         await auth.lockout.record(None, key, None, success=False)
-        raise Unauthorized("That code is not valid.", code="invalid_mfa_code")
+        raise _code_refused(check, status=401, code="invalid_mfa_code")
     await auth.lockout.record(None, key, None, success=True)
     tokens = await auth.start_session(user, client, mfa=True)
     return _tokens_response(request, auth, tokens, user, body.mode)
@@ -170,7 +208,14 @@ async def refresh(request: Request) -> Response:
     mode = body.mode if body.refresh_token else ("cookie" if request.cookies.get(REFRESH_COOKIE) else body.mode)
     if not presented:
         raise Unauthorized("No refresh token.", code="invalid_refresh_token")
-    tokens = await auth.refresh(presented, client_info(request))
+    try:
+        tokens = await auth.refresh(presented, client_info(request))
+    except AppError as exc:
+        if mode != "cookie" or exc.status != 401:
+            raise
+        # The session is over: drop its cookies so the PWA's next start knows it is signed out
+        # (no `vonix_session` cookie) instead of retrying a refresh that cannot succeed.
+        return _clear_cookies(await handle_app_error(request, exc))
     user = await user_queries.by_id(auth.db, (await auth.sessions.get(tokens.session_id))["user_id"])
     return _tokens_response(request, auth, tokens, user, mode)
 
@@ -196,10 +241,17 @@ async def me(request: Request) -> Response:
 async def list_sessions(request: Request) -> Response:
     principal = principal_of(request)
     rows = await auth_of(request).sessions.list_for_user(principal.user_id)
-    return JSONResponse({"sessions": [
-        {"id": r["id"], "device": r["device"], "ip": r["ip"], "user_agent": r["user_agent"],
-         "created_at": r["created_at"], "last_active_at": r["last_active_at"], "mfa": r["mfa"],
-         "current": r["id"] == principal.session_id} for r in rows]})
+
+    def item(r: Any) -> dict[str, Any]:
+        # Browser and OS come from the stored User-Agent, so sessions opened before they were
+        # shown get them too; `device` is the short label ("Chrome on Android").
+        client = ClientInfo(r["ip"], r["user_agent"]).client
+        return {"id": r["id"], "device": client.device if r["user_agent"] else (r["device"] or client.device),
+                "browser": client.browser, "os": client.os, "ip": r["ip"], "user_agent": r["user_agent"],
+                "created_at": r["created_at"], "last_active_at": r["last_active_at"], "mfa": r["mfa"],
+                "current": r["id"] == principal.session_id}
+
+    return JSONResponse({"sessions": [item(r) for r in rows]})
 
 
 @requires()
@@ -253,9 +305,9 @@ async def mfa_confirm(request: Request) -> Response:
         raise Conflict("Two-factor authentication is already on.", code="mfa_already_enabled")
     if user["totp_secret"] is None:
         raise BadRequest("Start enrolment first.", code="mfa_not_enrolling")
-    codes = await _mfa(auth).confirm(user, body.code)
+    check, codes = await _mfa(auth).confirm(user, body.code)
     if codes is None:
-        raise ValidationFailed(details=[{"field": "code", "code": "invalid_code", "message": "Wrong code."}])
+        raise _code_refused(check, status=ValidationFailed.status, code=ValidationFailed.code)
     await audit.record(auth.db, "mfa.enabled", actor_id=user["id"], target_type="user", target_id=user["id"])
     return JSONResponse({"recovery_codes": codes})
 

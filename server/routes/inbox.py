@@ -31,10 +31,11 @@ class ReadBody(BaseModel):
 
 @requires()
 async def list_dms(request: Request) -> Response:
+    """The caller's DMs, most recent conversation first, each with its last message (or null)."""
     user_id = principal_of(request).user_id
     mine = channel_members.alias("mine")
     query = (
-        sa.select(channels.c.name, channels.c.last_offset, mine.c.last_read_offset)
+        sa.select(channels.c.id, channels.c.name, channels.c.last_offset, mine.c.last_read_offset)
         .select_from(channels.join(mine, mine.c.channel_id == channels.c.id))
         .where(mine.c.user_id == user_id, channels.c.kind == "dm")
         .order_by(channels.c.last_offset.desc(), channels.c.id.desc())
@@ -47,15 +48,35 @@ async def list_dms(request: Request) -> Response:
         members = dm_members(row["name"])
         if members is not None:
             others[row["name"]] = members[0] if members[1] == user_id else members[1]
+    hooks = resources_of(request).hooks
+    assert hooks is not None  # set by Resources.build
+    last = await hooks.channels.last_messages({r["id"]: r["last_offset"] for r in rows if r["name"] in others})
+    people = set(others.values()) | {m["author_id"] for m in last.values() if m["author_id"] is not None}
     names = {}
-    if others:
+    if people:
         found = await db.fetch_all("users.names", sa.select(users.c.id, users.c.username).where(
-            users.c.id.in_(set(others.values()))))
+            users.c.id.in_(people)))
         names = {r["id"]: r["username"] for r in found}
+
+    def last_message(channel_id: int) -> dict[str, object] | None:
+        message = last.get(channel_id)
+        if message is None:
+            return None
+        data = message["data"]
+        text = message["body"] if message["body"] is not None else (
+            data.get("text") if isinstance(data, dict) and isinstance(data.get("text"), str) else "")
+        author = message["author_id"]
+        return {"text": "" if message["deleted_at"] is not None else text,
+                "from": {"id": author, "username": names.get(author, "deleted")} if author is not None else None,
+                "ts": message["created_at"]}
+
+    listed = sorted((r for r in rows if r["name"] in others), reverse=True, key=lambda r: (
+        last[r["id"]]["created_at"].timestamp() if r["id"] in last else 0.0, r["id"]))
     return JSONResponse({"dms": [
         {"channel": r["name"], "user": {"id": others[r["name"]], "username": names.get(others[r["name"]], "deleted")},
-         "last_offset": r["last_offset"], "unread": max(0, r["last_offset"] - r["last_read_offset"])}
-        for r in rows if r["name"] in others]})
+         "last_offset": r["last_offset"], "unread": max(0, r["last_offset"] - r["last_read_offset"]),
+         "last_message": last_message(r["id"])}
+        for r in listed]})
 
 
 @requires()

@@ -1,8 +1,14 @@
-"""Rooms and direct messages: list, create, join, leave, invite; open a DM."""
+"""Rooms and direct messages: list, show, create, join, leave, invite, members, topic; open a DM.
+
+A private room the caller is not in answers exactly like an unknown room (404 `room_not_found`),
+so its name cannot be probed. Admins see every room, as the realtime layer lets them subscribe.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -15,13 +21,28 @@ from server.errors import BadRequest, Conflict, Forbidden, NotFound
 from server.jsonio import JSONResponse, read_json
 from server.resources import resources_of
 from server.routes.auth import USERNAME
-from server.services.channels import ROOM_NAME, ChannelMeta, Channels
+from server.services.channels import ROOM_NAME, TOPIC_MAX, ChannelMeta, Channels
 
 
 class CreateRoomBody(BaseModel):
     name: str = Field(pattern=ROOM_NAME.pattern)
     private: bool = False
-    topic: str | None = Field(default=None, max_length=500)
+    topic: str | None = Field(default=None, max_length=TOPIC_MAX)
+
+
+class TopicBody(BaseModel):
+    """`PATCH /api/rooms/{name}`: the topic, trimmed; blank or null clears it."""
+
+    topic: str | None = Field(max_length=TOPIC_MAX)
+
+    @field_validator("topic")
+    @classmethod
+    def _trim(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
+            raise ValueError("The topic cannot contain control characters.")
+        return value.strip() or None
 
 
 class InviteBody(BaseModel):
@@ -43,15 +64,53 @@ async def _room(request: Request) -> ChannelMeta:
     return room
 
 
+def _room_json(r: Any) -> dict[str, Any]:
+    """One room as `GET /api/rooms` lists it and `GET /api/rooms/{name}` shows it."""
+    return {"channel": r["name"], "kind": r["kind"], "title": r["title"], "topic": r["topic"],
+            "member": r["role"] is not None, "role": r["role"], "last_offset": r["last_offset"],
+            "unread": max(0, r["last_offset"] - r["last_read_offset"]) if r["role"] is not None else 0}
+
+
+async def _visible_room(request: Request) -> Any:
+    """The room row for the caller; unknown and private-and-not-a-member are the same 404."""
+    principal = principal_of(request)
+    row = await _channels(request).room_view(f"room:{request.path_params['name']}", principal.user_id)
+    if row is None or (row["kind"] == "private_room" and row["role"] is None and principal.role != "admin"):
+        raise NotFound("No such room.", code="room_not_found")
+    return row
+
+
 @requires()
 async def list_rooms(request: Request) -> Response:
     principal = principal_of(request)
     rows = await _channels(request).visible_rooms(principal.user_id)
-    return JSONResponse({"rooms": [
-        {"channel": r["name"], "kind": r["kind"], "title": r["title"], "topic": r["topic"],
-         "member": r["role"] is not None, "role": r["role"], "last_offset": r["last_offset"],
-         "unread": max(0, r["last_offset"] - r["last_read_offset"]) if r["role"] is not None else 0}
-        for r in rows]})
+    return JSONResponse({"rooms": [_room_json(r) for r in rows]})
+
+
+@requires()
+async def show_room(request: Request) -> Response:
+    return JSONResponse(_room_json(await _visible_room(request)))
+
+
+@requires()
+async def room_members(request: Request) -> Response:
+    row = await _visible_room(request)
+    return JSONResponse({"members": await _channels(request).members(row["id"])})
+
+
+@requires()
+async def update_room(request: Request) -> Response:
+    """Edit the topic: the room's owner or moderators (or a site admin)."""
+    body = await read_json(request, TopicBody)
+    row = await _visible_room(request)
+    principal = principal_of(request)
+    if not rbac.channel_allowed(row["role"], "channel.moderate") and principal.role != "admin":
+        raise Forbidden("Only the room's owner or moderators change the topic.", code="not_room_moderator")
+    channels = _channels(request)
+    await channels.set_topic(ChannelMeta(row["id"], row["name"], row["kind"], row["title"], row["topic"]),
+                             body.topic)
+    updated = await channels.room_view(row["name"], principal.user_id)
+    return JSONResponse(_room_json(updated))
 
 
 @requires("rooms.create")
@@ -120,6 +179,9 @@ async def open_dm(request: Request) -> Response:
 routes = [
     Route("/api/rooms", list_rooms, methods=["GET"]),
     Route("/api/rooms", create_room, methods=["POST"]),
+    Route("/api/rooms/{name}", show_room, methods=["GET"]),
+    Route("/api/rooms/{name}", update_room, methods=["PATCH"]),
+    Route("/api/rooms/{name}/members", room_members, methods=["GET"]),
     Route("/api/rooms/{name}/join", join_room, methods=["POST"]),
     Route("/api/rooms/{name}/leave", leave_room, methods=["POST"]),
     Route("/api/rooms/{name}/invite", invite, methods=["POST"]),

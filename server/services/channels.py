@@ -20,11 +20,14 @@ import sqlalchemy as sa
 
 from server.db.database import Database
 from server.db.errors import UniqueViolation
-from server.db.tables import channel_members, channels
+from server.db.tables import channel_members, channels, messages, messages_archive, users
 from server.db.types import utcnow
 
 ROOM_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 PERSISTED_NAMESPACES = ("room:", "dm:")
+TOPIC_MAX = 500
+MEMBERS_MAX = 1000  # a room's member list is one page: rooms here are community-sized
+_ROLE_RANK = {"owner": 0, "moderator": 1, "member": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +207,56 @@ class Channels:
             .order_by(channels.c.name)
         )
         return await self.db.fetch_all("channels.visible", query)
+
+    async def room_view(self, name: str, user_id: int) -> Any | None:
+        """One room as the room list shows it (caller's role and read marker), never cached."""
+        membership = sa.select(channel_members.c.channel_id, channel_members.c.last_read_offset,
+                               channel_members.c.role).where(channel_members.c.user_id == user_id).subquery()
+        query = (
+            sa.select(channels.c.id, channels.c.name, channels.c.kind, channels.c.title, channels.c.topic,
+                      channels.c.last_offset, membership.c.role, membership.c.last_read_offset)
+            .select_from(channels.outerjoin(membership, membership.c.channel_id == channels.c.id))
+            .where(channels.c.name == name, channels.c.archived_at.is_(None),
+                   channels.c.kind.in_(("room", "private_room")))
+        )
+        return await self.db.fetch_one("channels.room_view", query)
+
+    async def members(self, channel_id: int) -> list[dict[str, Any]]:
+        """The channel's members, owner first, then moderators, then by name (one bounded page)."""
+        rows = await self.db.fetch_all("channels.members", sa.select(
+            users.c.id, users.c.username, channel_members.c.role,
+        ).select_from(channel_members.join(users, users.c.id == channel_members.c.user_id)).where(
+            channel_members.c.channel_id == channel_id).limit(MEMBERS_MAX))
+        listed = [{"id": r["id"], "username": r["username"], "role": r["role"]} for r in rows]
+        listed.sort(key=lambda m: (_ROLE_RANK.get(m["role"], 3), m["username"].lower()))
+        return listed
+
+    async def set_topic(self, channel: ChannelMeta, topic: str | None) -> None:
+        """Change the topic; the cached metadata of every replica forgets the old one."""
+        await self.db.execute("channels.set_topic", channels.update().where(
+            channels.c.id == channel.id).values(topic=topic))
+        await self._forget(f"channel:{channel.name}")
+
+    async def last_messages(self, positions: dict[int, int]) -> dict[int, Any]:
+        """The message at each channel's last offset ({channel id: offset}), live or archived.
+
+        Each lookup is one probe of the (channel_id, offset) unique index; channels with no
+        message yet (offset 0) are skipped.
+        """
+        wanted = {cid: off for cid, off in positions.items() if off > 0}
+        found: dict[int, Any] = {}
+        for table, label in ((messages, "channels.last_messages"),
+                             (messages_archive, "channels.last_messages_archive")):
+            missing = {cid: off for cid, off in wanted.items() if cid not in found}
+            if not missing:
+                break
+            rows = await self.db.fetch_all(label, sa.select(
+                table.c.channel_id, table.c.author_id, table.c.body, table.c.data, table.c.created_at,
+                table.c.deleted_at,
+            ).where(sa.or_(*(sa.and_(table.c.channel_id == cid, table.c.offset == off)
+                             for cid, off in missing.items()))))
+            found.update({r["channel_id"]: r for r in rows})
+        return found
 
     async def mark_read(self, channel_id: int, user_id: int, offset: int) -> None:
         await self.db.execute("channels.mark_read", channel_members.update().where(

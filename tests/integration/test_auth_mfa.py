@@ -45,7 +45,8 @@ async def test_two_factor_lifecycle(auth_server: AppServer) -> None:
         # The same code again (a replay) fails, even with a fresh ticket.
         again = await login(client, "secure_sam")
         replay = await client.post("/api/auth/login/mfa", json={"mfa_ticket": again["mfa_ticket"], "code": code})
-        assert replay.status_code == 401 and replay.json()["error"]["code"] == "invalid_mfa_code"
+        assert replay.status_code == 401 and replay.json()["error"]["code"] == "code_reused"
+        assert "wait for the next one" in replay.json()["error"]["message"]
 
         # A recovery code works once.
         used = await client.post("/api/auth/login/mfa", json={"mfa_ticket": again["mfa_ticket"],

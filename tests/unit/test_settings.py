@@ -11,7 +11,8 @@ def settings(**values: object) -> Settings:
     return load_settings(_env_file=None, **values)
 
 
-def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # development keeps its generated key in ./.vonix-secret
     for name in ("DATABASE_URL", "REDIS_URL", "VONIX_ENV", "SECRET_KEY"):
         monkeypatch.delenv(name, raising=False)
     s = settings()
