@@ -257,8 +257,3 @@ class Channels:
                              for cid, off in missing.items()))))
             found.update({r["channel_id"]: r for r in rows})
         return found
-
-    async def mark_read(self, channel_id: int, user_id: int, offset: int) -> None:
-        await self.db.execute("channels.mark_read", channel_members.update().where(
-            channel_members.c.channel_id == channel_id, channel_members.c.user_id == user_id,
-            channel_members.c.last_read_offset < offset).values(last_read_offset=offset))

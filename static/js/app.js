@@ -1,8 +1,9 @@
 // Boot: service worker (with the "new version ready" flow), session, live connection, routes.
 
-import { get } from "./api.js";
+import { apiLimited, apiStatus } from "./api.js";
 import { render, route } from "./router.js";
-import { live, loadConfig, loadMe, session, setUnread, startLive } from "./session.js";
+import { bus, live, loadConfig, loadMe, loadUnread, session, startLive } from "./session.js";
+import { loadAll } from "./unread.js";
 import { resetView, signinView, signupView, verifyView } from "./views/auth.js";
 import { chatView } from "./views/chat.js";
 import { dmsView } from "./views/dms.js";
@@ -15,13 +16,39 @@ import "./send.js";
 const STATE_TEXT = { idle: "Not connected", connecting: "Connecting…", connected: "Live", reconnecting: "Reconnecting…",
   offline: "Offline", closed: "Disconnected" };
 
-function showState(state) {
+// The top bar says what works right now. The socket's state is the base; while the API refuses
+// (429) it says "Busy — retrying in N s" instead, never "Live".
+let baseState = "idle";
+let countdown = null;
+
+function paint(state, text) {
   const el = document.getElementById("conn");
   el.dataset.state = state;
-  el.querySelector(".conn-text").textContent = STATE_TEXT[state] || state;
+  el.querySelector(".conn-text").textContent = text;
+}
+
+function showState(state = baseState) {
+  baseState = state;
+  const until = apiLimited();
+  clearInterval(countdown);
+  countdown = null;
+  if (until > Date.now()) {
+    const tick = () => {
+      const seconds = Math.max(1, Math.ceil((until - Date.now()) / 1000));
+      paint("limited", `Busy — retrying in ${seconds} s`);
+      if (until <= Date.now()) { clearInterval(countdown); paint("limited", "Busy — retrying…"); }
+    };
+    tick();
+    countdown = setInterval(tick, 1000);
+    return;
+  }
+  if (until) { paint("limited", "Busy — retrying…"); return; }
+  paint(state, STATE_TEXT[state] || state);
 }
 live.addEventListener("state", (event) => showState(event.detail.state));
+apiStatus.addEventListener("change", () => showState());
 live.addEventListener("signedout", () => { session.me = null; render(); });
+bus.addEventListener("signedin", () => { loadAll(); });
 
 async function registerWorker() {
   if (!("serviceWorker" in navigator)) return;
@@ -89,13 +116,10 @@ async function boot() {
   registerWorker().catch((error) => console.warn("service worker", error));
   await Promise.all([loadConfig(), loadMe()]);
   if (session.me) {
-    startLive();
-    get("/api/notifications/unread").then((body) => setUnread(body.unread)).catch(() => {});
-  } else {
-    showState(navigator.onLine ? "idle" : "offline");
+    startLive(); // also loads the rooms and DMs the unread counts follow
+    loadUnread();
   }
-  const startState = session.me ? live.state : "idle";
-  showState(startState);
+  showState(session.me ? live.state : navigator.onLine ? "idle" : "offline");
   await render();
 }
 

@@ -69,3 +69,17 @@ export function richText(text, me) {
 export function field(label, input, hint) {
   return h("label", {}, label, hint ? h("span", { class: "hint" }, hint) : null, input);
 }
+
+// "just now", "5 min ago", "3 h ago", "2 days ago": how long since a moment, for "last seen".
+export function ago(value, now = Date.now()) {
+  const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
+  const seconds = Math.max(0, Math.round((now - date.getTime()) / 1000));
+  if (!Number.isFinite(seconds)) return "";
+  if (seconds < 60) return "just now";
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min ago`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return `${hours} h ago`;
+  const days = Math.floor(hours / 24);
+  return `${days} day${days === 1 ? "" : "s"} ago`;
+}

@@ -3,7 +3,15 @@
 // doubled, and a connection state the page shows.
 //
 // Events: "state" {state}, "message" {channel, frame}, "typing"/"join"/"leave" {channel, frame},
-// "reset" {channel} (the gap could not be recovered: reload history), "signedout".
+// "reset" {channel} (the gap could not be recovered: reload history), "subscribed" {channel, reply},
+// "localread" {channel, offset} (this tab read up to offset), "signedout".
+//
+// Several parts of the page may follow one channel (the open conversation and the unread store):
+// each subscribes as a `holder`; the socket unsubscribes when the last holder lets go.
+//
+// Read markers travel on the socket (`read` op), coalesced: at most one per channel per second,
+// flushed at once when a view is left or the tab is hidden. A busy room used to cost one HTTP
+// request per message received, which exhausted the API budget.
 
 import { refreshSession } from "./api.js";
 
@@ -11,6 +19,7 @@ const BASE_DELAY = 500;
 const MAX_DELAY = 10000;
 const NO_RECONNECT = new Set([4003, 4004, 4005, 4009]);
 const REAUTH = new Set([4001, 4002, 4100]);
+const READ_EVERY_MS = 1000;
 
 export class Live extends EventTarget {
   constructor() {
@@ -19,12 +28,15 @@ export class Live extends EventTarget {
     this.state = "idle";
     this.nextId = 1;
     this.pending = new Map();
-    this.channels = new Map(); // channel -> {since: {offset, epoch} | null}
+    this.channels = new Map(); // channel -> {since: {offset, epoch} | null, holders: Set, subscribed: bool}
+    this.reads = new Map(); // channel -> {pending, sent, lastAt, timer}
     this.attempt = 0;
     this.timer = null;
     this.stopped = true;
     window.addEventListener("online", () => this.reconnectNow());
     window.addEventListener("offline", () => this.dropForOffline());
+    document.addEventListener("visibilitychange", () => { if (document.hidden) this.flushReads(); });
+    window.addEventListener("pagehide", () => this.flushReads());
   }
 
   get connected() { return this.state === "connected"; }
@@ -46,6 +58,8 @@ export class Live extends EventTarget {
     if (this.ws) this.ws.close(1000, "bye");
     this.ws = null;
     this.channels.clear();
+    for (const entry of this.reads.values()) clearTimeout(entry.timer);
+    this.reads.clear();
     this.setState("idle");
   }
 
@@ -75,6 +89,7 @@ export class Live extends EventTarget {
       this.attempt = 0;
       this.setState("connected");
       for (const channel of this.channels.keys()) this.sendSubscribe(channel);
+      this.flushReads();
     };
     ws.onmessage = (event) => {
       for (const line of String(event.data).split("\n")) {
@@ -87,6 +102,7 @@ export class Live extends EventTarget {
   async onClose(ws, code) {
     if (this.ws !== ws) return;
     this.ws = null;
+    for (const state of this.channels.values()) state.subscribed = false;
     for (const { reject } of this.pending.values()) reject(new Error("connection closed"));
     this.pending.clear();
     if (this.stopped) return;
@@ -147,14 +163,30 @@ export class Live extends EventTarget {
   }
 
   // Follow a channel from `since` ({offset, epoch} of the last message the caller has), or from now.
-  subscribe(channel, since = null) {
-    this.channels.set(channel, { since });
+  // A channel another holder already follows keeps its position (its messages reach every listener).
+  subscribe(channel, since = null, holder = "view") {
+    const state = this.channels.get(channel);
+    if (state) { state.holders.add(holder); return; }
+    this.channels.set(channel, { since, holders: new Set([holder]), subscribed: false });
     if (this.connected) this.sendSubscribe(channel);
   }
 
-  unsubscribe(channel) {
-    if (!this.channels.delete(channel)) return;
+  unsubscribe(channel, holder = "view") {
+    const state = this.channels.get(channel);
+    if (!state) return;
+    state.holders.delete(holder);
+    if (state.holders.size) return;
+    this.channels.delete(channel);
     if (this.connected) this.request("unsubscribe", { channel }).catch(() => {});
+  }
+
+  // True once the server confirmed the subscription on the current connection.
+  isSubscribed(channel) {
+    return Boolean(this.channels.get(channel)?.subscribed);
+  }
+
+  holds(channel, holder) {
+    return Boolean(this.channels.get(channel)?.holders.has(holder));
   }
 
   async sendSubscribe(channel) {
@@ -173,11 +205,52 @@ export class Live extends EventTarget {
           state.since = { offset: Math.max(reply.offset, state.since?.offset ?? 0), epoch: reply.epoch };
         }
       }
+      if (this.channels.get(channel) === state) state.subscribed = true;
       this.dispatchEvent(new CustomEvent("subscribed", { detail: { channel, reply } }));
     } catch (error) {
-      if (error.code === "already_subscribed") return;
+      if (error.code === "already_subscribed") { state.subscribed = true; return; }
       if (error.temporary) setTimeout(() => this.channels.has(channel) && this.connected && this.sendSubscribe(channel), 2000);
     }
+  }
+
+  // This tab has seen `channel` up to `offset`: tell the server, at most once a second per channel.
+  read(channel, offset) {
+    if (!Number.isInteger(offset) || offset < 1) return;
+    let entry = this.reads.get(channel);
+    if (!entry) { entry = { pending: 0, sent: 0, lastAt: 0, timer: null }; this.reads.set(channel, entry); }
+    if (offset <= entry.pending || offset <= entry.sent) return;
+    entry.pending = offset;
+    this.dispatchEvent(new CustomEvent("localread", { detail: { channel, offset } }));
+    if (entry.timer) return;
+    const wait = entry.lastAt + READ_EVERY_MS - Date.now();
+    if (wait <= 0) this.sendRead(channel);
+    else entry.timer = setTimeout(() => this.sendRead(channel), wait);
+  }
+
+  // Send what is waiting now (leaving a conversation, hiding the tab, a new connection).
+  flushReads(channel = null) {
+    for (const [name, entry] of this.reads) {
+      if ((channel === null || name === channel) && entry.pending > entry.sent) this.sendRead(name);
+    }
+  }
+
+  sendRead(channel) {
+    const entry = this.reads.get(channel);
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    entry.timer = null;
+    if (entry.pending <= entry.sent || !this.connected) return; // sent when the socket is back
+    const offset = entry.pending;
+    const before = entry.sent;
+    entry.sent = offset;
+    entry.lastAt = Date.now();
+    this.request("read", { channel, offset }).catch((error) => {
+      if (!error.temporary && error.code) return; // not a member any more, say: nothing to retry
+      if (entry.sent === offset) entry.sent = before;
+      if (this.reads.get(channel) === entry && !entry.timer) {
+        entry.timer = setTimeout(() => this.sendRead(channel), Math.max(READ_EVERY_MS, (error.retry_after || 0) * 1000));
+      }
+    });
   }
 
   publish(channel, data, nonce) {

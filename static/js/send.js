@@ -8,6 +8,7 @@ import * as outbox from "./outbox.js";
 import { bus, live } from "./session.js";
 
 let flushing = false;
+let again = false; // a message was queued while a flush ran: run once more
 
 export async function send(channel, data) {
   const cid = outbox.newCid();
@@ -28,10 +29,21 @@ export async function requestSync() {
   }
 }
 
+// Why the server refused a message, in words: its message and each field's reason.
+function refusal(error) {
+  const reasons = (error.details || []).map((d) => d.message).filter(Boolean);
+  return reasons.length ? reasons.join("; ") : error.message;
+}
+
+let paceTimer = null;
+
 export async function flush() {
-  if (flushing || !live.connected) return;
+  if (!live.connected) return;
+  if (flushing) { again = true; return; }
   flushing = true;
+  let paced = false;
   try {
+    again = false;
     for (const item of await outbox.all()) {
       if (!live.connected) break;
       try {
@@ -40,15 +52,23 @@ export async function flush() {
         bus.dispatchEvent(new CustomEvent("outbox-sent", { detail: { cid: item.cid, channel: item.channel,
           offset: reply.offset } }));
       } catch (error) {
+        if (error.code === "rate_limited") {
+          // Sending faster than the server takes: wait as long as it says, then carry on.
+          clearTimeout(paceTimer);
+          paceTimer = setTimeout(flush, Math.max(100, (error.retry_after || 1) * 1000));
+          paced = true;
+          break;
+        }
         if (error.temporary || !error.code) break; // try again on the next connect
         await outbox.remove(item.cid);
         bus.dispatchEvent(new CustomEvent("outbox-failed", { detail: { cid: item.cid, channel: item.channel,
-          error: error.message } }));
+          error: refusal(error), code: error.code } }));
       }
     }
   } finally {
     flushing = false;
   }
+  if (again && !paced && live.connected) flush();
 }
 
 live.addEventListener("state", (event) => { if (event.detail.state === "connected") flush(); });

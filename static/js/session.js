@@ -1,6 +1,6 @@
 // The signed-in user, the websocket and the app-wide event bus, shared by every view.
 
-import { get, post, refreshSession } from "./api.js";
+import { get, post, refreshSession, refreshStatus, sessionExpiry } from "./api.js";
 import { Live } from "./live.js";
 import * as outbox from "./outbox.js";
 
@@ -10,19 +10,37 @@ export const session = { me: null, unread: 0, config: null };
 
 const ME_KEY = "vonix:me";
 
+const EXPIRY_MARGIN_S = 30;
+
+function cachedMe() {
+  const cached = localStorage.getItem(ME_KEY);
+  return cached ? JSON.parse(cached) : null;
+}
+
+function forgetMe() {
+  session.me = null;
+  localStorage.removeItem(ME_KEY);
+  return null;
+}
+
+// Who is signed in. The readable `vonix_session` cookie (the access token's expiry) says whether
+// there is a session at all: without it the start is signed out and asks the server nothing; an
+// access token about to expire is refreshed first, so no request fails with 401 on the way.
 export async function loadMe() {
+  const expiry = sessionExpiry();
+  if (expiry === null) return forgetMe();
+  if (expiry - EXPIRY_MARGIN_S <= Date.now() / 1000) {
+    const refreshed = await refreshStatus();
+    if (refreshed === "refused") return forgetMe();
+    if (refreshed === "offline") return (session.me = cachedMe());
+  }
   try {
     session.me = await get("/api/auth/me");
     localStorage.setItem(ME_KEY, JSON.stringify(session.me));
   } catch (error) {
-    if (error.status === 401) {
-      session.me = null;
-      localStorage.removeItem(ME_KEY);
-    } else {
-      // Offline or the server is down: carry on as the last signed-in user (cached pages and the outbox).
-      const cached = localStorage.getItem(ME_KEY);
-      session.me = cached ? JSON.parse(cached) : null;
-    }
+    if (error.status === 401) return forgetMe();
+    // Offline or the server is down: carry on as the last signed-in user (cached pages and the outbox).
+    session.me = cachedMe();
   }
   return session.me;
 }
@@ -48,14 +66,17 @@ let keepFresh = null;
 export function startLive() {
   if (!session.me) return;
   live.start();
-  live.subscribe(`user:${session.me.id}`);
+  live.subscribe(`user:${session.me.id}`, null, "session");
+  bus.dispatchEvent(new CustomEvent("signedin", { detail: session.me }));
   clearInterval(keepFresh);
   keepFresh = setInterval(() => { if (navigator.onLine) refreshSession(); }, KEEP_FRESH_MS);
 }
 
 export async function signOut() {
+  live.flushReads();
   try { await post("/api/auth/logout"); } catch { /* already signed out */ }
   live.stop();
+  bus.dispatchEvent(new CustomEvent("signedout"));
   clearInterval(keepFresh);
   session.me = null;
   localStorage.removeItem(ME_KEY);
@@ -66,6 +87,7 @@ export async function signOut() {
 }
 
 export function setUnread(count) {
+  if (typeof count !== "number") return;
   session.unread = count;
   const badge = document.getElementById("notif-count");
   badge.hidden = !count;
@@ -74,10 +96,13 @@ export function setUnread(count) {
 }
 
 // The personal channel is ephemeral: after a gap it cannot be replayed, so re-read the count.
+export function loadUnread() {
+  if (!session.me) return Promise.resolve();
+  return get("/api/notifications/unread").then((body) => setUnread(body.unread)).catch(() => {});
+}
+
 live.addEventListener("reset", (event) => {
-  if (session.me && event.detail.channel === `user:${session.me.id}`) {
-    get("/api/notifications/unread").then((body) => setUnread(body.unread)).catch(() => {});
-  }
+  if (session.me && event.detail.channel === `user:${session.me.id}`) loadUnread();
 });
 
 // Personal channel: notifications arrive as `message` pushes whose data says what happened.

@@ -2,15 +2,22 @@
 
 Chromium comes from apt (`scripts/ensure-test-binaries.sh` installs it; `make test` runs that);
 Playwright's own browser download is never used. Without /usr/bin/chromium these tests skip with
-that reason. Screenshots go to artifacts/screenshots/.
+that reason. Screenshots go to artifacts/screenshots/; when a test fails, every page still open is
+photographed there too (`failed-<test>-<n>.png`), so the state the assertion saw is kept.
+
+The server runs with its default rate limits: a member's normal use must never meet them. Every
+page made by `new_page` records what went wrong in it: uncaught errors (`page.errors`), console
+errors (`page.console_errors`), requests that failed (`page.failed_requests`) and responses with
+a status >= 400 (`page.bad_responses`); `problems(page)` sums them up for an assertion.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,7 @@ SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 VAPID_PUBLIC, VAPID_PRIVATE = generate()
+BROWSERS: list[Any] = []  # the browsers open in this test (for the screenshots on failure)
 
 
 def need_chromium() -> None:
@@ -36,32 +44,69 @@ def need_chromium() -> None:
         pytest.skip("/usr/bin/chromium is missing (apt-get install chromium; make test installs it)")
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """Keep each phase's report on the test item, so fixtures can tell a failed test at teardown."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+async def screenshot_open_pages(launched: Any, name: str) -> list[Path]:
+    """Photograph every page still open in the browser (after a failure: what the test saw)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)[:120]
+    saved: list[Path] = []
+    for context in launched.contexts:
+        for page in context.pages:
+            if page.is_closed():
+                continue
+            path = SCREENSHOTS / f"failed-{slug}-{len(saved) + 1}.png"
+            try:
+                await page.screenshot(path=str(path), timeout=5000)
+                saved.append(path)
+            except Exception:  # a crashed page must not hide the test's own failure
+                continue
+    return saved
+
+
 @pytest.fixture
-async def browser() -> AsyncIterator[Any]:
+async def browser(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     need_chromium()
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        BROWSERS.append(launched)
         try:
             yield launched
         finally:
+            BROWSERS.remove(launched)
+            await screenshot_if_failed(request, launched)
             await launched.close()
 
 
+async def screenshot_if_failed(request: pytest.FixtureRequest, launched: Any) -> None:
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed and not getattr(request.node, "screenshots_taken", False):
+        request.node.screenshots_taken = True
+        await screenshot_open_pages(launched, request.node.name)
+
+
 def web_settings(database_url: str, **overrides: Any) -> Any:
+    """Browser tests run with the default rate limits (HTTP and websocket): normal use must fit."""
     values = {"DATABASE_URL": database_url, "VAPID_PUBLIC_KEY": VAPID_PUBLIC, "VAPID_PRIVATE_KEY": VAPID_PRIVATE,
-              "MAINTENANCE_ENABLED": False, "WS_PUBLISH_BURST": 100,
-              # A browser session makes many API calls as one user; the limits have their own tests.
-              "RATE_LIMIT_ENABLED": False, **overrides}
+              "MAINTENANCE_ENABLED": False, **overrides}
     return make_settings(**values)
 
 
 @pytest.fixture
-async def web(sqlite_template: Path, tmp_path: Path) -> AsyncIterator[AppServer]:
+async def web(request: pytest.FixtureRequest, sqlite_template: Path, tmp_path: Path) -> AsyncIterator[AppServer]:
     """The app on embedded SQLite (browser tests cover the client; the backends are covered elsewhere)."""
     async with AppServer(web_settings(fresh_sqlite_url(sqlite_template, tmp_path))) as server:
         yield server
+        for launched in list(BROWSERS):  # photographed while the server still runs
+            await screenshot_if_failed(request, launched)
 
 
 async def make_users(server: AppServer, *names: str) -> None:
@@ -75,13 +120,45 @@ async def new_page(browser: Any, server_url: str, *, viewport: dict[str, int] | 
     """A fresh context (its own cookies and storage); signed in through the API when `username` is given."""
     context = await browser.new_context(base_url=server_url, viewport=viewport or DESKTOP, **context_options)
     page = await context.new_page()
-    page.errors = []  # type: ignore[attr-defined]
-    page.on("pageerror", lambda error: page.errors.append(str(error)))  # type: ignore[attr-defined]
+    watch(page)
     if username:
         response = await context.request.post("/api/auth/login", data={"login": username, "password": PASSWORD,
                                                                        "mode": "cookie"})
         assert response.ok, await response.text()
     return page
+
+
+def watch(page: Any) -> Any:
+    """Record what goes wrong in a page: uncaught errors, console errors, failed requests, 4xx/5xx."""
+    page.errors = []
+    page.console_errors = []
+    page.failed_requests = []
+    page.bad_responses = []
+    page.requests = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
+    page.on("requestfailed", lambda request: page.failed_requests.append(
+        f"{request.method} {request.url}: {request.failure}"))
+    page.on("request", lambda request: page.requests.append(f"{request.method} {request.url}"))
+
+    def on_response(response: Any) -> None:
+        if response.status >= 400:
+            page.bad_responses.append(f"{response.status} {response.request.method} {response.url}")
+
+    page.on("response", on_response)
+    return page
+
+
+def problems(page: Any) -> dict[str, list[str]]:
+    """Everything that went wrong in a page (empty lists when nothing did)."""
+    return {"errors": list(page.errors), "console": list(page.console_errors),
+            "failed": list(page.failed_requests), "status": list(page.bad_responses)}
+
+
+def assert_clean(*pages: Any) -> None:
+    for page in pages:
+        found = problems(page)
+        assert not any(found.values()), found
 
 
 async def screenshot(page: Any, name: str) -> None:
@@ -122,3 +199,24 @@ async def registration_id(page: Any, cdp: Any) -> str:
                 return str(registration["registrationId"])
         await asyncio.sleep(0.05)
     raise AssertionError(f"no service worker registration: {found}")
+
+
+async def connected(page: Any) -> None:
+    await page.locator('#conn[data-state="connected"]').wait_for()
+
+
+async def server_json(page: Any, path: str) -> Any:
+    """What the server says to this page's user (its cookies), outside the page's own requests."""
+    response = await page.context.request.get(path)
+    assert response.ok, f"{path}: {response.status} {await response.text()}"
+    return await response.json()
+
+
+async def eventually(check: Any, timeout: float = 10.0, interval: float = 0.1) -> Any:
+    """Poll an async predicate until it returns something truthy (the last value on timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(interval)

@@ -1,7 +1,7 @@
 // Sign in (password, then a 2FA code when the account has it; Google and Discord), sign up,
 // password reset and email verification.
 
-import { api, post } from "../api.js";
+import { api, errorText, post } from "../api.js";
 import { field, h, mount } from "../dom.js";
 import { navigate } from "../router.js";
 import { session, signedIn } from "../session.js";
@@ -10,10 +10,10 @@ function errorLine() {
   return h("p", { class: "error", role: "alert", hidden: true });
 }
 
+// The server's own words: its message and each field's reason ("That code is not right. …").
 function showError(el, error) {
   el.hidden = false;
-  const details = (error.details || []).map((d) => `${d.field}: ${d.message}`).join("; ");
-  el.textContent = details ? `${error.message} (${details})` : error.message;
+  el.textContent = errorText(error);
 }
 
 function afterSignIn(user, query) {
@@ -69,6 +69,7 @@ function mfaStep(ticket, query) {
     h("button", { class: "btn", type: "submit" }, "Verify"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    error.hidden = true;
     try {
       const body = await post("/api/auth/login/mfa", { mfa_ticket: ticket, code: code.value, mode: "cookie" });
       afterSignIn(body.user, query);

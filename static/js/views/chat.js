@@ -7,13 +7,42 @@ import { avatar, h, mount, richText, toast, when } from "../dom.js";
 import * as outbox from "../outbox.js";
 import { send } from "../send.js";
 import { bus, live, session } from "../session.js";
+import { counter } from "../textlimit.js";
+import { track } from "../unread.js";
+import { openRoomInfo } from "./roominfo.js";
 
 const PAGE = 50;
 const TYPING_SHOWN_MS = 3500;
 const TYPING_SEND_MS = 2500;
 
+const ROOM_KEY = (name) => `vonix:room:${name}`;
+
+class NoSuchRoom extends Error {}
+
+// The room's metadata (GET /api/rooms/{name}): a 404 `room_not_found` means no such room (or a
+// private one the member is not in). Offline, the copy kept from the last visit stands in.
+async function roomMeta(name) {
+  try {
+    const room = await get(`/api/rooms/${encodeURIComponent(name)}`);
+    localStorage.setItem(ROOM_KEY(name), JSON.stringify(room));
+    return room;
+  } catch (error) {
+    if (error.code === "room_not_found") {
+      localStorage.removeItem(ROOM_KEY(name));
+      throw new NoSuchRoom(name);
+    }
+    if (error.status && error.status !== 404 && error.status < 500) throw error;
+    const cached = localStorage.getItem(ROOM_KEY(name));
+    return cached ? JSON.parse(cached) : { channel: `room:${name}`, kind: "room", title: null, topic: null, member: false,
+      role: null, offline: true };
+  }
+}
+
 async function resolveChannel(params) {
-  if (params.name) return { channel: `room:${params.name}`, title: `# ${params.name}`, room: params.name };
+  if (params.name) {
+    const room = await roomMeta(params.name);
+    return { channel: `room:${params.name}`, title: `# ${params.name}`, room: params.name, meta: room };
+  }
   const key = `vonix:dm:${params.username.toLowerCase()}`;
   try {
     const { channel } = await post("/api/dms", { username: params.username });
@@ -26,6 +55,13 @@ async function resolveChannel(params) {
   }
 }
 
+function noSuchRoom(name) {
+  mount(h("section", { class: "card narrow" }, h("h1", {}, "No such room"),
+    h("p", {}, `There is no room called # ${name}, or it is private and you are not a member.`),
+    h("p", {}, h("a", { class: "btn", href: "/rooms", "data-link": true }, "Back to rooms"))));
+  document.title = "Vonix · no such room";
+}
+
 export async function chatView(ctx) {
   const status = h("p", { class: "muted", role: "status" }, "Loading…");
   mount(h("section", {}, status));
@@ -33,6 +69,7 @@ export async function chatView(ctx) {
   try {
     target = await resolveChannel(ctx.params);
   } catch (error) {
+    if (error instanceof NoSuchRoom) return noSuchRoom(ctx.params.name);
     status.textContent = error.message;
     status.className = "error";
     return;
@@ -55,13 +92,24 @@ export async function chatView(ctx) {
   const peopleList = h("ul", { class: "list", "aria-label": "Online now" });
   const people = h("aside", { class: "people", hidden: true, id: "people" }, h("h2", {}, "Online"), peopleList);
   const peopleToggle = h("button", { class: "btn secondary people-toggle", type: "button", "aria-controls": "people",
-    "aria-expanded": "false" }, "Online: 0");
-  const input = h("textarea", { name: "text", rows: 1, maxlength: 4000, required: true, "aria-label": `Message ${target.title}`,
+    "aria-expanded": "false" }, "Online: –");
+  // No maxlength: a paste longer than the limit stays whole; the counter says so and Send waits.
+  const input = h("textarea", { name: "text", rows: 1, required: true, "aria-label": `Message ${target.title}`,
     placeholder: `Message ${target.title}` });
   const replying = h("p", { class: "replying", hidden: true });
-  const composer = h("form", { class: "composer" }, replying, input, h("button", { class: "btn", type: "submit" }, "Send"));
-  const head = h("div", { class: "chat-head" }, h("h1", {}, target.title), peopleToggle);
+  const count = h("p", { class: "replying counter", id: "composer-count", "aria-live": "polite", hidden: true });
+  const sendButton = h("button", { class: "btn", type: "submit" }, "Send");
+  const composer = h("form", { class: "composer" }, replying, count, input, sendButton);
+  const title = h("h1", {}, target.title);
+  if (target.meta?.topic) title.title = target.meta.topic;
+  const info = target.room ? h("button", { class: "btn secondary room-info-toggle", type: "button", "aria-haspopup": "dialog",
+    "aria-label": `Room info: # ${target.room}`, title: "Members, topic, invite, leave" }, "Info") : null;
+  const head = h("div", { class: "chat-head" }, title, h("span", { class: "row" }, peopleToggle, info));
   mount(h("section", { class: "chat" }, head, log, typingLine, composer, people));
+  let infoDialog = null;
+  info?.addEventListener("click", () => {
+    infoDialog = openRoomInfo(target.meta, (room) => { title.title = room.topic || ""; });
+  });
 
   peopleToggle.addEventListener("click", () => {
     people.hidden = !people.hidden;
@@ -133,13 +181,13 @@ export async function chatView(ctx) {
     toBottom();
   }
 
-  let readTimer = null;
+  // Read markers: only while this conversation is on screen (tab visible); live.read coalesces
+  // them (one `read` op per second at most) and flushes when the view is left or the tab hidden.
   function markRead() {
-    clearTimeout(readTimer);
-    readTimer = setTimeout(() => {
-      if (newest && navigator.onLine) post(`/api/channels/${encodeURIComponent(channel)}/read`, { offset: newest }).catch(() => {});
-    }, 400);
+    if (newest && document.visibilityState === "visible") live.read(channel, newest);
   }
+  const onVisible = () => { if (document.visibilityState === "visible") markRead(); };
+  document.addEventListener("visibilitychange", onVisible);
 
   async function loadLatest() {
     const page = await get(`/api/channels/${encodeURIComponent(channel)}/messages?limit=${PAGE}`);
@@ -170,8 +218,18 @@ export async function chatView(ctx) {
     peopleList.replaceChildren(...users.map((u) => h("li", { "data-user": u.id }, u.username,
       me && u.id === me.id ? h("span", { class: "you" }, " (you)") : null)));
     peopleToggle.textContent = `Online: ${users.length}`;
+    peopleToggle.removeAttribute("title");
+  }
+  // Without a live connection nobody's presence is known: say so rather than show a stale count.
+  function presenceUnknown() {
+    present.clear();
+    const why = navigator.onLine ? "presence unknown while disconnected" : "presence unknown while offline";
+    peopleList.replaceChildren(h("li", { class: "muted" }, why[0].toUpperCase() + why.slice(1)));
+    peopleToggle.textContent = "Online: –";
+    peopleToggle.title = why;
   }
   const present = new Map();
+  const onState = (event) => { if (event.detail.state !== "connected") presenceUnknown(); };
   const onSubscribed = async (event) => {
     if (event.detail.channel !== channel) return;
     try {
@@ -183,7 +241,7 @@ export async function chatView(ctx) {
   };
   const onPresence = (event) => {
     const { channel: ch, frame } = event.detail;
-    if (ch !== channel) return;
+    if (ch !== channel || !live.connected) return;
     if (frame.op === "join") present.set(frame.user.id, frame.user);
     else present.delete(frame.user.id);
     renderPeople([...present.values()]);
@@ -218,10 +276,12 @@ export async function chatView(ctx) {
   const onFailed = (event) => {
     const el = pendingEls.get(event.detail.cid);
     if (!el) return;
+    el.classList.add("failed");
     const state = el.querySelector(".state");
     state.textContent = `Not sent: ${event.detail.error}`;
     state.classList.add("failed");
   };
+  live.addEventListener("state", onState);
   live.addEventListener("subscribed", onSubscribed);
   live.addEventListener("join", onPresence);
   live.addEventListener("leave", onPresence);
@@ -232,8 +292,12 @@ export async function chatView(ctx) {
   bus.addEventListener("outbox-sent", onSent);
   bus.addEventListener("outbox-failed", onFailed);
   ctx.onLeave(() => {
+    live.flushReads(channel);
     live.unsubscribe(channel);
     sentinel.disconnect();
+    infoDialog?.close();
+    document.removeEventListener("visibilitychange", onVisible);
+    live.removeEventListener("state", onState);
     live.removeEventListener("subscribed", onSubscribed);
     live.removeEventListener("join", onPresence);
     live.removeEventListener("leave", onPresence);
@@ -245,13 +309,27 @@ export async function chatView(ctx) {
     bus.removeEventListener("outbox-failed", onFailed);
   });
 
+  function showCount() {
+    const state = counter(input.value);
+    count.hidden = !state.shown;
+    count.textContent = state.text;
+    count.classList.toggle("error", state.over);
+    sendButton.disabled = state.over;
+    if (state.over) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+    input.setAttribute("aria-describedby", state.shown ? "composer-count" : "");
+    return state;
+  }
+
   composer.addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = input.value.trim();
     if (!text) return;
+    if (showCount().over) { input.focus(); return; } // never cut it short: the member decides
     const data = { text };
     if (replyTo) data.reply_to = replyTo.offset;
     input.value = "";
+    showCount();
     clearReply();
     await send(channel, data);
   });
@@ -259,11 +337,21 @@ export async function chatView(ctx) {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); composer.requestSubmit(); }
   });
   input.addEventListener("input", () => {
+    showCount();
     const now = Date.now();
     if (input.value && now - lastTypingSent > TYPING_SEND_MS && live.connected) { lastTypingSent = now; live.typing(channel); }
   });
 
-  if (target.room && navigator.onLine) post(`/api/rooms/${encodeURIComponent(target.room)}/join`).catch(() => {});
+  // Opening a public room joins it (once: GET /api/rooms/{name} says whether it is needed).
+  if (target.room && navigator.onLine && target.meta && !target.meta.member && !target.meta.offline
+      && target.meta.kind === "room") {
+    post(`/api/rooms/${encodeURIComponent(target.room)}/join`).then(() => {
+      target.meta.member = true;
+      target.meta.role = target.meta.role || "member";
+      track(channel, { kind: "room", lastOffset: newest });
+    }).catch(() => {});
+  }
+  presenceUnknown();
   let page = null;
   try {
     page = await loadLatest();
@@ -273,6 +361,12 @@ export async function chatView(ctx) {
   }
   for (const item of await outbox.all(channel)) addPending(item, live.connected ? "Sending…" : "Waiting to send");
   live.subscribe(channel, page ? { offset: page.offset, epoch: page.epoch } : null);
+  if (live.isSubscribed(channel)) onSubscribed({ detail: { channel } }); // followed already (unread counts)
+  if (page && (target.dm || target.meta?.member)) {
+    track(channel, { kind: target.dm ? "dm" : target.meta.kind, lastOffset: page.offset,
+      ...(target.dm ? { user: { username: target.dm } } : {}) });
+  }
+  markRead();
   if (ctx.hash && /^m\d+$/.test(ctx.hash)) {
     const el = byOffset.get(Number(ctx.hash.slice(1)));
     if (el) { el.classList.add("highlight"); el.scrollIntoView({ block: "center" }); }

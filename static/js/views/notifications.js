@@ -6,7 +6,8 @@ import { navigate } from "../router.js";
 import { bus, setUnread } from "../session.js";
 
 function row(note) {
-  const item = h("li", {}, h("a", { class: `item${note.read ? "" : " unread"}`, href: note.url, "data-id": note.id },
+  const item = h("li", {}, h("a", { class: `item${note.read ? "" : " unread"}`, href: note.url, "data-id": note.id,
+    "data-channel": note.channel, "data-offset": note.offset },
     avatar(note.actor), h("span", { class: "grow" }, h("span", { class: "title" }, note.title),
       h("span", { class: "sub" }, note.body)),
     note.read ? null : h("span", { class: "badge" }, "new"), when(note.created_at)));
@@ -45,7 +46,30 @@ export async function notificationsView({ onLeave }) {
     list.querySelector("li.muted")?.remove();
     list.prepend(row(event.detail.notification));
   };
+  // Read elsewhere (a conversation opened on any device, "mark all" on another): show them read.
+  const settle = (link) => {
+    link.classList.remove("unread");
+    link.querySelector(".badge")?.remove();
+  };
+  const onRead = (event) => {
+    const { channel, offset } = event.detail;
+    for (const link of list.querySelectorAll("a.item.unread")) {
+      if (link.dataset.channel === channel && Number(link.dataset.offset) <= offset) settle(link);
+    }
+  };
+  const onAllRead = (event) => {
+    const ids = event.detail.ids;
+    for (const link of list.querySelectorAll("a.item.unread")) {
+      if (!Array.isArray(ids) || ids.includes(Number(link.dataset.id))) settle(link);
+    }
+  };
   bus.addEventListener("notification", onNew);
-  onLeave(() => bus.removeEventListener("notification", onNew));
+  bus.addEventListener("read", onRead);
+  bus.addEventListener("notifications_read", onAllRead);
+  onLeave(() => {
+    bus.removeEventListener("notification", onNew);
+    bus.removeEventListener("read", onRead);
+    bus.removeEventListener("notifications_read", onAllRead);
+  });
   try { await load(true); } catch (e) { list.replaceChildren(h("li", { class: "error" }, e.message)); }
 }

@@ -1,7 +1,7 @@
 // Settings: push notifications on this device, sessions, two-factor authentication, sign out.
 
-import { del, get, post } from "../api.js";
-import { field, h, mount, toast, when } from "../dom.js";
+import { del, errorText, get, post } from "../api.js";
+import { ago, field, h, mount, toast, when } from "../dom.js";
 import { currentSubscription, disablePush, enablePush, pushSupported } from "../push.js";
 import { navigate } from "../router.js";
 import { session, signOut } from "../session.js";
@@ -34,16 +34,38 @@ async function pushSection() {
   return section("Notifications", state, h("div", { class: "row" }, toggle, test));
 }
 
+// "Chrome on Android": the browser and system a session signed in from.
+export function deviceName(s) {
+  const browser = (s.browser || "").replace(/\s+[\d.]+$/, "");
+  const os = (s.os || "").replace(/\s+[\d.]+$/, "");
+  if (browser && os) return `${browser} on ${os}`;
+  return s.device || browser || os || "Unknown device";
+}
+
+function sessionRow(s, reload) {
+  const name = deviceName(s);
+  const seen = s.current ? "active now" : s.last_active_at ? `last seen ${ago(s.last_active_at)}` : "";
+  const detail = [s.browser, s.os].filter(Boolean).join(", ");
+  return h("li", { class: "item", "data-session": s.id, "data-current": s.current ? "true" : null },
+    h("span", { class: "grow" },
+      h("span", { class: "title" }, [name, seen].filter(Boolean).join(" · "),
+        s.current ? h("span", { class: "badge" }, "this device") : null),
+      h("span", { class: "sub" }, [detail, s.ip].filter(Boolean).join(" · "), detail || s.ip ? " · " : "",
+        "signed in ", when(s.created_at), s.mfa ? " · 2FA" : "")),
+    s.current ? null : h("button", { class: "btn danger", type: "button", "aria-label": `Sign out ${name}`,
+      onclick: async () => {
+        try { await del(`/api/auth/sessions/${s.id}`); } catch (e) { toast(errorText(e)); }
+        reload();
+      } }, "Sign out"));
+}
+
 async function sessionsSection() {
-  const list = h("ul", { class: "list" });
+  const list = h("ul", { class: "list", "aria-label": "Sessions" });
   async function load() {
     const { sessions } = await get("/api/auth/sessions");
-    list.replaceChildren(...sessions.map((s) => h("li", { class: "item" }, h("span", { class: "grow" },
-      h("span", { class: "title" }, s.device || "Unknown device", s.current ? " (this device)" : ""),
-      h("span", { class: "sub" }, `${s.ip || "?"} · since `, when(s.created_at), " · active ", when(s.last_active_at),
-        s.mfa ? " · 2FA" : "")),
-    s.current ? null : h("button", { class: "btn danger", type: "button", "aria-label": `Sign out ${s.device || "session"}`,
-      onclick: async () => { await del(`/api/auth/sessions/${s.id}`); load(); } }, "Sign out"))));
+    // This device first, then the most recently active.
+    sessions.sort((a, b) => (b.current - a.current) || String(b.last_active_at).localeCompare(String(a.last_active_at)));
+    list.replaceChildren(...sessions.map((s) => sessionRow(s, () => load().catch(() => {}))));
   }
   const others = h("button", { class: "btn secondary", type: "button" }, "Sign out all other sessions");
   others.addEventListener("click", async () => {
@@ -55,6 +77,16 @@ async function sessionsSection() {
   return section("Sessions", list, others);
 }
 
+// The server's reason, where the member is looking (not only a passing toast).
+function errorLine() {
+  return h("p", { class: "error", role: "alert", hidden: true });
+}
+
+function showError(line, error) {
+  line.hidden = false;
+  line.textContent = errorText(error);
+}
+
 function mfaSection() {
   const body = h("div", { class: "stack" });
   const me = session.me;
@@ -64,18 +96,20 @@ function mfaSection() {
       try {
         const enrol = await post("/api/auth/2fa/enroll");
         const code = h("input", { inputmode: "numeric", autocomplete: "one-time-code", required: true, minlength: 6, maxlength: 8 });
+        const error = errorLine();
         const form = h("form", { class: "stack" },
           h("img", { class: "qr", alt: "QR code for your authenticator app", src: `data:image/svg+xml;base64,${btoa(enrol.qr_svg)}` }),
           h("p", {}, "Or enter this key: ", h("code", {}, enrol.secret)),
-          field("Code from the app", code), h("button", { class: "btn", type: "submit" }, "Turn on"));
+          field("Code from the app", code), error, h("button", { class: "btn", type: "submit" }, "Turn on"));
         form.addEventListener("submit", async (event) => {
           event.preventDefault();
+          error.hidden = true;
           try {
             const { recovery_codes: codes } = await post("/api/auth/2fa/confirm", { code: code.value });
             me.mfa_enabled = true;
             body.replaceChildren(h("p", { role: "status" }, "Two-factor authentication is on. Keep these recovery codes somewhere safe; each works once:"),
               h("div", { class: "codes" }, codes.map((c) => h("code", {}, c))));
-          } catch (e) { toast(e.message); }
+          } catch (e) { showError(error, e); code.select(); }
         });
         body.replaceChildren(form);
       } catch (e) { toast(e.message); }
@@ -85,12 +119,14 @@ function mfaSection() {
   function on() {
     const password = h("input", { type: "password", autocomplete: "current-password", required: true });
     const code = h("input", { inputmode: "numeric", autocomplete: "one-time-code", required: true });
-    const form = h("form", { class: "stack" }, field("Password", password), field("Code", code),
+    const error = errorLine();
+    const form = h("form", { class: "stack" }, field("Password", password), field("Code", code), error,
       h("button", { class: "btn danger", type: "submit" }, "Turn off two-factor authentication"));
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
+      error.hidden = true;
       try { await post("/api/auth/2fa/disable", { password: password.value, code: code.value }); me.mfa_enabled = false; off(); }
-      catch (e) { toast(e.message); }
+      catch (e) { showError(error, e); }
     });
     body.replaceChildren(h("p", {}, "Status: on ✓"), form);
   }
