@@ -3,7 +3,8 @@
 //
 // Strategies by request kind:
 //   navigations ............ network first, then the cached app shell, then /offline.html
-//   /static/*, manifest .... cache first (precached shell, versioned caches)
+//   /static/*, manifest .... cache first (precached shell, versioned caches; the precache is
+//                            fetched past the HTTP cache, and the server says no-cache too)
 //   history pages and the
 //   lists the app reads .... network first with cache fallback (vonix-api-*)
 //   /avatars/* ............. stale-while-revalidate
@@ -24,7 +25,10 @@ const CACHED_READS = [/^\/api\/channels\/[^/]+\/messages$/, /^\/api\/rooms$/, /^
 const NAVIGATION_TIMEOUT = 5000;
 
 self.addEventListener("install", (event) => {
-  event.waitUntil(caches.open(SHELL).then((cache) => cache.addAll(PRECACHE)));
+  // `cache: "reload"`: the precache takes fresh copies from the server, never the browser's HTTP
+  // cache, which may still hold the previous release's files (they have no hash in their names).
+  event.waitUntil(caches.open(SHELL).then((cache) => cache.addAll(
+    PRECACHE.map((url) => new Request(url, { cache: "reload" })))));
   // No skipWaiting here: an update waits until the page's "Reload" button asks for it.
 });
 

@@ -7,6 +7,10 @@
   the app shell's URLs), so any change to the client changes the worker's bytes, the browser
   installs the new version and the page offers to reload into it.
 - `/manifest.json`, `/offline.html` and `/favicon.ico` live at the root, assets under `/static`.
+- Every asset answers `Cache-Control: no-cache` with its validators (ETag, Last-Modified): the names
+  carry no content hash, so a browser must revalidate before reusing a copy (a cheap 304), or a
+  new service worker's precache (which also asks with `cache: "reload"`) could be filled with the
+  previous release's CSS and JS out of the HTTP cache. Offline, the worker's caches serve them.
 - `/avatars/<name>.svg`: a generated initial-on-colour avatar (no external image hosts).
 - `GET /api/app/config`: what the client needs before sign-in (sign-in providers, push key).
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -22,7 +27,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.staticfiles import PathLike, StaticFiles
+from starlette.types import Scope
 
 from server.jsonio import JSONResponse
 
@@ -32,6 +38,20 @@ SHELL_ROUTES = (
 )
 NO_CACHE = {"Cache-Control": "no-cache"}
 AVATAR_COLOURS = ("#10b981", "#0ea5e9", "#8b5cf6", "#f59e0b", "#ef4444", "#14b8a6", "#6366f1", "#ec4899")
+
+
+class RevalidatedStaticFiles(StaticFiles):
+    """StaticFiles whose answers (200 and 304 alike) say `no-cache`: reuse only after revalidating.
+
+    Starlette's StaticFiles sends ETag and Last-Modified but no Cache-Control, which leaves the
+    browser free to reuse a stale copy heuristically (for a fraction of the file's age).
+    """
+
+    def file_response(self, full_path: PathLike, stat_result: os.stat_result, scope: Scope,
+                      status_code: int = 200) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = NO_CACHE["Cache-Control"]
+        return response
 
 
 class BuildId:
@@ -118,5 +138,5 @@ def page_routes(static_dir: Path, sw_dir: Path | None = None) -> list[BaseRoute]
         Route("/favicon.ico", file("icons/favicon-32.png", "image/png"), methods=["GET", "HEAD"]),
         Route("/avatars/{name}.svg", avatar, methods=["GET", "HEAD"]),
         Route("/api/app/config", app_config, methods=["GET"]),
-        Mount("/static", app=StaticFiles(directory=static_dir, check_dir=False), name="static"),
+        Mount("/static", app=RevalidatedStaticFiles(directory=static_dir, check_dir=False), name="static"),
     ]

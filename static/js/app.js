@@ -93,6 +93,7 @@ render.guard = async (ctx, view) => {
   }
   setNav(ctx);
   document.title = `Vonix · ${location.pathname.split("/").filter(Boolean).map(decodeURIComponent).join(" · ") || "home"}`;
+  document.getElementById("main").scrollTop = 0; // #main scrolls: a new screen starts at its top
   await view(ctx);
   document.getElementById("main").focus({ preventScroll: true });
 };

@@ -102,7 +102,7 @@ export class Live extends EventTarget {
   async onClose(ws, code) {
     if (this.ws !== ws) return;
     this.ws = null;
-    for (const state of this.channels.values()) state.subscribed = false;
+    for (const state of this.channels.values()) { state.subscribed = false; state.asking = false; }
     for (const { reject } of this.pending.values()) reject(new Error("connection closed"));
     this.pending.clear();
     if (this.stopped) return;
@@ -166,9 +166,17 @@ export class Live extends EventTarget {
   // A channel another holder already follows keeps its position (its messages reach every listener).
   subscribe(channel, since = null, holder = "view") {
     const state = this.channels.get(channel);
-    if (state) { state.holders.add(holder); return; }
-    this.channels.set(channel, { since, holders: new Set([holder]), subscribed: false });
-    if (this.connected) this.sendSubscribe(channel);
+    if (!state) {
+      this.channels.set(channel, { since, holders: new Set([holder]), subscribed: false, asking: false, wanted: null });
+      if (this.connected) this.sendSubscribe(channel);
+      return;
+    }
+    state.holders.add(holder);
+    // A holder that has the channel up to `since` joins one whose subscription is not confirmed
+    // yet: start from the older of the two positions, so nothing in between goes missing.
+    if (!since || state.subscribed) return;
+    if (state.asking) state.wanted = since;
+    else if (!state.since || (state.since.epoch === since.epoch && since.offset < state.since.offset)) state.since = since;
   }
 
   unsubscribe(channel, holder = "view") {
@@ -185,6 +193,11 @@ export class Live extends EventTarget {
     return Boolean(this.channels.get(channel)?.subscribed);
   }
 
+  // The last position this tab has of a channel ({offset, epoch}), or null.
+  position(channel) {
+    return this.channels.get(channel)?.since ?? null;
+  }
+
   holds(channel, holder) {
     return Boolean(this.channels.get(channel)?.holders.has(holder));
   }
@@ -194,9 +207,17 @@ export class Live extends EventTarget {
     if (!state) return;
     const fields = { channel };
     if (state.since) fields.since = state.since;
+    state.asking = true;
     try {
       const reply = await this.request("subscribe", fields);
-      if (state.since && !reply.recovered) {
+      state.asking = false;
+      const wanted = state.wanted;
+      state.wanted = null;
+      if (wanted && (wanted.epoch !== reply.epoch || wanted.offset < (fields.since?.offset ?? reply.offset))) {
+        // A holder joined while this subscription was asked from a later point: it missed some.
+        state.since = { offset: reply.offset, epoch: reply.epoch };
+        this.dispatchEvent(new CustomEvent("reset", { detail: { channel } })); // its holders reload
+      } else if (state.since && !reply.recovered) {
         state.since = { offset: reply.offset, epoch: reply.epoch };
         this.dispatchEvent(new CustomEvent("reset", { detail: { channel } }));
       } else {
@@ -208,6 +229,7 @@ export class Live extends EventTarget {
       if (this.channels.get(channel) === state) state.subscribed = true;
       this.dispatchEvent(new CustomEvent("subscribed", { detail: { channel, reply } }));
     } catch (error) {
+      state.asking = false;
       if (error.code === "already_subscribed") { state.subscribed = true; return; }
       if (error.temporary) setTimeout(() => this.channels.has(channel) && this.connected && this.sendSubscribe(channel), 2000);
     }

@@ -79,7 +79,9 @@ export async function flushOverHttp(csrf) {
       const body = await response.json().catch(() => ({}));
       if (body.error && body.error.code === "csrf_failed") throw new Error("csrf token out of date");
       await remove(item.cid);
-      refused.push({ cid: item.cid, channel: item.channel, error: (body.error && body.error.message) || `${response.status}` });
+      const reasons = ((body.error && body.error.details) || []).map((d) => d.message).filter(Boolean);
+      refused.push({ cid: item.cid, channel: item.channel,
+        error: reasons.join("; ") || (body.error && body.error.message) || `${response.status}` });
     }
   }
   return { sent, refused };

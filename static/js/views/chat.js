@@ -138,7 +138,7 @@ export async function chatView(ctx) {
       if (!el.dataset.offset) return toast("You can reply once the message is sent.");
       replyTo = { offset: Number(el.dataset.offset), who };
       replying.hidden = false;
-      replying.replaceChildren(`Replying to ${who}`, h("button", { type: "button", class: "btn secondary", onclick: clearReply },
+      replying.replaceChildren(h("span", {}, "Replying to ", h("span", { class: "who" }, who)), h("button", { type: "button", class: "btn secondary", onclick: clearReply },
         "Cancel reply"));
       input.focus();
     });
@@ -361,7 +361,13 @@ export async function chatView(ctx) {
   }
   for (const item of await outbox.all(channel)) addPending(item, live.connected ? "Sending…" : "Waiting to send");
   live.subscribe(channel, page ? { offset: page.offset, epoch: page.epoch } : null);
-  if (live.isSubscribed(channel)) onSubscribed({ detail: { channel } }); // followed already (unread counts)
+  if (live.isSubscribed(channel)) {
+    // Followed already (the unread counts): messages it saw before this view listened are not in
+    // a page that came from before them, so load the latest again.
+    const position = live.position(channel);
+    if (page && position && position.offset > newest) await loadLatest().catch(() => {});
+    onSubscribed({ detail: { channel } });
+  }
   if (page && (target.dm || target.meta?.member)) {
     track(channel, { kind: target.dm ? "dm" : target.meta.kind, lastOffset: page.offset,
       ...(target.dm ? { user: { username: target.dm } } : {}) });
