@@ -138,7 +138,7 @@ export async function chatView(ctx) {
       if (!el.dataset.offset) return toast("You can reply once the message is sent.");
       replyTo = { offset: Number(el.dataset.offset), who };
       replying.hidden = false;
-      replying.replaceChildren(h("span", {}, "Replying to ", h("span", { class: "who" }, who)), h("button", { type: "button", class: "btn secondary", onclick: clearReply },
+      replying.replaceChildren(h("span", { class: "replying-to" }, "Replying to ", h("span", { class: "who" }, who)), h("button", { type: "button", class: "btn secondary", onclick: clearReply },
         "Cancel reply"));
       input.focus();
     });
