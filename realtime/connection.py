@@ -136,8 +136,9 @@ def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any,
 
 class Connection:
     __slots__ = ("_closed", "_flusher", "_queue", "_queued_bytes", "_scheduled", "_sending", "_transport_done",
-                 "close_task", "coalesce", "conn_id", "limiter", "max_queue_bytes", "on_closed", "read_limiter",
-                 "recovering", "rejections", "subscriptions", "transport", "typing_at", "user")
+                 "close_task", "coalesce", "conn_id", "inflight", "last_publish", "limiter", "max_queue_bytes",
+                 "on_closed", "read_limiter", "recovering", "rejections", "subscriptions", "transport", "typing_at",
+                 "user")
 
     def __init__(
         self,
@@ -160,6 +161,8 @@ class Connection:
         self.coalesce = coalesce
         self.limiter = limiter
         self.read_limiter: TokenBucket | None = None
+        self.inflight = 0  # pipelined publishes not yet stored (realtime/node.py)
+        self.last_publish: asyncio.Future[Any] | None = None
         self.rejections = 0
         self.on_closed = on_closed
         self._flusher = flusher if flusher is not None else Flusher(coalesce)

@@ -56,12 +56,18 @@ class GroupCommit:
 
     async def store(self, user: ConnUser | None, channel: str, data: Any, nonce: str | None,
                     ts: float) -> Persisted:
+        return await self.enqueue(user, channel, data, nonce, ts)
+
+    def enqueue(self, user: ConnUser | None, channel: str, data: Any, nonce: str | None,
+                ts: float) -> asyncio.Future[Persisted]:
+        """Queue a message without waiting for it: messages are stored and published in the order
+        they were queued, so a publisher may keep many in flight (pipelining) and keep its order."""
         request = StoreRequest(user, channel, data, nonce, ts,
                                contextvars.copy_context() if self.traced else None)
         self._queue.append(request)
         if self._drainer is None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain(), name="group-commit")
-        return await request.future
+        return request.future
 
     async def wait_idle(self) -> None:
         """Until everything queued so far is stored and published (drain, shutdown)."""

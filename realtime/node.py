@@ -22,7 +22,7 @@ from realtime.connection import Connection, ConnUser, Flusher, TokenBucket
 from realtime.errors import Disconnect, ReplyError
 from realtime.group_commit import GroupCommit
 from realtime.history.base import FrameParts, History, open_envelope
-from realtime.hooks import ChannelHooks
+from realtime.hooks import ChannelHooks, Persisted
 from realtime.hub import Hub
 from realtime.logs import get_logger
 from realtime.nonces import Nonces
@@ -45,6 +45,7 @@ class NodeSettings:
     publish_burst: float = 20.0
     abuse_limit: int = 30
     typing_interval: float = 2.0
+    max_inflight: int = 256  # pipelined chat publishes waiting for their commit, per connection
     read_rate: float = 5.0  # `read` markers per second per connection (clients send at most 1/s per channel)
     read_burst: float = 20.0
     auth_timeout: float = 10.0
@@ -341,8 +342,52 @@ class Node:
         conn.rejections = max(0, conn.rejections - 1)
         self._scope(user, "publish")
         await self.hooks.authorize(user, channel, "publish")
+        if self.hooks.persisted(channel) and self.tracer is None:
+            await self._publish_pipelined(conn, command)
+            return
         published = await self.publish(channel, command.data, user=user, nonce=command.nonce)
         conn.push(protocol.reply(command.id, offset=published[0], epoch=published[1]))
+
+    async def _publish_pipelined(self, conn: Connection, command: protocol.Command) -> None:
+        """Queue a chat message and read the connection's next frame without waiting for the commit.
+
+        Awaiting each commit acknowledged one message per commit window per connection (~100/s),
+        whatever the load: a bridge bot relaying a busy game server publishes from one connection.
+        Messages are queued in frame order and the group commit stores and publishes in queue order,
+        so offsets keep the connection's order; the reply is pushed when its message is stored
+        (replies to later requests may come first: clients match replies by id). At most
+        `max_inflight` publishes wait per connection; beyond that the reader waits (backpressure).
+        """
+        channel, user = command.channel, conn.user
+        assert channel is not None and user is not None
+        data = await self.hooks.validate(channel, command.data)
+        while conn.inflight >= self.settings.max_inflight and conn.last_publish is not None:
+            await asyncio.wait([conn.last_publish])
+        self.published += 1
+        future = self.commits.enqueue(user, channel, data, command.nonce, time.time())
+        conn.inflight += 1
+        conn.last_publish = future
+        request_id = command.id
+
+        def acknowledge(done: asyncio.Future[Persisted]) -> None:
+            conn.inflight -= 1
+            if conn.last_publish is done:
+                conn.last_publish = None
+            if done.cancelled():
+                return
+            error = done.exception()
+            if error is None:
+                stored = done.result()
+                conn.push(protocol.reply(request_id, offset=stored.offset, epoch=stored.epoch))
+            elif isinstance(error, ReplyError):
+                conn.push(protocol.error_reply(request_id, error.code, error.message, temporary=error.temporary,
+                                               retry_after=error.retry_after, details=error.details))
+            else:
+                log.warning("ws_publish_failed", conn_id=conn.conn_id, error=error.__class__.__name__)
+                conn.push(protocol.error_reply(request_id, errors.UNAVAILABLE, "temporarily unavailable",
+                                               temporary=True))
+
+        future.add_done_callback(acknowledge)
 
     async def publish(self, channel: str, data: Any, *, user: ConnUser | None = None,
                       nonce: str | None = None) -> tuple[int, str]:
