@@ -354,7 +354,7 @@ class Client {
           this.last = seq - 1; // advanced by `lines` below
         }
         if (this.sampled && state.sampling) {
-          const tKey = T_KEYS[state.mode] || T_KEYS.fanout;
+          const tKey = state.mode === 'rooms' ? T_KEYS.rooms : (state.tKey || T_KEYS.fanout);
           const at = buf.indexOf(tKey, start);
           if (at !== -1 && (end === -1 || at < end)) {
             state.samples.push(now() - readNumber(buf, at + tKey.length));
@@ -493,10 +493,13 @@ async function fanout(cmd) {
   const window = cmd.window || 16;
   state.checkOrder = cmd.check_order !== false;
   const channel = cmd.channel;
+  // Chat channels take only the chat message schema: the send time leads the text there.
+  const chat = /^(room|dm):/.test(channel);
+  state.tKey = chat ? T_KEYS.rooms : T_KEYS.fanout;
   const publishOne = () => {
     const seq = ++state.published;
-    publishers[seq % publishers.length].send(
-      `{"id":${seq},"op":"publish","channel":"${channel}","data":{"seq":${seq},"t":${now().toFixed(3)}}}`);
+    const data = chat ? `{"text":"t:${now().toFixed(3)} #${seq}"}` : `{"seq":${seq},"t":${now().toFixed(3)}}`;
+    publishers[seq % publishers.length].send(`{"id":${seq},"op":"publish","channel":"${channel}","data":${data}}`);
   };
   const pump = () => {
     while (running && state.published - state.minLevel < window) publishOne();

@@ -19,6 +19,7 @@ window, batches of ~3.6 and 30 ms of server CPU per 1,000 deliveries; 5 ms, ~14 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ class StoreRequest(PendingMessage):
 
 class GroupCommit:
     def __init__(self, hooks: ChannelHooks, history: History, deliver_local: DeliverLocal, *,
-                 max_batch: int = 256, window: float = 0.0) -> None:
+                 max_batch: int = 256, window: float = 0.0, eager_batch: int = 32) -> None:
         self.hooks = hooks
         self.history = history
         self.deliver_local = deliver_local
@@ -52,6 +53,10 @@ class GroupCommit:
         self.traced = False  # set when the host traces: each batch runs in its first publisher's context
         self._queue: list[StoreRequest] = []
         self._drainer: asyncio.Task[None] | None = None
+        # Batches of this size start without waiting for the window (the window exists to gather
+        # batches about this big: ~28 at 2,000 messages/s and 10 ms).
+        self.eager_batch = eager_batch
+        self._full = asyncio.Event()
         self.batches = 0  # committed batches (stats, tests)
 
     async def store(self, user: ConnUser | None, channel: str, data: Any, nonce: str | None,
@@ -65,6 +70,8 @@ class GroupCommit:
         request = StoreRequest(user, channel, data, nonce, ts,
                                contextvars.copy_context() if self.traced else None)
         self._queue.append(request)
+        if len(self._queue) >= self.eager_batch:
+            self._full.set()
         if self._drainer is None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain(), name="group-commit")
         return request.future
@@ -80,8 +87,12 @@ class GroupCommit:
             while self._queue:
                 if self.window:
                     wait = self._next_batch_at - loop.time()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
+                    if wait > 0 and len(self._queue) < self.eager_batch:
+                        # A full enough batch need not wait out the window: a pipelining publisher
+                        # (50 in flight) would otherwise get at most one batch per window.
+                        self._full.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._full.wait(), wait)
                     self._next_batch_at = loop.time() + self.window
                 batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
                 context = batch[0].context

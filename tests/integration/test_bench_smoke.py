@@ -41,6 +41,13 @@ def test_bench_fanout_prints_every_row_with_numbers_and_loses_nothing(tmp_path: 
                             rf"\s0 of ({NUMBER})\s", out, re.MULTILINE)
             assert row, f"no row with numbers and `0 of N` lost for {scenario} / {server}:\n{out}"
             assert float(row.group(1).replace(",", "")) > 0
+    for subscribers in (10, 20):  # pipelined publishes to a persisted room
+        scenario = f"room: 1 publisher, 50 in flight, {subscribers} subs"
+        for server in ("reference", "vonix"):
+            row = re.search(rf"^{re.escape(scenario)}\s+{server}\s+({NUMBER})\s+({NUMBER})x.*\s0 of ({NUMBER})\s",
+                            out, re.MULTILINE)
+            assert row and float(row.group(1).replace(",", "")) > 0, f"no row for {scenario} / {server}:\n{out}"
+    assert re.search(r"room: 1 publisher, 50 in flight, 10 subs: >= 3,000 acknowledged messages/s", out), out
     for server in ("reference", "vonix"):
         assert re.search(rf"^{server}\s+40 in 4\s+{NUMBER}\s+{NUMBER}\s+{LATENCY}\s+{LATENCY}\s+0 of {NUMBER}",
                          out, re.MULTILINE), out
