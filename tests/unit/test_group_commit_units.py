@@ -154,3 +154,19 @@ async def test_the_commit_window_groups_a_steady_stream_and_spares_a_lone_messag
     assert max(len(b) for b in windowed_store.batches[:-1]) >= 10
     assert windowed_store.batches[-1] == ["lone"] and lone_latency < 0.015
     assert [off for _, off in broker.published] == list(range(1, 62))
+
+
+async def test_a_full_batch_does_not_wait_out_the_window() -> None:
+    """A pipelining publisher keeps many messages queued: once 32 wait, the batch starts at once;
+    fewer still wait for the window (here a long one, so the two cases cannot be confused)."""
+    commits, store, _, _ = make()
+    commits.window = 1.0
+    await commits.store(None, "room:a", "first", None, 1.0)  # after a quiet spell: at once
+    few = [commits.enqueue(None, "room:a", f"few {n}", None, 1.0) for n in range(5)]
+    await asyncio.sleep(0.2)
+    assert not any(f.done() for f in few), "a small batch waits for the window"
+    many = [commits.enqueue(None, "room:a", f"many {n}", None, 1.0) for n in range(30)]
+    done, _ = await asyncio.wait(many, timeout=0.5)
+    assert len(done) == 30, "35 queued: the batch started without waiting out the window"
+    assert [f.result().offset for f in few + many] == list(range(2, 37)), "queue order kept"
+    assert store.batches[1] == [f"few {n}" for n in range(5)] + [f"many {n}" for n in range(30)]
