@@ -223,12 +223,10 @@ class Node:
             elif command.op == "read":
                 await self._read(conn, command)
         except ReplyError as exc:
-            conn.push(protocol.error_reply(command.id, exc.code, exc.message, temporary=exc.temporary,
-                                           retry_after=exc.retry_after, details=exc.details))
+            conn.push(_refusal(command.id, exc))
         except Exception:
             log.exception("ws_op_failed", op=command.op, conn_id=conn.conn_id)
-            conn.push(protocol.error_reply(command.id, errors.UNAVAILABLE, "temporarily unavailable",
-                                           temporary=True))
+            conn.push(_refusal(command.id, None))
 
     async def _auth(self, conn: Connection, command: protocol.Command) -> None:
         if conn.user is not None:
@@ -379,13 +377,10 @@ class Node:
             if error is None:
                 stored = done.result()
                 conn.push(protocol.reply(request_id, offset=stored.offset, epoch=stored.epoch))
-            elif isinstance(error, ReplyError):
-                conn.push(protocol.error_reply(request_id, error.code, error.message, temporary=error.temporary,
-                                               retry_after=error.retry_after, details=error.details))
-            else:
+                return
+            if not isinstance(error, ReplyError):
                 log.warning("ws_publish_failed", conn_id=conn.conn_id, error=error.__class__.__name__)
-                conn.push(protocol.error_reply(request_id, errors.UNAVAILABLE, "temporarily unavailable",
-                                               temporary=True))
+            conn.push(_refusal(request_id, error if isinstance(error, ReplyError) else None))
 
         future.add_done_callback(acknowledge)
 
@@ -617,6 +612,14 @@ class Node:
                 return
             for conn in self.hub.sessions(sessions):
                 conn.disconnect(errors.SESSION_REVOKED)
+
+
+def _refusal(request_id: int, exc: ReplyError | None) -> bytes:
+    """The error reply for a refused op; None: an unexpected fault (temporary, retry later)."""
+    if exc is None:
+        return protocol.error_reply(request_id, errors.UNAVAILABLE, "temporarily unavailable", temporary=True)
+    return protocol.error_reply(request_id, exc.code, exc.message, temporary=exc.temporary,
+                                retry_after=exc.retry_after, details=exc.details)
 
 
 def _covers(frames: list[tuple[int, bytes]], first: int, last: int) -> bool:

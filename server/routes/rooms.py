@@ -22,6 +22,7 @@ from server.jsonio import JSONResponse, read_json
 from server.resources import resources_of
 from server.routes.auth import USERNAME
 from server.services.channels import ROOM_NAME, TOPIC_MAX, ChannelMeta, Channels
+from server.services.chat_data import control_character
 
 
 class CreateRoomBody(BaseModel):
@@ -40,7 +41,7 @@ class TopicBody(BaseModel):
     def _trim(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
+        if control_character(value) is not None:
             raise ValueError("The topic cannot contain control characters.")
         return value.strip() or None
 

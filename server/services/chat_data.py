@@ -31,6 +31,13 @@ def _refuse(field: str, code: str, message: str) -> ReplyError:
                       details=({"field": field, "code": code, "message": message},))
 
 
+def control_character(text: str) -> str | None:
+    """The name of the first control character other than newline and tab in `text`, if any
+    (chat messages and room topics refuse them)."""
+    bad = _CONTROL.search(text)
+    return None if bad is None else unicodedata.name(bad.group(), f"U+{ord(bad.group()):04X}")
+
+
 def clean_text(value: Any) -> str:
     if not isinstance(value, str):
         raise _refuse("data.text", "invalid_type", "must be a string")
@@ -39,9 +46,8 @@ def clean_text(value: Any) -> str:
         raise _refuse("data.text", "empty", "must not be empty")
     if len(text) > MAX_TEXT:
         raise _refuse("data.text", "too_long", f"at most {MAX_TEXT:,} characters ({len(text):,} sent)")
-    bad = _CONTROL.search(text)
-    if bad is not None:
-        name = unicodedata.name(bad.group(), f"U+{ord(bad.group()):04X}")
+    name = control_character(text)
+    if name is not None:
         raise _refuse("data.text", "control_character", f"control characters are not allowed ({name})")
     return text
 

@@ -161,6 +161,13 @@ def assert_clean(*pages: Any) -> None:
         assert not any(found.values()), found
 
 
+async def sign_in_with_form(page: Any, login: str, password: str = PASSWORD) -> None:
+    """Fill and send the sign-in form the way a member does (the page is on /signin)."""
+    await page.get_by_label("Username or email").fill(login)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in", exact=True).click()
+
+
 async def screenshot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pyotp
 
-from tests.browser.conftest import PHONE, new_page, screenshot
+from tests.browser.conftest import PHONE, new_page, screenshot, sign_in_with_form
 from tests.support.accounts import PASSWORD
 from tests.support.appserver import AppServer
 
@@ -36,9 +36,7 @@ async def test_sign_up_enable_2fa_and_sign_in_with_it(browser: Any, web: AppServ
 
     await page.get_by_role("button", name="Sign out", exact=True).click()
     await page.wait_for_url("**/signin")
-    await page.get_by_label("Username or email").fill("steve@example.com")
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in", exact=True).click()
+    await sign_in_with_form(page, "steve@example.com")
     await page.get_by_role("heading", name="Two-factor authentication").wait_for()
     await page.get_by_label("Code").fill(codes[0])  # a recovery code: the TOTP step was just used
     await page.get_by_role("button", name="Verify").click()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.browser.conftest import DESKTOP, PHONE, eventually, make_users, new_page, screenshot
+from tests.browser.conftest import DESKTOP, PHONE, eventually, make_users, new_page, screenshot, sign_in_with_form
 from tests.support.accounts import PASSWORD
 from tests.support.appserver import AppServer
 
@@ -20,9 +20,7 @@ async def test_two_users_chat_live(browser: Any, web: AppServer) -> None:
     alice = await new_page(browser, web.base_url)
     await alice.goto("/rooms/general")
     await alice.wait_for_url("**/signin?next=*")
-    await alice.get_by_label("Username or email").fill("alice")
-    await alice.get_by_label("Password").fill(PASSWORD)
-    await alice.get_by_role("button", name="Sign in", exact=True).click()
+    await sign_in_with_form(alice, "alice")
     await alice.wait_for_url("**/rooms/general")
     await connected(alice)
     assert await alice.locator("#conn").inner_text() == "Live"

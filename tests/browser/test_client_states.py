@@ -23,6 +23,7 @@ from tests.browser.conftest import (
     new_page,
     problems,
     server_json,
+    sign_in_with_form,
     web_settings,
 )
 from tests.conftest import fresh_sqlite_url
@@ -292,9 +293,7 @@ async def test_two_factor_errors_say_what_went_wrong(browser: Any, web: AppServe
     # Signing in again with the code that just turned 2FA on: it was used; say to wait for the next.
     await page.get_by_role("button", name="Sign out", exact=True).click()
     await page.wait_for_url("**/signin")
-    await page.get_by_label("Username or email").fill("alice")
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in", exact=True).click()
+    await sign_in_with_form(page, "alice")
     await page.get_by_role("heading", name="Two-factor authentication").wait_for()
     await page.get_by_label("Code").fill(code)
     await page.get_by_role("button", name="Verify").click()

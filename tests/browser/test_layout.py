@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.browser.conftest import new_page, screenshot, web_settings
+from tests.browser.conftest import problems as problems_of
 from tests.conftest import fresh_sqlite_url
 from tests.support.accounts import PASSWORD
 from tests.support.appserver import AppServer
@@ -284,7 +285,14 @@ async def every_screen(browser: Any, web: AppServer, crowd: dict[str, dict[str, 
         await check(page, f"{size}-room-replying", phone=phone, chat=True, problems=problems)
         if size == "390":
             await the_check_sees_a_broken_layout(page)
-        assert page.errors == [], page.errors
-        assert not [r for r in getattr(page, "bad_responses", []) if r.startswith("429 ")]
+        # Every screen at every width with zero failed requests: the only refusal is the one the
+        # missing-room screen is about (404 for /api/rooms/doesnotexist, and its console line).
+        found = problems_of(page)
+        missing = [r for r in found["status"] if r.startswith("404 ") and r.endswith("/api/rooms/doesnotexist")]
+        assert len(missing) == 1, found
+        found["status"] = [r for r in found["status"] if r not in missing]
+        found["console"] = [c for c in found["console"] if "status of 404" not in c]
+        assert len(problems_of(page)["console"]) - len(found["console"]) <= len(missing), found
+        assert not any(found.values()), found
         await page.context.close()
     return problems

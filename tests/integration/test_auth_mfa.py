@@ -2,17 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
-import pyotp
-
-from tests.support.accounts import PASSWORD, bearer, login, register
+from tests.support.accounts import PASSWORD, bearer, login, register, totp_code
 from tests.support.appserver import AppServer
-
-
-def code_at_offset(secret: str, steps: int) -> str:
-    totp = pyotp.TOTP(secret)
-    return totp.at(time.time() + steps * totp.interval)
 
 
 async def test_two_factor_lifecycle(auth_server: AppServer) -> None:
@@ -29,7 +20,7 @@ async def test_two_factor_lifecycle(auth_server: AppServer) -> None:
 
         wrong = await client.post("/api/auth/2fa/confirm", json={"code": "000000"}, headers=headers)
         assert wrong.status_code == 422
-        confirm = await client.post("/api/auth/2fa/confirm", json={"code": code_at_offset(secret, -1)},
+        confirm = await client.post("/api/auth/2fa/confirm", json={"code": totp_code(secret, -1)},
                                     headers=headers)
         assert confirm.status_code == 200
         recovery = confirm.json()["recovery_codes"]
@@ -38,7 +29,7 @@ async def test_two_factor_lifecycle(auth_server: AppServer) -> None:
         # Step one: password gives a ticket, not tokens.
         first = await login(client, "secure_sam")
         assert first == {"mfa_required": True, "mfa_ticket": first["mfa_ticket"]}
-        code = code_at_offset(secret, 0)
+        code = totp_code(secret, 0)
         ok = await client.post("/api/auth/login/mfa", json={"mfa_ticket": first["mfa_ticket"], "code": code})
         assert ok.status_code == 200 and "access_token" in ok.json()
 
@@ -59,7 +50,7 @@ async def test_two_factor_lifecycle(auth_server: AppServer) -> None:
 
         # A forged ticket is refused.
         forged = await client.post("/api/auth/login/mfa", json={"mfa_ticket": third["mfa_ticket"] + "x",
-                                                                "code": code_at_offset(secret, 1)})
+                                                                "code": totp_code(secret, 1)})
         assert forged.status_code == 401 and forged.json()["error"]["code"] == "invalid_mfa_ticket"
 
         # Disabling needs the password and a code.
@@ -90,7 +81,7 @@ async def test_mfa_step_is_rate_limited(auth_server: AppServer) -> None:
         await register(client, "Brute_Bob")
         headers = bearer((await login(client, "brute_bob"))["access_token"])
         secret = (await client.post("/api/auth/2fa/enroll", headers=headers)).json()["secret"]
-        await client.post("/api/auth/2fa/confirm", json={"code": code_at_offset(secret, -1)}, headers=headers)
+        await client.post("/api/auth/2fa/confirm", json={"code": totp_code(secret, -1)}, headers=headers)
         ticket = (await login(client, "brute_bob"))["mfa_ticket"]
         statuses = []
         for guess in range(7):
@@ -98,7 +89,7 @@ async def test_mfa_step_is_rate_limited(auth_server: AppServer) -> None:
                                                                       "code": f"{guess:06d}"})
             statuses.append(response.status_code)
         good = await client.post("/api/auth/login/mfa", json={"mfa_ticket": ticket,
-                                                              "code": code_at_offset(secret, 0)})
+                                                              "code": totp_code(secret, 0)})
     assert statuses[:5] == [401] * 5
     assert statuses[5:] == [429, 429]
     assert good.status_code == 429

@@ -11,7 +11,7 @@ from http.cookies import SimpleCookie
 import httpx
 import pyotp
 
-from tests.support.accounts import PASSWORD, bearer, login, register
+from tests.support.accounts import PASSWORD, bearer, login, register, totp_code
 from tests.support.appserver import AppServer
 
 CHROME_ANDROID = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -118,19 +118,15 @@ async def test_session_cookie_tells_the_pwa_when_access_expires(auth_server: App
         assert client.cookies.get("vonix_session") is None
 
 
-def code_at(secret: str, steps: int) -> str:
-    totp = pyotp.TOTP(secret)
-    return totp.at(time.time() + steps * totp.interval)
-
 
 async def test_two_factor_codes_are_refused_with_a_reason(auth_server: AppServer) -> None:
     async with auth_server.client() as client:
         await register(client, "Two_Step_Tia")
         headers = bearer((await login(client, "two_step_tia"))["access_token"])
         secret = (await client.post("/api/auth/2fa/enroll", headers=headers)).json()["secret"]
-        current = code_at(secret, 0)
+        current = totp_code(secret, 0)
         wrong_code = next(c for c in ("000000", "111111", "222222") if c not in
-                          {code_at(secret, s) for s in range(-12, 13)})
+                          {totp_code(secret, s) for s in range(-12, 13)})
 
         wrong = await client.post("/api/auth/2fa/confirm", json={"code": wrong_code}, headers=headers)
         assert wrong.status_code == 422
@@ -139,9 +135,9 @@ async def test_two_factor_codes_are_refused_with_a_reason(auth_server: AppServer
         assert error["details"][0]["field"] == "code" and error["details"][0]["code"] == "wrong_code"
         assert "clock" in error["details"][0]["message"]
 
-        expired = await client.post("/api/auth/2fa/confirm", json={"code": code_at(secret, -5)}, headers=headers)
+        expired = await client.post("/api/auth/2fa/confirm", json={"code": totp_code(secret, -5)}, headers=headers)
         assert expired.status_code == 422 and expired.json()["error"]["details"][0]["code"] == "code_expired"
-        ahead = await client.post("/api/auth/2fa/confirm", json={"code": code_at(secret, 5)}, headers=headers)
+        ahead = await client.post("/api/auth/2fa/confirm", json={"code": totp_code(secret, 5)}, headers=headers)
         assert ahead.status_code == 422 and ahead.json()["error"]["details"][0]["code"] == "clock_ahead"
 
         enabled = await client.post("/api/auth/2fa/confirm", json={"code": current}, headers=headers)

@@ -33,3 +33,13 @@ async def make_admin(server: Any, username: str) -> None:
     user = await users.by_username(db, username)
     await users.update(db, user["id"], role="admin")
     await server.resources.auth.user_changed(user["id"])  # cached principals learn the new role
+
+
+def totp_code(secret: str, steps: int = 0) -> str:
+    """The authenticator app's code `steps` 30-second periods from now (negative: the past)."""
+    import time
+
+    import pyotp
+
+    totp = pyotp.TOTP(secret)
+    return totp.at(time.time() + steps * totp.interval)
