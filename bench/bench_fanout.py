@@ -7,7 +7,7 @@ PostgreSQL); the load generator is pinned to core 1:
 - `bench/reference_server.py`: a minimal server on the `websockets` library (one Redis
   subscription, `websockets.broadcast` of the frame encoded once), plain and coalescing 2 ms.
 
-Scenarios (`BENCH_SCENARIOS=fanout,replicas,pipelined,rooms,idle`):
+Scenarios (`BENCH_SCENARIOS=fanout,replicas,pipelined,rooms,idle,subscribe`):
 - fanout:   1 replica x BENCH_SUBSCRIBERS (2,000) clients on one `bot:` channel (ephemeral).
             BENCH_PUBLISHERS (4) connections of one bot publish in turn, closed loop: at most
             BENCH_WINDOW (16) messages in flight (published, not yet received by every client),
@@ -21,8 +21,10 @@ Scenarios (`BENCH_SCENARIOS=fanout,replicas,pipelined,rooms,idle`):
             persisted (every message stored in PostgreSQL, group-committed; BENCH_ROOMS_MODE=embedded
             for SQLite); the reference stores nothing. When Vonix is overloaded a second row measures it at a
             tenth of the load, to show what a room message costs.
-- idle:     BENCH_IDLE (10,000) connections, token on the upgrade, each subscribed: connections/s
-            and server RSS growth per connection.
+- idle:     BENCH_IDLE (10,000) connections, token on the upgrade, each subscribed to `bot:idle`:
+            connections/s and server RSS growth per connection.
+- subscribe: the same number of connections, each subscribing to one of 100 `room:` channels
+            (PostgreSQL + Redis) with 100 users: what members do after a deploy.
 
 Vonix clients are BENCH_USERS (10) users registered through the HTTP API (each token used by many
 connections; WS_MAX_CONNECTIONS_PER_USER raised), the publisher is a bot (`vonix create-bot`).
@@ -60,6 +62,7 @@ from typing import Any
 
 import httpx
 
+from bench import resubscribe as resubscribe_cost
 from bench.reference_server import make_token
 from bench.table import print_table
 from tests.support.services import PostgresServer, RedisServer, free_port, wait_port
@@ -97,9 +100,11 @@ class Config:
     room_rate: float = field(default_factory=lambda: _env("BENCH_ROOM_RATE", 1))
     rooms_scaled: bool = field(default_factory=lambda: os.environ.get("BENCH_ROOMS_MODE", "scaled") == "scaled")
     scenarios: list[str] = field(default_factory=lambda: _list("BENCH_SCENARIOS",
-                                                               "fanout,replicas,pipelined,rooms,idle"))
+                                                               "fanout,replicas,pipelined,rooms,idle,subscribe"))
     servers: list[str] = field(default_factory=lambda: _list("BENCH_SERVERS", "reference,coalesce,vonix"))
     users: int = field(default_factory=lambda: int(_env("BENCH_USERS", 10)))
+    subscribe_users: int = field(default_factory=lambda: int(_env("BENCH_SUBSCRIBE_USERS", 100)))
+    resubscribe_rounds: int = field(default_factory=lambda: int(_env("BENCH_RESUBSCRIBE_ROUNDS", 200)))
     retries: int = field(default_factory=lambda: int(_env("BENCH_RETRIES", 1)))
     sample_every: int = 41  # prime: the sampled clients spread over replicas and rooms
     concurrency: int = 100
@@ -395,14 +400,14 @@ class Stack:
         pid = int((self.postgres.data / "postmaster.pid").read_text().split()[0])
         return [pid, *children(pid)]
 
-    def reference(self, replicas: int, coalesce_ms: float) -> Deployment:
+    def reference(self, replicas: int, coalesce_ms: float, users: int | None = None) -> Deployment:
         self.flush_redis()
         servers = [start_reference(self.redis.url, self.dir, coalesce_ms) for _ in range(replicas)]
         return Deployment(servers, "/", make_token(REF_SECRET, 999),
-                          [make_token(REF_SECRET, i + 1) for i in range(self.cfg.users)], "seq",
+                          [make_token(REF_SECRET, i + 1) for i in range(users or self.cfg.users)], "seq",
                           lambda: {"redis": [self.redis_pid]})
 
-    def vonix(self, replicas: int, scaled: bool = False) -> Deployment:
+    def vonix(self, replicas: int, scaled: bool = False, users: int | None = None) -> Deployment:
         scaled = scaled or replicas > 1
         database, bot = self.database(scaled)
         if scaled:
@@ -412,7 +417,7 @@ class Stack:
         try:
             servers.extend(start_vonix(env, self.dir) for _ in range(replicas))
             deployment = Deployment(servers, "/ws", bot, [], "offset")
-            deployment.tokens = vonix_users(deployment.base_url, self.cfg.users)
+            deployment.tokens = vonix_users(deployment.base_url, users or self.cfg.users)
         except Exception:
             for server in servers:
                 server.stop()
@@ -421,10 +426,10 @@ class Stack:
             deployment.extra_pids = lambda: {"redis": [self.redis_pid], "db": self.postgres_pids()}
         return deployment
 
-    def deploy(self, kind: str, replicas: int, scaled: bool = False) -> Deployment:
+    def deploy(self, kind: str, replicas: int, scaled: bool = False, users: int | None = None) -> Deployment:
         if kind == VONIX:
-            return self.vonix(replicas, scaled)
-        return self.reference(replicas, 2.0 if kind == COALESCE else 0.0)
+            return self.vonix(replicas, scaled, users)
+        return self.reference(replicas, 2.0 if kind == COALESCE else 0.0, users)
 
     def cleanup(self) -> None:
         self.redis.cleanup()
@@ -548,6 +553,9 @@ class IdleResult:
     rss_after_kib: int
     loadgen_cpu: float
     server_cpu: float
+    scenario: str = ""
+    backend_cpu: float = 0.0  # Redis + PostgreSQL
+    note: str = ""
 
     @property
     def rate(self) -> float:
@@ -657,32 +665,64 @@ def rooms_scenario(stack: Stack, lg: LoadGen, cfg: Config) -> list[RoomsResult]:
     return results
 
 
-def idle_scenario(stack: Stack, lg: LoadGen, cfg: Config) -> list[IdleResult]:
+def connect_scenario(stack: Stack, lg: LoadGen, cfg: Config, *, scenario: str, channels: list[str],
+                     users: int | None = None, scaled: bool = False, resubscribe: bool = False,
+                     costs: list[resubscribe_cost.ResubscribeCost] | None = None) -> list[IdleResult]:
+    """Connections/s (token on the upgrade, then one subscribe each) and RSS growth per connection;
+    client i subscribes to channels[i // (n / len(channels))]. `resubscribe`: then the server CPU
+    of resubscribing 10 of the channels on one connection, single vs batch (into `costs`)."""
+    costs = costs if costs is not None else []
     results = []
+    group = max(1, cfg.idle // len(channels))
     for kind in (REFERENCE, VONIX):
-        if kind not in cfg.servers:
+        if SHORT[kind] not in cfg.servers:
             continue
-        progress(f"idle: {kind}")
-        deployment = stack.deploy(kind, 1)
+        progress(f"{scenario}: {kind}")
+        deployment = stack.deploy(kind, 1, scaled, users)
         try:
+            if kind == VONIX and channels[0].startswith("room:"):
+                create_rooms(deployment.base_url, deployment.tokens[0], [c.removeprefix("room:") for c in channels])
             pid = deployment.servers[0].pid
-            connect(lg, deployment, cfg, min(200, cfg.idle), ["bot:idle"], cfg.idle)  # warm up, then measure
+            connect(lg, deployment, cfg, min(200, cfg.idle), channels, group)  # warm up, then measure
             lg.call(cmd="close")
             settle = 0.5 if cfg.idle < 2000 else 2.0
             time.sleep(settle / 2)
             before = rss_kib(pid)
-            cpu0 = lg.call(cmd="cpu", pids={"server": [pid]})["cpu_ticks"]
-            done = connect(lg, deployment, cfg, cfg.idle, ["bot:idle"], cfg.idle)
-            cpu1 = lg.call(cmd="cpu", pids={"server": [pid]})["cpu_ticks"]
+            pids = {"server": [pid], **deployment.extra_pids()}
+            cpu0 = lg.call(cmd="cpu", pids=pids)["cpu_ticks"]
+            done = connect(lg, deployment, cfg, cfg.idle, channels, group)
+            cpu1 = lg.call(cmd="cpu", pids=pids)["cpu_ticks"]
             time.sleep(settle)
             after = rss_kib(pid)
             lg.call(cmd="close")
+            if kind == VONIX and resubscribe:
+                costs.append(resubscribe_cost.measure(deployment.urls[0], deployment.tokens[0], channels[:10],
+                                                      [pid, *deployment.extra_pids().get("redis", [])],
+                                                      rounds=cfg.resubscribe_rounds))
         finally:
             deployment.stop()
+        note = "nothing stored" if kind != VONIX else (
+            "scaled (PostgreSQL + Redis)" if scaled else "embedded (SQLite)")
         results.append(IdleResult(kind, done["connected"], done["failed"], done["seconds"], before, after,
                                   (cpu1["loadgen"] - cpu0["loadgen"]) / CLK_TCK,
-                                  (cpu1["server"] - cpu0["server"]) / CLK_TCK))
+                                  (cpu1["server"] - cpu0["server"]) / CLK_TCK, scenario,
+                                  (cpu1.get("redis", 0) + cpu1.get("db", 0) - cpu0.get("redis", 0)
+                                   - cpu0.get("db", 0)) / CLK_TCK, note))
     return results
+
+
+def idle_scenario(stack: Stack, lg: LoadGen, cfg: Config) -> list[IdleResult]:
+    return connect_scenario(stack, lg, cfg, scenario="bot: 1 channel", channels=["bot:idle"])
+
+
+def subscribe_scenario(stack: Stack, lg: LoadGen, cfg: Config,
+                       costs: list[resubscribe_cost.ResubscribeCost]) -> list[IdleResult]:
+    """Issue 15, item 3: what members do after a deploy: connect, authenticate and subscribe to a
+    `room:` channel (persisted: membership, position, presence), 100 users over 100 rooms."""
+    rooms = max(10, min(100, cfg.idle // 100))
+    return connect_scenario(stack, lg, cfg, scenario=f"room: {rooms} rooms, {cfg.subscribe_users} users",
+                            channels=[f"room:sub-{i:03d}" for i in range(rooms)], users=cfg.subscribe_users,
+                            scaled=True, resubscribe=True, costs=costs)
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -703,7 +743,8 @@ def _share(cpu: float, run: Run) -> str:
     return f"{100 * cpu / run.seconds:.0f}%"
 
 
-def report(cfg: Config, fanout: list[FanoutResult], rooms: list[RoomsResult], idle: list[IdleResult]) -> list[str]:
+def report(cfg: Config, fanout: list[FanoutResult], rooms: list[RoomsResult], idle: list[IdleResult],
+           resubscribes: list[resubscribe_cost.ResubscribeCost] | None = None) -> list[str]:
     """Print the tables; returns the warnings (also printed)."""
     warnings: list[str] = []
     targets: list[tuple[str, str, str]] = []
@@ -779,20 +820,35 @@ def report(cfg: Config, fanout: list[FanoutResult], rooms: list[RoomsResult], id
                      "cpu ms/1k deliv", "vs ref", "refused", "server cpu", "redis+db cpu", "loadgen cpu",
                      "other load", "note"], rows)
     if idle:
-        ref_idle = next((r for r in idle if r.server == REFERENCE), None)
         rows = []
         for r in idle:
-            rows.append([r.server, r.connections, r.rate, _ratio(r.rate, ref_idle.rate if ref_idle else None),
-                         r.kib_per_connection, r.failed, f"{r.server_cpu:.2f} s", f"{r.loadgen_cpu:.2f} s"])
-            check_loadgen(f"idle connections, {r.server}", r.server_cpu, r.loadgen_cpu)
-            if r.server == VONIX:
+            ref_idle = next((i for i in idle if i.server == REFERENCE and i.scenario == r.scenario), None)
+            rows.append([r.scenario, r.server, r.connections, r.rate,
+                         _ratio(r.rate, ref_idle.rate if ref_idle else None), r.kib_per_connection, r.failed,
+                         f"{r.server_cpu:.2f} s", f"{r.backend_cpu:.2f} s", f"{r.loadgen_cpu:.2f} s", r.note])
+            check_loadgen(f"connections, {r.scenario}, {r.server}", r.server_cpu, r.loadgen_cpu)
+            if r.server != VONIX:
+                continue
+            if r.scenario.startswith("room:"):
+                targets.append((f"connect + auth + subscribe, {r.scenario}: >= 1,500 connections/s",
+                                f"{r.rate:,.0f}/s", "met" if r.rate >= 1500 and not r.failed else "MISSED"))
+            else:
                 targets.append((f"{r.connections:,} idle connections: <= 20 KiB each",
                                 f"{r.kib_per_connection:.1f} KiB", "met" if r.kib_per_connection <= 20 else "MISSED"))
                 targets.append(("connecting with token auth: >= 1,000 connections/s", f"{r.rate:,.0f}/s",
                                 "met" if r.rate >= 1000 else "MISSED"))
-        print_table("Idle connections: token on the upgrade, subscribed; server RSS growth per connection",
-                    ["server", "connections", "connect/s", "vs ref", "KiB/conn", "failed", "server cpu",
-                     "loadgen cpu"], rows)
+        print_table(f"Connections: {cfg.idle:,} clients, token on the upgrade, each subscribed to one channel; "
+                    "server RSS growth per connection",
+                    ["scenario", "server", "connections", "connect/s", "vs ref", "KiB/conn", "failed", "server cpu",
+                     "redis+db cpu", "loadgen cpu", "note"], rows)
+    for cost in resubscribes or []:
+        print_table(f"Resubscribing {cost.rooms} rooms on one connection (server CPU per round of {cost.rounds}, "
+                    f"the {cost.rooms} unsubscribes of a round included in both)",
+                    ["variant", "server cpu ms", "vs single"],
+                    [[f"{cost.rooms} single subscribes", f"{cost.single_ms:.2f}", "1.00x"],
+                     [f"one batch subscribe of {cost.rooms}", f"{cost.batch_ms:.2f}", f"{cost.ratio:.2f}x"]])
+        targets.append((f"resubscribing {cost.rooms} rooms: a batch costs less than {cost.rooms} single subscribes",
+                        f"{cost.ratio:.2f}x", "met" if cost.ratio < 1 else "MISSED"))
     if targets:
         print_table("Targets (issue 5)", ["target", "measured", "status"], targets)
     for warning in warnings:
@@ -813,6 +869,7 @@ def main() -> int:
     fanout: list[FanoutResult] = []
     rooms: list[RoomsResult] = []
     idle: list[IdleResult] = []
+    resubscribes: list[resubscribe_cost.ResubscribeCost] = []
     try:
         if "fanout" in cfg.scenarios:
             fanout += fanout_scenario(stack, lg, cfg, 1)
@@ -824,6 +881,8 @@ def main() -> int:
             rooms = rooms_scenario(stack, lg, cfg)
         if "idle" in cfg.scenarios:
             idle = idle_scenario(stack, lg, cfg)
+        if "subscribe" in cfg.scenarios:
+            idle += subscribe_scenario(stack, lg, cfg, resubscribes)
     finally:
         lg.close()
         if os.environ.get("BENCH_KEEP"):
@@ -833,7 +892,7 @@ def main() -> int:
     print(f"bench_fanout: {os.cpu_count()} cores, servers on core {SERVER_CORE}"
           f"{'' if TASKSET else ' (NOT pinned: no taskset)'}, load generator on core {LOADGEN_CORE}; "
           f"{time.monotonic() - started:.0f} s\n", flush=True)
-    report(cfg, fanout, rooms, idle)
+    report(cfg, fanout, rooms, idle, resubscribes)
     if os.environ.get("BENCH_JSON"):
         Path(os.environ["BENCH_JSON"]).write_text(json.dumps({
             "config": asdict(cfg),

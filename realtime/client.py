@@ -84,6 +84,7 @@ def websocket_url(url: str) -> str:
 class _Channel:
     offset: int
     epoch: str
+    presence: bool | None = None  # the subscribe flag (None: the server's default, off for bots)
 
 
 @dataclass
@@ -260,23 +261,44 @@ class VonixClient:
         return ws.close_code or ABNORMAL, ws.close_reason or "", session
 
     async def _resubscribe(self, ws: ClientConnection) -> bool:
-        async def one(channel: str, state: _Channel) -> bool:
-            since = {"offset": state.offset, "epoch": state.epoch}
-            try:
-                await self._call(ws, {"op": "subscribe", "channel": channel, "since": since},
-                                 on_reply=lambda reply: self._on_subscribed(channel, since, reply))
-            except VonixError as exc:
-                if exc.temporary:
-                    return False
-                if exc.code == "already_subscribed":
-                    return True
-                self._channels.pop(channel, None)
-                self._emit(SubscriptionLost(channel, exc))
-                log.warning("vonix client: %s refused on resubscribe: %s", channel, exc)
-            return True
-
-        results = await asyncio.gather(*(one(c, s) for c, s in list(self._channels.items())))
+        """Every remembered channel again, with `since`: batch subscribes (one frame per 100
+        channels with the same presence flag), so a reconnect costs the server one op, not N."""
+        groups: dict[bool | None, list[tuple[str, _Channel]]] = {}
+        for channel, state in self._channels.items():
+            groups.setdefault(state.presence, []).append((channel, state))
+        batches = [(flag, items[i:i + 100]) for flag, items in groups.items() for i in range(0, len(items), 100)]
+        results = await asyncio.gather(*(self._resubscribe_batch(ws, flag, items) for flag, items in batches))
         return all(results)
+
+    async def _resubscribe_batch(self, ws: ClientConnection, presence: bool | None,
+                                 items: list[tuple[str, _Channel]]) -> bool:
+        targets = {channel: {"offset": state.offset, "epoch": state.epoch} for channel, state in items}
+        frame: dict[str, Any] = {"op": "subscribe", "channels": [
+            {"channel": channel, "since": since} for channel, since in targets.items()]}
+        if presence is not None:
+            frame["presence"] = presence
+        ok = True
+
+        def on_reply(reply: dict[str, Any]) -> None:
+            nonlocal ok
+            for result in reply.get("results") or []:
+                channel = result["channel"]
+                if result.get("ok"):
+                    self._on_subscribed(channel, targets[channel], result)
+                    continue
+                error = VonixError.from_reply(result.get("error") or {})
+                if error.temporary:
+                    ok = False
+                elif error.code != "already_subscribed":
+                    self._channels.pop(channel, None)
+                    self._emit(SubscriptionLost(channel, error))
+                    log.warning("vonix client: %s refused on resubscribe: %s", channel, error)
+
+        try:
+            await self._call(ws, frame, on_reply=on_reply)
+        except VonixError as exc:
+            return not exc.temporary
+        return ok
 
     # --- frames in ---------------------------------------------------------------------------------
     async def _read(self, ws: ClientConnection) -> None:
@@ -314,9 +336,13 @@ class VonixClient:
         op = obj.get("op")
         if op == "message":
             self._on_message(obj, recovered=False)
-        elif op in ("join", "leave", "typing"):
-            kind = {"join": Join, "leave": Leave, "typing": Typing}[op]
-            self._emit(kind(obj["channel"], obj.get("user") or {}))
+        elif op == "presence_diff":  # one Join/Leave event per user, as before diffs existed
+            for user in obj.get("joins") or []:
+                self._emit(Join(obj["channel"], user))
+            for user in obj.get("leaves") or []:
+                self._emit(Leave(obj["channel"], user))
+        elif op == "typing":
+            self._emit(Typing(obj["channel"], obj.get("user") or {}))
         else:
             self._emit(Push(str(op), obj))
 
@@ -334,8 +360,10 @@ class VonixClient:
         if self._emit(event):
             state.offset, state.epoch = offset, epoch
 
-    def _on_subscribed(self, channel: str, since: dict[str, Any] | None, reply: dict[str, Any]) -> None:
-        initial = _Channel(int(since["offset"]), str(since["epoch"])) if since else _Channel(-1, str(reply["epoch"]))
+    def _on_subscribed(self, channel: str, since: dict[str, Any] | None, reply: dict[str, Any],
+                       presence: bool | None = None) -> None:
+        initial = _Channel(int(since["offset"]), str(since["epoch"]), presence) if since else \
+            _Channel(-1, str(reply["epoch"]), presence)
         state = self._channels.setdefault(channel, initial)
         if since is not None and not reply.get("recovered"):
             self._emit(Gap(channel, int(since["offset"]), int(reply["offset"]), str(reply["epoch"])))
@@ -431,9 +459,11 @@ class VonixClient:
                 if not retry:
                     raise
 
-    async def subscribe(self, channel: str, *, since: tuple[int, str] | None = None) -> None:
+    async def subscribe(self, channel: str, *, since: tuple[int, str] | None = None,
+                        presence: bool | None = None) -> None:
         """Subscribe and remember the channel (resubscribed with recovery after reconnects).
-        `since=(offset, epoch)` recovers from a position the bot stored itself."""
+        `since=(offset, epoch)` recovers from a position the bot stored itself; `presence=True`
+        asks for Join/Leave events (off by default for bot tokens)."""
         if channel in self._channels:
             return
         frame: dict[str, Any] = {"op": "subscribe", "channel": channel}
@@ -441,9 +471,11 @@ class VonixClient:
         if since is not None:
             position = {"offset": since[0], "epoch": since[1]}
             frame["since"] = position
+        if presence is not None:
+            frame["presence"] = presence
         try:
             await self.request(frame, retry=True,
-                               on_reply=lambda reply: self._on_subscribed(channel, position, reply))
+                               on_reply=lambda reply: self._on_subscribed(channel, position, reply, presence))
         except VonixError as exc:
             if exc.code != "already_subscribed":  # a concurrent subscribe() to the same channel won
                 raise

@@ -137,8 +137,8 @@ def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any,
 class Connection:
     __slots__ = ("_closed", "_flusher", "_queue", "_queued_bytes", "_scheduled", "_sending", "_transport_done",
                  "close_task", "coalesce", "conn_id", "inflight", "last_publish", "limiter", "max_queue_bytes",
-                 "on_closed", "read_limiter", "recovering", "rejections", "subscriptions", "transport", "typing_at",
-                 "user")
+                 "on_closed", "presence_muted", "read_limiter", "recovering", "rejections", "subscriptions",
+                 "transport", "typing_at", "user")
 
     def __init__(
         self,
@@ -157,6 +157,7 @@ class Connection:
         self.subscriptions: set[str] = set()
         self.recovering: dict[str, list[tuple[int, bytes]]] = {}
         self.typing_at: dict[str, float] = {}
+        self.presence_muted: set[str] | None = None  # channels subscribed without presence diffs
         self.max_queue_bytes = max_queue_bytes
         self.coalesce = coalesce
         self.limiter = limiter
@@ -180,6 +181,16 @@ class Connection:
 
     def start(self) -> None:
         """Kept for callers: the connection needs no task of its own (the flusher sends)."""
+
+    def mute_presence(self, channel: str) -> None:
+        """No presence diffs for this channel (bots by default): made on first use, most
+        connections never need the set."""
+        if self.presence_muted is None:
+            self.presence_muted = set()
+        self.presence_muted.add(channel)
+
+    def hears_presence(self, channel: str) -> bool:
+        return self.presence_muted is None or channel not in self.presence_muted
 
     def push(self, frame: bytes) -> None:
         """Queue a ready frame. O(1), no awaits; a full queue disconnects the slow consumer."""

@@ -68,6 +68,8 @@ class Hub:
     def unsubscribe(self, conn: Connection, channel: str) -> bool:
         """Remove a subscriber; True when it was the last on this replica (unsubscribe the broker)."""
         conn.subscriptions.discard(channel)
+        if conn.presence_muted is not None:
+            conn.presence_muted.discard(channel)
         self.end_recovery(conn, channel)
         subscribers = self.channels.get(channel)
         if subscribers is None:
@@ -101,6 +103,19 @@ class Hub:
             for conn in subscribers:
                 conn.push(frame)
         return len(subscribers)
+
+    def deliver_presence(self, channel: str, frame: bytes) -> int:
+        """A presence diff: only to subscribers who asked for presence (a few per second at most,
+        so the per-subscriber check is fine here, unlike on the message path)."""
+        subscribers = self.channels.get(channel)
+        if not subscribers:
+            return 0
+        delivered = 0
+        for conn in subscribers:
+            if conn.hears_presence(channel):
+                conn.push(frame)
+                delivered += 1
+        return delivered
 
     def sessions(self, session_ids: Iterable[str]) -> list[Connection]:
         found: list[Connection] = []

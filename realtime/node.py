@@ -12,12 +12,14 @@ import itertools
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from realtime import errors, protocol
+from realtime.batching import Batcher
 from realtime.connection import Connection, ConnUser, Flusher, TokenBucket
 from realtime.errors import Disconnect, ReplyError
 from realtime.group_commit import GroupCommit
@@ -27,6 +29,7 @@ from realtime.hub import Hub
 from realtime.logs import get_logger
 from realtime.nonces import Nonces
 from realtime.presence.base import Presence, PresenceUnavailable, PresenceUser
+from realtime.presence.feed import PresenceFeed
 from realtime.transport import Transport
 
 log = get_logger("vonix.node")
@@ -50,6 +53,7 @@ class NodeSettings:
     read_burst: float = 20.0
     auth_timeout: float = 10.0
     max_recovery: int = 1000
+    presence_interval: float = 0.2  # presence diffs: at most one per channel per interval
     presence_heartbeat: float = 15.0
     presence_sweep: float = 10.0
 
@@ -81,11 +85,17 @@ class Node:
         self._cleaned: set[str] = set()
         self._expiry: dict[str, asyncio.TimerHandle] = {}
         self._last_seen: dict[str, int] = {}  # last offset delivered locally, per channel (catch-up)
+        self._epochs: dict[str, str] = {}  # epoch of each stored channel in _last_seen
+        self._positioning: dict[str, asyncio.Future[None]] = {}  # a first subscriber reading the position
         self._filling: dict[str, list[tuple[int, bytes]]] = {}  # channels whose gap is being filled
         self._broker_was_down = False
         self._metrics = _Metrics(metrics, self) if metrics is not None else None
         # persisted channels: stored in batches, published after the commit in commit order
         self.commits = GroupCommit(hooks, history, self._deliver_local, window=self.settings.commit_window)
+        self.presence_feed = PresenceFeed(presence, history.publish_control,
+                                          interval=self.settings.presence_interval, metrics=metrics)
+        self._registrations: Batcher[tuple[int, str], bool] = Batcher(self._register_many)
+        self._unregistrations: Batcher[tuple[int, str], None] = Batcher(self._unregister_many)
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -100,6 +110,7 @@ class Node:
     async def stop(self) -> None:
         with contextlib.suppress(TimeoutError):  # messages already queued are stored and published
             await asyncio.wait_for(self.commits.wait_idle(), timeout=5.0)
+        await self.presence_feed.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -134,11 +145,18 @@ class Node:
         conn.start()
         return conn
 
+    async def _register_many(self, entries: Sequence[tuple[int, str]]) -> Sequence[bool]:
+        return await self.presence.register_connections(entries, self.settings.max_connections_per_user)
+
+    async def _unregister_many(self, entries: Sequence[tuple[int, str]]) -> Sequence[None]:
+        await self.presence.unregister_connections(entries)
+        return [None] * len(entries)
+
     async def identify(self, conn: Connection, user: ConnUser) -> Disconnect | None:
-        """Attach the authenticated user; enforce the per-user cap across replicas."""
+        """Attach the authenticated user; enforce the per-user cap across replicas (connections
+        arriving together are counted in one round trip)."""
         try:
-            allowed = await self.presence.register_connection(user.user_id, conn.conn_id,
-                                                              self.settings.max_connections_per_user)
+            allowed = await self._registrations((user.user_id, conn.conn_id))
         except PresenceUnavailable:
             allowed = True  # Redis down: serving beats enforcing a cap we cannot count
             log.warning("connection_cap_unchecked", user_id=user.user_id)
@@ -179,12 +197,11 @@ class Node:
         emptied = self.hub.remove(conn)
         try:
             for channel in emptied:
-                self._last_seen.pop(channel, None)
+                self._forget_channel(channel)
                 await self.broker.unsubscribe(channel)
             if conn.user is not None:
-                for channel in channels:
-                    await self._leave_presence(conn, channel)
-                await self.presence.unregister_connection(conn.user.user_id, conn.conn_id)
+                await asyncio.gather(*(self._leave_presence(conn, channel) for channel in channels))
+                await self._unregistrations((conn.user.user_id, conn.conn_id))
         except Exception as exc:  # Redis down: expiry and sweeps tidy up later
             log.warning("ws_cleanup_incomplete", conn_id=conn.conn_id, error=exc.__class__.__name__)
         finally:
@@ -254,43 +271,114 @@ class Node:
         published = await self.history.position(channel)
         return published.offset, published.epoch
 
+    async def _subscribe_position(self, channel: str, first: bool) -> tuple[int, str]:
+        """Where a new subscriber starts. For a stored channel this replica already follows, the
+        last offset delivered here is exact: every later message reaches the new subscriber live
+        (it is in the hub before this runs), every earlier one it reads from history. That saves
+        a database round trip per subscribe, which is what a reconnect storm is made of."""
+        if not self.hooks.persisted(channel):
+            return await self._position(channel)
+        if not first:
+            pending = self._positioning.get(channel)
+            if pending is not None:  # the first subscriber is reading it: one query for the crowd
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(pending)
+            seen, epoch = self._last_seen.get(channel), self._epochs.get(channel)
+            if seen is not None and epoch is not None:
+                return seen, epoch
+        future = asyncio.get_running_loop().create_future()
+        self._positioning.setdefault(channel, future)
+        try:
+            offset, epoch = await self._position(channel)
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: the waiters read the database themselves
+            raise
+        else:
+            future.set_result(None)
+            self._last_seen.setdefault(channel, offset)
+            self._epochs[channel] = epoch
+        finally:
+            if self._positioning.get(channel) is future:
+                del self._positioning[channel]
+        return offset, epoch
+
+    def _forget_channel(self, channel: str) -> None:
+        self._last_seen.pop(channel, None)
+        self._epochs.pop(channel, None)
+
     async def _subscribe(self, conn: Connection, command: protocol.Command) -> None:
-        channel, user = command.channel, conn.user
-        assert channel is not None and user is not None
+        user = conn.user
+        assert user is not None
+        listen = command.presence if command.presence is not None else user.kind != "bot"
+        if command.channels is None:
+            assert command.channel is not None
+            result = await self._subscribe_one(conn, command.channel, command.since, listen)
+            if isinstance(result, ReplyError):
+                raise result
+            # Nothing awaits between these lines: the reply, then the live frames that arrived meanwhile.
+            conn.push(b'{"id":%d,"ok":true,%s}' % (command.id, result[0]))
+            self._end_recovery(conn, command.channel, result[1])
+            await self._join_presence(conn, command.channel)
+            return
+        parts: list[bytes] = []
+        subscribed: list[tuple[str, int]] = []
+        for target in command.channels:  # one at a time: the node's per-channel steps do not interleave
+            result = await self._subscribe_one(conn, target.channel, target.since, listen)
+            if isinstance(result, ReplyError):
+                parts.append(b'{"channel":%s,"ok":false,"error":%s}' % (
+                    orjson.dumps(target.channel), protocol.error_object(result.code, result.message,
+                                                                        temporary=result.temporary)))
+            else:
+                parts.append(b'{"ok":true,%s}' % result[0])
+                subscribed.append((target.channel, result[1]))
+        conn.push(b'{"id":%d,"ok":true,"results":[%s]}' % (command.id, b",".join(parts)))
+        for channel, last in subscribed:
+            self._end_recovery(conn, channel, last)
+        await asyncio.gather(*(self._join_presence(conn, channel) for channel, _ in subscribed))
+
+    async def _subscribe_one(self, conn: Connection, channel: str, since: protocol.Since | None,
+                             listen: bool) -> tuple[bytes, int] | ReplyError:
+        """Subscribe one channel, leaving it in recovery (live frames buffered): returns the reply's
+        fields and the last offset they cover, or the refusal. The caller pushes the reply, then
+        ends the recovery."""
+        user = conn.user
+        assert user is not None
         if channel in conn.subscriptions:
-            raise ReplyError(errors.ALREADY_SUBSCRIBED, "already subscribed")
+            return ReplyError(errors.ALREADY_SUBSCRIBED, "already subscribed")
         if len(conn.subscriptions) >= self.settings.max_subscriptions:
-            raise ReplyError(errors.TOO_MANY_SUBSCRIPTIONS,
-                             f"at most {self.settings.max_subscriptions} subscriptions per connection")
-        self._scope(user, "subscribe")
-        await self.hooks.authorize(user, channel, "subscribe")
+            return ReplyError(errors.TOO_MANY_SUBSCRIPTIONS,
+                              f"at most {self.settings.max_subscriptions} subscriptions per connection")
+        try:
+            self._scope(user, "subscribe")
+            await self.hooks.authorize(user, channel, "subscribe")
+        except ReplyError as exc:
+            return exc
         first = self.hub.subscribe(conn, channel, recovering=True)
+        if not listen and channel.startswith(PRESENCE_NAMESPACES):
+            conn.mute_presence(channel)
         try:
             if first:
                 await self.broker.subscribe(channel)
-            offset, epoch = await self._position(channel)
-            if self.hooks.persisted(channel):
-                self._last_seen.setdefault(channel, offset)
+            offset, epoch = await self._subscribe_position(channel, first)
             missed: list[tuple[int, bytes]] = []
             recovered = False
-            if command.since is not None:
-                missed, recovered = await self._recover(channel, command.since, offset, epoch)
+            if since is not None:
+                missed, recovered = await self._recover(channel, since, offset, epoch)
         except Exception:
             if self.hub.unsubscribe(conn, channel):
+                self._forget_channel(channel)
                 with contextlib.suppress(Exception):
                     await self.broker.unsubscribe(channel)
-            raise ReplyError(errors.UNAVAILABLE, "cannot subscribe right now", temporary=True) from None
-        last = max([offset, *(o for o, _ in missed)])
-        reply = b'{"id":%d,"ok":true,"channel":%s,"offset":%d,"epoch":%s,"recovered":%s,"missed":[%s]}' % (
-            command.id, orjson.dumps(channel), offset, orjson.dumps(epoch),
-            b"true" if recovered else b"false", b",".join(frame for _, frame in missed))
-        # Nothing awaits between these lines: the reply, then the live frames that arrived meanwhile.
-        conn.push(reply)
+            return ReplyError(errors.UNAVAILABLE, "cannot subscribe right now", temporary=True)
+        return b'"channel":%s,"offset":%d,"epoch":%s,"recovered":%s,"missed":[%s]' % (
+            orjson.dumps(channel), offset, orjson.dumps(epoch), b"true" if recovered else b"false",
+            b",".join(frame for _, frame in missed)), max([offset, *(o for o, _ in missed)])
+
+    def _end_recovery(self, conn: Connection, channel: str, last: int) -> None:
         for frame_offset, frame in self.hub.end_recovery(conn, channel):
             if frame_offset > last:
                 conn.push(frame)
-        if channel.startswith(PRESENCE_NAMESPACES):
-            await self._join_presence(conn, channel)
 
     async def _recover(self, channel: str, since: protocol.Since, offset: int,
                        epoch: str) -> tuple[list[tuple[int, bytes]], bool]:
@@ -320,7 +408,7 @@ class Node:
         if channel not in conn.subscriptions:
             raise ReplyError(errors.NOT_SUBSCRIBED, "not subscribed to that channel")
         if self.hub.unsubscribe(conn, channel):
-            self._last_seen.pop(channel, None)
+            self._forget_channel(channel)
             await self.broker.unsubscribe(channel)
         conn.push(protocol.reply(command.id))
         await self._leave_presence(conn, channel)
@@ -485,22 +573,14 @@ class Node:
     async def _join_presence(self, conn: Connection, channel: str) -> None:
         user = conn.user
         assert user is not None
-        try:
-            if await self.presence.join(channel, conn.conn_id, PresenceUser(user.user_id, user.username)):
-                await self.history.publish_control(channel, protocol.presence_push("join", channel, user.public()))
-        except Exception as exc:
-            log.warning("presence_join_failed", channel=channel, error=exc.__class__.__name__)
+        if channel.startswith(PRESENCE_NAMESPACES):
+            await self.presence_feed.join(channel, conn.conn_id, PresenceUser(user.user_id, user.username))
 
     async def _leave_presence(self, conn: Connection, channel: str) -> None:
         user = conn.user
         if user is None or not channel.startswith(PRESENCE_NAMESPACES):
             return
-        try:
-            if await self.presence.leave(channel, conn.conn_id, user.user_id):
-                await self.history.publish_control(channel, protocol.presence_push("leave", channel,
-                                                                                   user.public()))
-        except Exception as exc:  # expiry and the sweep report the leave later
-            log.warning("presence_leave_failed", channel=channel, error=exc.__class__.__name__)
+        await self.presence_feed.leave(channel, conn.conn_id, PresenceUser(user.user_id, user.username))
 
     async def _presence_heartbeat(self) -> None:
         while True:
@@ -526,8 +606,7 @@ class Node:
             await asyncio.sleep(self.settings.presence_sweep * random.uniform(0.8, 1.2))
             try:
                 for channel, user in await self.presence.sweep():
-                    await self.history.publish_control(channel, protocol.presence_push(
-                        "leave", channel, user.as_dict()))
+                    self.presence_feed.report(channel, user, join=False)
             except Exception as exc:
                 log.warning("presence_sweep_failed", error=exc.__class__.__name__)
 
@@ -554,7 +633,10 @@ class Node:
                     self._spawn_fill(channel, seen)
                     return
             self._last_seen[channel] = offset
-        delivered = self.hub.deliver(channel, offset, frame)
+        if offset is None and frame.startswith(protocol.PRESENCE_DIFF_PREFIX):
+            delivered = self.hub.deliver_presence(channel, frame)
+        else:
+            delivered = self.hub.deliver(channel, offset, frame)
         metrics = self._metrics
         if metrics is not None and delivered:
             metrics.delivered.inc(delivered)

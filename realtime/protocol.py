@@ -24,12 +24,21 @@ OPS = frozenset({"auth", "subscribe", "unsubscribe", "publish", "history", "pres
                  "ping", "read"})
 NEEDS_CHANNEL = frozenset({"subscribe", "unsubscribe", "publish", "history", "presence", "typing", "read"})
 MAX_OFFSET = 2**62
+MAX_BATCH = 100  # channels in one batch `subscribe` (= the default WS_MAX_SUBSCRIPTIONS)
 
 
 @dataclass(frozen=True, slots=True)
 class Since:
     offset: int
     epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One channel of a batch `subscribe`, with the position to recover from."""
+
+    channel: str
+    since: Since | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,8 @@ class Command:
     limit: int | None = None
     token: str | None = None
     offset: int | None = None  # `read`: the newest offset the user has seen
+    channels: tuple[Target, ...] | None = None  # a batch `subscribe` (then `channel` is None)
+    presence: bool | None = None  # `subscribe`: send presence diffs? None: the default for the user kind
 
 
 class FrameError(Exception):
@@ -76,25 +87,25 @@ def parse(raw: str | bytes) -> Command:
     if op not in OPS:
         raise FrameError(errors.UNKNOWN_OP, f"unknown op {op[:32]!r}", request_id)
 
+    channels = None
     channel = frame.get("channel")
-    if op in NEEDS_CHANNEL:
-        if not isinstance(channel, str):
-            raise FrameError(errors.INVALID_FRAME, "`channel` is required", request_id)
-        if len(channel) > MAX_CHANNEL_LENGTH or not CHANNEL_PATTERN.match(channel):
-            raise FrameError(errors.INVALID_CHANNEL, "channels look like namespace:name "
-                             "(room, dm, user, bot)", request_id)
+    if op == "subscribe" and "channels" in frame:
+        if channel is not None or "since" in frame:
+            raise FrameError(errors.INVALID_FRAME, "a batch subscribe gives `channels` (each with its own "
+                             "`since`), not `channel` or `since`", request_id)
+        channels = _targets(frame["channels"], request_id)
+    elif op in NEEDS_CHANNEL:
+        _check_channel(channel, request_id)
     else:
         channel = None
 
     since = None
     if "since" in frame and frame["since"] is not None and op in ("subscribe", "history"):
-        raw_since = frame["since"]
-        if (not isinstance(raw_since, dict) or not _int(raw_since.get("offset"))
-                or raw_since["offset"] < 0 or not isinstance(raw_since.get("epoch"), str)
-                or len(raw_since["epoch"]) > 64):
-            raise FrameError(errors.INVALID_FRAME, "`since` must be {offset: int >= 0, epoch: string}",
-                             request_id)
-        since = Since(raw_since["offset"], raw_since["epoch"])
+        since = _since(frame["since"], request_id)
+
+    presence = frame.get("presence")
+    if presence is not None and (op != "subscribe" or not isinstance(presence, bool)):
+        raise FrameError(errors.INVALID_FRAME, "`presence` is a boolean flag of `subscribe`", request_id)
 
     limit = frame.get("limit")
     if limit is not None and (not _int(limit) or not 1 <= limit <= 1000):
@@ -118,7 +129,46 @@ def parse(raw: str | bytes) -> Command:
     data = frame.get("data")
     if op == "publish" and "data" not in frame:
         raise FrameError(errors.INVALID_FRAME, "`data` is required", request_id)
-    return Command(request_id, op, channel, data, nonce, since, limit, token, offset)
+    return Command(request_id, op, channel, data, nonce, since, limit, token, offset, channels, presence)
+
+
+def _check_channel(channel: Any, request_id: int) -> str:
+    if not isinstance(channel, str):
+        raise FrameError(errors.INVALID_FRAME, "`channel` is required", request_id)
+    if len(channel) > MAX_CHANNEL_LENGTH or not CHANNEL_PATTERN.match(channel):
+        raise FrameError(errors.INVALID_CHANNEL, "channels look like namespace:name "
+                         "(room, dm, user, bot)", request_id)
+    return channel
+
+
+def _since(raw: Any, request_id: int) -> Since:
+    if (not isinstance(raw, dict) or not _int(raw.get("offset")) or raw["offset"] < 0
+            or not isinstance(raw.get("epoch"), str) or len(raw["epoch"]) > 64):
+        raise FrameError(errors.INVALID_FRAME, "`since` must be {offset: int >= 0, epoch: string}", request_id)
+    return Since(raw["offset"], raw["epoch"])
+
+
+def _targets(raw: Any, request_id: int) -> tuple[Target, ...]:
+    """A batch subscribe's channels: each a name or {channel, since}; no repeats, at most MAX_BATCH.
+    One bad item refuses the frame (nothing is subscribed): a client bug, not a permission."""
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_BATCH:
+        raise FrameError(errors.INVALID_FRAME, f"`channels` must be a list of 1 to {MAX_BATCH} channels",
+                         request_id)
+    targets: dict[str, Target] = {}
+    for item in raw:
+        if isinstance(item, dict):
+            unknown = set(item) - {"channel", "since"}
+            if unknown:
+                raise FrameError(errors.INVALID_FRAME, "a `channels` item is a name or {channel, since}",
+                                 request_id)
+            name = _check_channel(item.get("channel"), request_id)
+            since = _since(item["since"], request_id) if item.get("since") is not None else None
+        else:
+            name, since = _check_channel(item, request_id), None
+        if name in targets:
+            raise FrameError(errors.INVALID_FRAME, f"{name} appears twice in `channels`", request_id)
+        targets[name] = Target(name, since)
+    return tuple(targets.values())
 
 
 # --- server frames ----------------------------------------------------------------------------
@@ -127,14 +177,25 @@ def reply(request_id: int, **fields: Any) -> bytes:
     return orjson.dumps({"id": request_id, "ok": True, **fields})
 
 
-def error_reply(request_id: int | None, code: str, message: str, *, temporary: bool = False,
-                retry_after: float | None = None, details: tuple[dict[str, str], ...] = ()) -> bytes:
+def _error(code: str, message: str, temporary: bool, retry_after: float | None,
+           details: tuple[dict[str, str], ...]) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message, "temporary": temporary}
     if retry_after is not None:
         error["retry_after"] = round(retry_after, 3)
     if details:
         error["details"] = list(details)
-    return orjson.dumps({"id": request_id, "ok": False, "error": error})
+    return error
+
+
+def error_reply(request_id: int | None, code: str, message: str, *, temporary: bool = False,
+                retry_after: float | None = None, details: tuple[dict[str, str], ...] = ()) -> bytes:
+    return orjson.dumps({"id": request_id, "ok": False,
+                         "error": _error(code, message, temporary, retry_after, details)})
+
+
+def error_object(code: str, message: str, *, temporary: bool = False) -> bytes:
+    """The `error` object alone: one channel's refusal inside a batch reply."""
+    return orjson.dumps(_error(code, message, temporary, None, ()))
 
 
 def message_push(channel: str, offset: int, epoch: str, data: Any, sender: dict[str, Any] | None,
@@ -144,8 +205,13 @@ def message_push(channel: str, offset: int, epoch: str, data: Any, sender: dict[
                          "data": data, "from": sender, "ts": round(ts, 3)})
 
 
-def presence_push(op: str, channel: str, user: dict[str, Any]) -> bytes:
-    return orjson.dumps({"op": op, "channel": channel, "user": user})
+PRESENCE_DIFF_PREFIX = b'{"op":"presence_diff"'
+
+
+def presence_diff(channel: str, joins: list[dict[str, Any]], leaves: list[dict[str, Any]]) -> bytes:
+    """Who arrived and who left a channel since the last diff (Phoenix's `presence_diff`): one push
+    per channel per interval instead of one per join, whatever the crowd."""
+    return orjson.dumps({"op": "presence_diff", "channel": channel, "joins": joins, "leaves": leaves})
 
 
 def typing_push(channel: str, user: dict[str, Any]) -> bytes:

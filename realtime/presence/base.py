@@ -41,6 +41,16 @@ class PresenceUser:
         return cls(int(data["id"]), str(data["username"]))
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    """One connection joining or leaving a channel (`apply` takes many, in order)."""
+
+    join: bool  # False: a leave
+    channel: str
+    conn_id: str
+    user: PresenceUser
+
+
 class PresenceUnavailable(Exception):
     """The presence store (Redis) could not be reached in time; the call changed nothing known.
 
@@ -59,6 +69,11 @@ class Presence(Protocol):
 
     async def leave(self, channel: str, conn_id: str, user_id: int) -> bool:
         """Remove this connection; True when it was the user's last one in the channel."""
+        ...
+
+    async def apply(self, changes: Sequence[PresenceChange]) -> list[bool]:
+        """`join`/`leave` many in order, in one round trip; True for each edge (first join, last
+        leave). What a reconnect storm needs: one call per batch, not per connection."""
         ...
 
     async def users(self, channel: str) -> list[PresenceUser]:
@@ -85,7 +100,15 @@ class Presence(Protocol):
         """Record the connection unless the user already has `limit` live ones (then False)."""
         ...
 
+    async def register_connections(self, entries: Sequence[tuple[int, str]], limit: int) -> list[bool]:
+        """`register_connection` for many (user_id, conn_id) in one round trip, in order."""
+        ...
+
     async def unregister_connection(self, user_id: int, conn_id: str) -> None: ...
+
+    async def unregister_connections(self, entries: Sequence[tuple[int, str]]) -> None:
+        """`unregister_connection` for many (user_id, conn_id) in one round trip."""
+        ...
 
     async def connection_count(self, user_id: int) -> int:
         """Live (unexpired) connections of a user across all replicas."""

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from realtime.presence.base import DEFAULT_TTL, Clock, PresenceUser
+from realtime.presence.base import DEFAULT_TTL, Clock, PresenceChange, PresenceUser
 
 
 @dataclass
@@ -46,6 +46,10 @@ class MemoryPresence:
         if not state.conns:
             del self._channels[channel]
         return last
+
+    async def apply(self, changes: Sequence[PresenceChange]) -> list[bool]:
+        return [await (self.join(c.channel, c.conn_id, c.user) if c.join
+                       else self.leave(c.channel, c.conn_id, c.user.user_id)) for c in changes]
 
     async def users(self, channel: str) -> list[PresenceUser]:
         state = self._channels.get(channel)
@@ -87,10 +91,17 @@ class MemoryPresence:
         self._store_connections(user_id, conns)
         return True
 
+    async def register_connections(self, entries: Sequence[tuple[int, str]], limit: int) -> list[bool]:
+        return [await self.register_connection(user_id, conn_id, limit) for user_id, conn_id in entries]
+
     async def unregister_connection(self, user_id: int, conn_id: str) -> None:
         conns = self._connections.get(user_id, {})
         conns.pop(conn_id, None)
         self._store_connections(user_id, conns)
+
+    async def unregister_connections(self, entries: Sequence[tuple[int, str]]) -> None:
+        for user_id, conn_id in entries:
+            await self.unregister_connection(user_id, conn_id)
 
     async def connection_count(self, user_id: int) -> int:
         now = self.clock()

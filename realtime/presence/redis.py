@@ -35,7 +35,7 @@ from redis.exceptions import NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from realtime.logs import get_logger
-from realtime.presence.base import DEFAULT_TTL, Clock, PresenceUnavailable, PresenceUser
+from realtime.presence.base import DEFAULT_TTL, Clock, PresenceChange, PresenceUnavailable, PresenceUser
 
 log = get_logger("vonix.presence")
 
@@ -161,6 +161,28 @@ class RedisPresence:
             first, _ = await self._pipeline(build)
         return bool(first)
 
+    async def apply(self, changes: Sequence[PresenceChange]) -> list[bool]:
+        expiry = self.clock() + self.ttl
+        indexed: set[str] = set()
+
+        def build(pipe: Any) -> None:
+            indexed.clear()
+            for change in changes:
+                keys = self._keys(change.channel)
+                if change.join:
+                    pipe.evalsha(self._join.sha, 4, *keys, change.conn_id, change.user.user_id,
+                                 orjson.dumps(change.user.as_dict()), expiry)
+                else:
+                    pipe.evalsha(self._leave.sha, 4, *keys, change.conn_id)
+            for change in changes:  # after the entries (see _drop_empty): once per channel
+                if change.join and change.channel not in indexed:
+                    indexed.add(change.channel)
+                    pipe.zadd(self._index, {change.channel: expiry}, lt=True)
+
+        with _guard():
+            results = await self._pipeline(build)
+        return [bool(result) for result in results[:len(changes)]]
+
     async def leave(self, channel: str, conn_id: str, user_id: int) -> bool:
         # The stored user id is the truth; `user_id` is only what the caller believes.
         with _guard():
@@ -264,9 +286,27 @@ class RedisPresence:
                                          args=[conn_id, limit, now, now + self.ttl, self._key_ttl_ms])
         return bool(added)
 
+    async def register_connections(self, entries: Sequence[tuple[int, str]], limit: int) -> list[bool]:
+        now = self.clock()
+
+        def build(pipe: Any) -> None:
+            for user_id, conn_id in entries:
+                pipe.evalsha(self._register.sha, 1, self._conns_key(user_id), conn_id, limit, now,
+                             now + self.ttl, self._key_ttl_ms)
+
+        with _guard():
+            return [bool(added) for added in await self._pipeline(build)]
+
     async def unregister_connection(self, user_id: int, conn_id: str) -> None:
         with _guard():
             await self.redis.zrem(self._conns_key(user_id), conn_id)
+
+    async def unregister_connections(self, entries: Sequence[tuple[int, str]]) -> None:
+        with _guard():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for user_id, conn_id in entries:
+                    pipe.zrem(self._conns_key(user_id), conn_id)
+                await pipe.execute()
 
     async def connection_count(self, user_id: int) -> int:
         with _guard():

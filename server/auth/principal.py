@@ -36,6 +36,7 @@ class Principal:
     kind: str = "user"  # user | bot
     scopes: frozenset[str] = field(default_factory=frozenset)
     via_cookie: bool = False
+    expires_at: int | None = None  # the access token's expiry (unix time); None for bot tokens
 
     def can(self, permission: str) -> bool:
         if self.kind == "bot" and permission.startswith("admin."):

@@ -163,7 +163,7 @@ class AuthService:
         if not identity["active"]:
             raise InvalidToken("account inactive")
         return Principal(user_id=identity["user_id"], username=identity["username"], role=identity["role"],
-                         session_id=claims.session_id, via_cookie=via_cookie)
+                         session_id=claims.session_id, via_cookie=via_cookie, expires_at=claims.expires_at)
 
     async def _identity(self, session_id: str) -> dict[str, Any] | None:
         if self.cache is None:

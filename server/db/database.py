@@ -22,6 +22,7 @@ from databases.core import Transaction
 from sqlalchemy.sql import ClauseElement
 
 from server.db.errors import translate
+from server.db.pg_connection import PooledConnection
 from server.db.urls import DatabaseUrl
 from server.observability.logging import get_logger
 from server.observability.metrics import Metrics
@@ -100,7 +101,7 @@ class Database:
         options: dict[str, Any] = {}
         if url.is_postgres:
             options = {"min_size": pool_min, "max_size": pool_max, "timeout": timeout,
-                       "command_timeout": max(timeout, 30.0)}
+                       "command_timeout": max(timeout, 30.0), "connection_class": PooledConnection}
         self._db = databases.Database(url.for_databases, **options)
         self._sqlite_pool: _PooledSQLitePool | None = None
         if url.is_sqlite:

@@ -2,7 +2,7 @@
 // reconnect with exponential backoff and jitter, resubscribe with `since` so nothing is missed or
 // doubled, and a connection state the page shows.
 //
-// Events: "state" {state}, "message" {channel, frame}, "typing"/"join"/"leave" {channel, frame},
+// Events: "state" {state}, "message" {channel, frame}, "typing"/"presence_diff" {channel, frame},
 // "reset" {channel} (the gap could not be recovered: reload history), "subscribed" {channel, reply},
 // "localread" {channel, offset} (this tab read up to offset), "signedout".
 //
@@ -88,7 +88,7 @@ export class Live extends EventTarget {
       if (this.ws !== ws) return;
       this.attempt = 0;
       this.setState("connected");
-      for (const channel of this.channels.keys()) this.sendSubscribe(channel);
+      this.subscribeMany([...this.channels.keys()]); // one batch frame, not one per channel
       this.flushReads();
     };
     ws.onmessage = (event) => {
@@ -130,8 +130,11 @@ export class Live extends EventTarget {
 
   onFrame(frame) {
     if (frame.id !== undefined && frame.id !== null && this.pending.has(frame.id)) {
-      const { resolve, reject } = this.pending.get(frame.id);
+      const { resolve, reject, onReply } = this.pending.get(frame.id);
       this.pending.delete(frame.id);
+      // onReply runs now, before the live frames that follow the reply in this same websocket frame
+      // (a promise would resolve only after them): recovered messages come before live ones.
+      if (frame.ok && onReply) onReply(frame);
       if (frame.ok) resolve(frame);
       else reject(Object.assign(new Error(frame.error.message), frame.error));
       return;
@@ -149,7 +152,7 @@ export class Live extends EventTarget {
     this.dispatchEvent(new CustomEvent("message", { detail: { channel: frame.channel, frame } }));
   }
 
-  request(op, fields = {}, timeout = 10000) {
+  request(op, fields = {}, timeout = 10000, onReply = null) {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error("not connected"));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
@@ -157,6 +160,7 @@ export class Live extends EventTarget {
       this.pending.set(id, {
         resolve: (value) => { clearTimeout(timer); resolve(value); },
         reject: (error) => { clearTimeout(timer); reject(error); },
+        onReply,
       });
       this.ws.send(JSON.stringify({ id, op, ...fields }));
     });
@@ -202,37 +206,68 @@ export class Live extends EventTarget {
     return Boolean(this.channels.get(channel)?.holders.has(holder));
   }
 
-  async sendSubscribe(channel) {
-    const state = this.channels.get(channel);
-    if (!state) return;
-    const fields = { channel };
-    if (state.since) fields.since = state.since;
-    state.asking = true;
-    try {
-      const reply = await this.request("subscribe", fields);
-      state.asking = false;
-      const wanted = state.wanted;
-      state.wanted = null;
-      if (wanted && (wanted.epoch !== reply.epoch || wanted.offset < (fields.since?.offset ?? reply.offset))) {
-        // A holder joined while this subscription was asked from a later point: it missed some.
-        state.since = { offset: reply.offset, epoch: reply.epoch };
-        this.dispatchEvent(new CustomEvent("reset", { detail: { channel } })); // its holders reload
-      } else if (state.since && !reply.recovered) {
-        state.since = { offset: reply.offset, epoch: reply.epoch };
-        this.dispatchEvent(new CustomEvent("reset", { detail: { channel } }));
-      } else {
-        for (const frame of reply.missed || []) this.deliver(frame);
-        if (!state.since || state.since.offset < reply.offset || state.since.epoch !== reply.epoch) {
-          state.since = { offset: Math.max(reply.offset, state.since?.offset ?? 0), epoch: reply.epoch };
-        }
-      }
-      if (this.channels.get(channel) === state) state.subscribed = true;
-      this.dispatchEvent(new CustomEvent("subscribed", { detail: { channel, reply } }));
-    } catch (error) {
-      state.asking = false;
-      if (error.code === "already_subscribed") { state.subscribed = true; return; }
-      if (error.temporary) setTimeout(() => this.channels.has(channel) && this.connected && this.sendSubscribe(channel), 2000);
+  sendSubscribe(channel) {
+    this.subscribeMany([channel]);
+  }
+
+  // Subscribe channels in batch frames of up to 100 (after a reconnect: every channel in one op).
+  subscribeMany(channels) {
+    for (let i = 0; i < channels.length; i += 100) this.sendBatch(channels.slice(i, i + 100));
+  }
+
+  async sendBatch(channels) {
+    const asked = new Map(); // channel -> {state, since}
+    for (const channel of channels) {
+      const state = this.channels.get(channel);
+      if (!state || state.asking) continue;
+      state.asking = true;
+      asked.set(channel, { state, since: state.since });
     }
+    if (!asked.size) return;
+    const items = [...asked].map(([channel, { since }]) => (since ? { channel, since } : channel));
+    const onReply = (reply) => {
+      for (const result of reply.results) {
+        const entry = asked.get(result.channel);
+        if (!entry) continue;
+        entry.state.asking = false;
+        if (result.ok) this.subscribed(result.channel, entry.state, entry.since, result);
+        else this.refused(result.channel, entry.state, result.error);
+      }
+    };
+    try {
+      await this.request("subscribe", { channels: items }, 10000, onReply);
+    } catch (error) {
+      for (const [channel, { state }] of asked) {
+        if (!state.asking) continue; // answered
+        state.asking = false;
+        this.refused(channel, state, { temporary: true, code: error.code });
+      }
+    }
+  }
+
+  subscribed(channel, state, since, reply) {
+    const wanted = state.wanted;
+    state.wanted = null;
+    if (wanted && (wanted.epoch !== reply.epoch || wanted.offset < (since?.offset ?? reply.offset))) {
+      // A holder joined while this subscription was asked from a later point: it missed some.
+      state.since = { offset: reply.offset, epoch: reply.epoch };
+      this.dispatchEvent(new CustomEvent("reset", { detail: { channel } })); // its holders reload
+    } else if (since && !reply.recovered) {
+      state.since = { offset: reply.offset, epoch: reply.epoch };
+      this.dispatchEvent(new CustomEvent("reset", { detail: { channel } }));
+    } else {
+      for (const frame of reply.missed || []) this.deliver(frame);
+      if (!state.since || state.since.offset < reply.offset || state.since.epoch !== reply.epoch) {
+        state.since = { offset: Math.max(reply.offset, state.since?.offset ?? 0), epoch: reply.epoch };
+      }
+    }
+    if (this.channels.get(channel) === state) state.subscribed = true;
+    this.dispatchEvent(new CustomEvent("subscribed", { detail: { channel, reply } }));
+  }
+
+  refused(channel, state, error) {
+    if (error.code === "already_subscribed") { state.subscribed = true; return; }
+    if (error.temporary) setTimeout(() => this.channels.has(channel) && this.connected && this.sendSubscribe(channel), 2000);
   }
 
   // This tab has seen `channel` up to `offset`: tell the server, at most once a second per channel.

@@ -66,8 +66,8 @@ PUSHES: dict[str, Schema] = {
     "notification": NOTIFICATION,
     "notifications_read": NOTIFICATIONS_READ,
     "read": READ,
-    "join": obj({"op": {"const": "join"}, "channel": CHANNEL, "user": USER}),
-    "leave": obj({"op": {"const": "leave"}, "channel": CHANNEL, "user": USER}),
+    "presence_diff": obj({"op": {"const": "presence_diff"}, "channel": CHANNEL,
+                          "joins": {"type": "array", "items": USER}, "leaves": {"type": "array", "items": USER}}),
     "typing": obj({"op": {"const": "typing"}, "channel": CHANNEL, "user": USER}),
 }
 
@@ -76,10 +76,21 @@ def _reply(fields: dict[str, Schema] | None = None) -> Schema:
     return obj({"id": INT, "ok": {"const": True}, **(fields or {})})
 
 
+ERROR_OBJECT = obj({"code": {"enum": sorted(reply_error_codes())}, "message": {"type": "string", "minLength": 1},
+                    "temporary": {"type": "boolean"}},
+                   {"retry_after": {"type": "number", "exclusiveMinimum": 0},
+                    "details": {"type": "array", "minItems": 1, "items": obj(
+                        {"field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}})}})
+ERROR = obj({"id": {"anyOf": [INT, {"type": "null"}]}, "ok": {"const": False}, "error": ERROR_OBJECT})
+SUBSCRIBED = {"channel": CHANNEL, "offset": OFFSET, "epoch": EPOCH, "recovered": {"type": "boolean"},
+              "missed": {"type": "array", "items": MESSAGE}}
+BATCH_ITEM = {"anyOf": [obj({"ok": {"const": True}, **SUBSCRIBED}),
+                        obj({"channel": CHANNEL, "ok": {"const": False}, "error": ERROR_OBJECT})]}
+
 REPLIES: dict[str, Schema] = {
     "auth": _reply({"user": USER, "conn_id": {"type": "string", "minLength": 1}}),
-    "subscribe": _reply({"channel": CHANNEL, "offset": OFFSET, "epoch": EPOCH, "recovered": {"type": "boolean"},
-                         "missed": {"type": "array", "items": MESSAGE}}),
+    "subscribe": {"anyOf": [_reply(SUBSCRIBED),
+                            _reply({"results": {"type": "array", "minItems": 1, "items": BATCH_ITEM}})]},
     "unsubscribe": _reply(),
     "publish": _reply({"offset": {"type": "integer", "minimum": 1}, "epoch": EPOCH}),
     "history": _reply({"channel": CHANNEL, "offset": OFFSET, "epoch": EPOCH,
@@ -92,15 +103,6 @@ REPLIES: dict[str, Schema] = {
 }
 assert set(REPLIES) == protocol.OPS, "every op has a reply schema"
 
-ERROR = obj({
-    "id": {"anyOf": [INT, {"type": "null"}]},
-    "ok": {"const": False},
-    "error": obj({"code": {"enum": sorted(reply_error_codes())}, "message": {"type": "string", "minLength": 1},
-                  "temporary": {"type": "boolean"}},
-                 {"retry_after": {"type": "number", "exclusiveMinimum": 0},
-                  "details": {"type": "array", "minItems": 1, "items": obj(
-                      {"field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}})}}),
-})
 
 # Which frame kinds a server may send, by name: "reply:<op>", "error", "push:<op>".
 FRAMES: dict[str, Schema] = {**{f"reply:{op}": s for op, s in REPLIES.items()}, "error": ERROR,

@@ -27,13 +27,14 @@ LATENCY = rf"(?:{NUMBER}|-)"  # "-" when no sampled client got a message in a ti
 def test_bench_fanout_prints_every_row_with_numbers_and_loses_nothing(tmp_path: Path) -> None:
     raw = tmp_path / "results.json"
     env = {**os.environ, "BENCH_SUBSCRIBERS": "20", "BENCH_SECONDS": "0.5", "BENCH_IDLE": "200",
-           "BENCH_ROOM_CLIENTS": "40", "BENCH_USERS": "1", "BENCH_RETRIES": "0", "BENCH_JSON": str(raw)}
+           "BENCH_ROOM_CLIENTS": "40", "BENCH_USERS": "1", "BENCH_RETRIES": "0", "BENCH_JSON": str(raw),
+           "BENCH_SUBSCRIBE_USERS": "2", "BENCH_RESUBSCRIBE_ROUNDS": "5"}
     result = subprocess.run([sys.executable, "-m", "bench.bench_fanout"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=170, check=False)
     out = result.stdout
     assert result.returncode == 0, f"{out}\n{result.stderr[-3000:]}"
 
-    for title in ("Fan-out:", "Rooms:", "Idle connections:", "Targets (issue 5)"):
+    for title in ("Fan-out:", "Rooms:", "Connections:", "Resubscribing 10 rooms", "Targets (issue 5)"):
         assert title in out, out
     for scenario in ("1 replica x 20 subs", "2 replicas x 20 subs via Redis"):
         for server in ("reference", "reference, coalesce 2 ms", "vonix"):
@@ -51,7 +52,10 @@ def test_bench_fanout_prints_every_row_with_numbers_and_loses_nothing(tmp_path: 
     for server in ("reference", "vonix"):
         assert re.search(rf"^{server}\s+40 in 4\s+{NUMBER}\s+{NUMBER}\s+{LATENCY}\s+{LATENCY}\s+0 of {NUMBER}",
                          out, re.MULTILINE), out
-        assert re.search(rf"^{server}\s+200\s+{NUMBER}\s+{NUMBER}x\s+-?{NUMBER}\s+0\s", out, re.MULTILINE), out
+        for scenario in ("bot: 1 channel", "room: 10 rooms, 2 users"):  # connections/s, KiB, 0 failed
+            assert re.search(rf"^{scenario}\s+{server}\s+200\s+{NUMBER}\s+{NUMBER}x\s+-?{NUMBER}\s+0\s", out,
+                             re.MULTILINE), out
+    assert re.search(rf"^one batch subscribe of 10\s+{NUMBER}\s+{NUMBER}x", out, re.MULTILINE), out
 
     results = json.loads(raw.read_text())
     runs = [r[k] for r in results["fanout"] for k in ("saturated", "fixed")] + [r["run"] for r in results["rooms"]]

@@ -72,11 +72,19 @@ class WsClient:
                 return message
 
     async def push_about(self, op: str, username: str, timeout: float = 5.0) -> dict[str, Any]:
-        """The next `op` push about `username` (join/leave/typing), skipping others."""
+        """The next `op` push about `username`, skipping others: `typing`, or `join`/`leave`,
+        which arrive inside `presence_diff` pushes (the diff is returned)."""
+        deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            message = await self.push(op, timeout)
-            if message.get("user", {}).get("username") == username:
-                return message
+            left = max(0.01, deadline - asyncio.get_running_loop().time())
+            if op in ("join", "leave"):
+                message = await self.push("presence_diff", left)
+                if any(u["username"] == username for u in message[f"{op}s"]):
+                    return message
+            else:
+                message = await self.push(op, left)
+                if message.get("user", {}).get("username") == username:
+                    return message
 
     async def messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         return [await self.push("message", timeout) for _ in range(count)]

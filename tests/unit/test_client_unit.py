@@ -17,6 +17,7 @@ from realtime.client import (
     Backoff,
     Gap,
     Join,
+    Leave,
     Message,
     Notification,
     Push,
@@ -145,14 +146,18 @@ async def test_unrecoverable_gap_is_reported_and_a_new_epoch_is_accepted() -> No
 async def test_pushes_become_typed_events() -> None:
     client = VonixClient("http://127.0.0.1:1", "token-xxxxxxxx")
     client._on_subscribed("user:5", None, {"offset": 0, "epoch": "e", "recovered": False, "missed": []})
-    feed(client, orjson.dumps({"op": "join", "channel": "room:general", "user": {"id": 1, "username": "a"}}),
+    feed(client, orjson.dumps({"op": "presence_diff", "channel": "room:general",
+                               "joins": [{"id": 1, "username": "a"}, {"id": 2, "username": "b"}],
+                               "leaves": [{"id": 3, "username": "c"}]}),
          message(1, "user:5", "e"), orjson.dumps({"op": "future_thing", "x": 1}),
          message(9, "room:unknown"))  # not subscribed: dropped
     events = drain(client)
-    assert events[0] == Join("room:general", {"id": 1, "username": "a"})
-    assert isinstance(events[1], Notification) and events[1].channel == "user:5"
-    assert events[2] == Push("future_thing", {"op": "future_thing", "x": 1})
-    assert len(events) == 3
+    assert events[:3] == [Join("room:general", {"id": 1, "username": "a"}),
+                          Join("room:general", {"id": 2, "username": "b"}),
+                          Leave("room:general", {"id": 3, "username": "c"})]
+    assert isinstance(events[3], Notification) and events[3].channel == "user:5"
+    assert events[4] == Push("future_thing", {"op": "future_thing", "x": 1})
+    assert len(events) == 5
 
 
 async def test_a_full_event_queue_stops_reading_without_losing_position() -> None:

@@ -242,8 +242,8 @@ export async function chatView(ctx) {
   const onPresence = (event) => {
     const { channel: ch, frame } = event.detail;
     if (ch !== channel || !live.connected) return;
-    if (frame.op === "join") present.set(frame.user.id, frame.user);
-    else present.delete(frame.user.id);
+    for (const user of frame.leaves) present.delete(user.id);
+    for (const user of frame.joins) present.set(user.id, user);
     renderPeople([...present.values()]);
   };
   const showTyping = () => {
@@ -283,8 +283,7 @@ export async function chatView(ctx) {
   };
   live.addEventListener("state", onState);
   live.addEventListener("subscribed", onSubscribed);
-  live.addEventListener("join", onPresence);
-  live.addEventListener("leave", onPresence);
+  live.addEventListener("presence_diff", onPresence);
   live.addEventListener("typing", onTyping);
   live.addEventListener("message", onMessage);
   live.addEventListener("reset", onReset);
@@ -299,8 +298,7 @@ export async function chatView(ctx) {
     document.removeEventListener("visibilitychange", onVisible);
     live.removeEventListener("state", onState);
     live.removeEventListener("subscribed", onSubscribed);
-    live.removeEventListener("join", onPresence);
-    live.removeEventListener("leave", onPresence);
+    live.removeEventListener("presence_diff", onPresence);
     live.removeEventListener("typing", onTyping);
     live.removeEventListener("message", onMessage);
     live.removeEventListener("reset", onReset);
