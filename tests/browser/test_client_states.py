@@ -300,3 +300,37 @@ async def test_two_factor_errors_say_what_went_wrong(browser: Any, web: AppServe
     await page.get_by_role("alert").get_by_text("This code was just used; wait for the next one").wait_for()
     assert page.errors == []
     assert not problems(page)["failed"]
+
+
+async def test_a_message_arriving_while_a_conversation_loads_stays_on_screen(browser: Any, web: AppServer) -> None:
+    """The history page and the live stream race when a conversation opens: a message that arrives
+    live while the page is on its way is newer than the page and must not be dropped with it."""
+    await make_users(web, "alice", "bob")
+    token = await token_of(web, "bob")
+    async with web.client() as client:
+        dm = (await client.post("/api/dms", json={"username": "alice"}, headers=bearer(token))).json()["channel"]
+        await client.post(f"/api/channels/{dm}/messages", json={"data": {"text": "before"}}, headers=bearer(token))
+    # No service worker: requests it makes are not routed, and this one must be.
+    page = await new_page(browser, web.base_url, username="alice", viewport=PHONE, service_workers="block")
+    await page.goto("/dms")
+    await connected(page)
+    row = page.locator(f'a.item[data-channel="{dm}"]')
+    await row.locator(".sub", has_text="before").wait_for()  # the list follows the conversation live
+
+    routed: list[str] = []
+
+    async def page_then_live_message(route: Any) -> None:
+        routed.append(route.request.url)
+        response = await route.fetch()  # the page as it is now, without the next message
+        async with web.client() as client:
+            await client.post(f"/api/channels/{dm}/messages", json={"data": {"text": "during the load"}},
+                              headers=bearer(token))
+        await page.locator(".msg .text", has_text="during the load").wait_for()  # live, before the page
+        await route.fulfill(response=response)
+
+    await page.route("**/api/channels/*/messages?limit=*", page_then_live_message)
+    await row.click()
+    await page.locator(".msg .text", has_text="before").wait_for()  # the page has been shown
+    assert routed, "the history request was not intercepted"
+    assert await page.locator(".msg .text", has_text="during the load").count() == 1
+    assert_clean(page)

@@ -191,9 +191,12 @@ export async function chatView(ctx) {
 
   async function loadLatest() {
     const page = await get(`/api/channels/${encodeURIComponent(channel)}/messages?limit=${PAGE}`);
-    for (const el of byOffset.values()) el.remove();
-    byOffset.clear();
-    oldest = null;
+    // Messages that arrived live while the page was on its way are newer than the page: keep them
+    // (dropping them lost a message sent while a conversation was still opening).
+    for (const [offset, el] of byOffset) {
+      if (offset <= page.offset) { el.remove(); byOffset.delete(offset); }
+    }
+    oldest = byOffset.size ? Math.min(...byOffset.keys()) : null;
     for (const frame of page.messages) addMessage(frame);
     older.hidden = !page.next_before;
     toBottom();

@@ -1,0 +1,196 @@
+"""Issue 15, items 3 and 5 against real servers (both backends): batch subscribe, the subscribe
+position a replica answers without the database, and coalesced presence diffs with their flag."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from server.auth.bots import create_bot
+from tests.conftest import make_settings
+from tests.support.accounts import bearer, login, register
+from tests.support.appserver import AppServer
+from tests.support.wsclient import WsClient
+
+
+@pytest.fixture
+async def server(backend: dict[str, Any]) -> Any:
+    async with AppServer(make_settings(WS_PUBLISH_BURST=500, WS_PUBLISH_RATE=500, **backend)) as app:
+        yield app
+
+
+async def tokens_for(server: AppServer, *names: str) -> dict[str, str]:
+    out = {}
+    async with server.client() as client:
+        for name in names:
+            await register(client, name)
+            out[name] = (await login(client, name.lower()))["access_token"]
+    return out
+
+
+async def create_rooms(server: AppServer, token: str, *names: str, private: bool = False) -> None:
+    async with server.client() as http:
+        for name in names:
+            created = await http.post("/api/rooms", json={"name": name, "private": private}, headers=bearer(token))
+            assert created.status_code == 201, created.text
+
+
+async def test_batch_subscribe_answers_each_channel_and_recovers(server: AppServer) -> None:
+    tokens = await tokens_for(server, "Owner", "Guest")
+    await create_rooms(server, tokens["Owner"], "alpha", "beta")
+    await create_rooms(server, tokens["Owner"], "vault", private=True)
+    owner = await WsClient.connect(server.base_url, tokens["Owner"])
+    for i in range(3):
+        assert (await owner.request("publish", channel="room:alpha", data={"text": f"a{i}"}))["ok"]
+    guest = await WsClient.connect(server.base_url, tokens["Guest"])
+    reply = await guest.request("subscribe", channels=[
+        "room:beta", {"channel": "room:alpha", "since": {"offset": 1, "epoch": (await owner.request(
+            "history", channel="room:alpha", limit=1))["epoch"]}}, "room:vault", "room:nowhere"])
+    results = reply["results"]
+    assert [r["channel"] for r in results] == ["room:beta", "room:alpha", "room:vault", "room:nowhere"]
+    assert results[0]["ok"] and results[0]["offset"] == 0 and results[0]["missed"] == []
+    assert results[1]["ok"] and results[1]["recovered"] is True and results[1]["offset"] == 3
+    assert [m["data"]["text"] for m in results[1]["missed"]] == ["a1", "a2"]
+    assert results[2] == {"channel": "room:vault", "ok": False, "error": {
+        "code": "forbidden", "message": "this room is private", "temporary": False}}
+    assert not results[3]["ok"] and results[3]["error"]["code"] == "forbidden"
+    # The subscribed channels are live, the refused ones are not subscribed.
+    await owner.request("publish", channel="room:beta", data={"text": "b0"})
+    await owner.request("publish", channel="room:alpha", data={"text": "a3"})
+    got = await guest.messages(2)
+    assert sorted((m["channel"], m["offset"]) for m in got) == [("room:alpha", 4), ("room:beta", 1)]
+    again = await guest.request("subscribe", channels=["room:alpha", "room:vault"])
+    assert [r.get("error", {}).get("code") for r in again["results"]] == ["already_subscribed", "forbidden"]
+    assert (await guest.request("unsubscribe", channel="room:vault"))["error"]["code"] == "not_subscribed"
+    await owner.close()
+    await guest.close()
+
+
+MALFORMED: list[tuple[dict[str, Any], str]] = [
+    ({"channels": []}, "invalid_frame"),
+    ({"channels": "room:alpha"}, "invalid_frame"),
+    ({"channels": ["room:alpha", "room:alpha"]}, "invalid_frame"),
+    ({"channels": [f"room:r{i}" for i in range(101)]}, "invalid_frame"),
+    ({"channels": ["room:alpha"], "channel": "room:alpha"}, "invalid_frame"),
+    ({"channels": ["room:alpha"], "since": {"offset": 0, "epoch": "x"}}, "invalid_frame"),
+    ({"channels": [{"channel": "room:alpha", "since": {"offset": -1, "epoch": "x"}}]}, "invalid_frame"),
+    ({"channels": [{"channel": "room:alpha", "extra": 1}]}, "invalid_frame"),
+    ({"channels": ["room:alpha", "nowhere"]}, "invalid_channel"),
+    ({"channel": "room:alpha", "presence": "yes"}, "invalid_frame"),
+]
+
+
+async def test_a_malformed_batch_is_refused_whole(server: AppServer) -> None:
+    tokens = await tokens_for(server, "Picky")
+    await create_rooms(server, tokens["Picky"], "alpha")
+    client = await WsClient.connect(server.base_url, tokens["Picky"])
+    for frame, code in MALFORMED:
+        reply = await client.request("subscribe", **frame)
+        assert reply["ok"] is False and reply["error"]["code"] == code and reply["error"]["message"], frame
+        # Nothing was subscribed, and the connection still works.
+        assert (await client.request("unsubscribe", channel="room:alpha"))["error"]["code"] == "not_subscribed"
+    assert (await client.request("subscribe", channel="room:alpha"))["ok"]
+    await client.close()
+
+
+async def test_concurrent_subscribers_each_get_every_message_after_their_offset(server: AppServer) -> None:
+    """Subscribers after the first on a replica take the position from what the replica delivered
+    (no database read): while messages flow, each reply's offset must still be exactly where that
+    subscriber's live messages start, with nothing missing or repeated."""
+    names = [f"Crowd{i}" for i in range(8)]
+    tokens = await tokens_for(server, "Talker", *names)
+    await create_rooms(server, tokens["Talker"], "busy")
+    talker = await WsClient.connect(server.base_url, tokens["Talker"])
+    crowd = [await WsClient.connect(server.base_url, tokens[name]) for name in names for _ in range(3)]
+    total = 120
+
+    async def talk() -> None:
+        for i in range(total):
+            assert (await talker.request("publish", channel="room:busy", data={"text": f"m{i}"}))["ok"]
+            if i % 10 == 0:
+                await asyncio.sleep(0.005)
+
+    async def join(client: WsClient, delay: float) -> int:
+        await asyncio.sleep(delay)
+        reply = await client.request("subscribe", channel="room:busy", presence=False)
+        return int(reply["offset"])
+
+    talking = asyncio.create_task(talk())
+    offsets = await asyncio.gather(*(join(c, 0.01 * (i % 6)) for i, c in enumerate(crowd)))
+    await talking
+    for client, offset in zip(crowd, offsets, strict=True):
+        got = await client.messages(total - offset)
+        assert [m["offset"] for m in got] == list(range(offset + 1, total + 1))
+    await asyncio.sleep(0.2)
+    for client in crowd:
+        assert [p for p in list(client.pushes._queue) if p["op"] == "message"] == []  # type: ignore[attr-defined]
+        await client.close()
+    await talker.close()
+
+
+async def test_presence_arrives_as_few_diffs_and_only_to_those_who_asked(server: AppServer) -> None:
+    names = [f"Member{i}" for i in range(12)]
+    tokens = await tokens_for(server, "Watcher", "Quiet", *names)
+    await create_rooms(server, tokens["Watcher"], "lobby")
+    bot = await create_bot(server.resources.db, "lobbybot", None, None)
+    listening_bot = await create_bot(server.resources.db, "nosybot", None, None)
+    watcher = await WsClient.connect(server.base_url, tokens["Watcher"])
+    quiet = await WsClient.connect(server.base_url, tokens["Quiet"])
+    bot_client = await WsClient.connect(server.base_url, bot.token)
+    nosy = await WsClient.connect(server.base_url, listening_bot.token)
+    assert (await watcher.request("subscribe", channel="room:lobby"))["ok"]
+    assert (await quiet.request("subscribe", channel="room:lobby", presence=False))["ok"]
+    assert (await bot_client.request("subscribe", channels=["room:lobby"]))["results"][0]["ok"]
+    assert (await nosy.request("subscribe", channel="room:lobby", presence=True))["ok"]
+    await asyncio.sleep(0.5)
+    for client in (watcher, nosy):  # the earlier arrivals' diffs
+        while not client.pushes.empty():
+            client.pushes.get_nowait()
+
+    members = await asyncio.gather(*(WsClient.connect(server.base_url, tokens[n]) for n in names))
+    await asyncio.gather(*(m.request("subscribe", channel="room:lobby") for m in members))
+    seen: set[str] = set()
+    diffs = 0
+    while seen != set(names):
+        diff = await watcher.push("presence_diff", timeout=5)
+        diffs += 1
+        assert diff["channel"] == "room:lobby" and diff["leaves"] == []
+        seen.update(u["username"] for u in diff["joins"])
+    assert diffs <= 3, f"{len(names)} joins within a moment took {diffs} diffs"
+    nosy_seen = set()
+    while nosy_seen != set(names):
+        nosy_seen.update(u["username"] for u in (await nosy.push("presence_diff", timeout=5))["joins"])
+    listed = await watcher.request("presence", channel="room:lobby")
+    assert {u["username"] for u in listed["users"]} >= {"Watcher", "Quiet", *names}  # listed, flag or not
+
+    await asyncio.gather(*(m.close() for m in members))
+    gone: set[str] = set()
+    while gone != set(names):
+        diff = await watcher.push("presence_diff", timeout=5)
+        gone.update(u["username"] for u in diff["leaves"])
+    await asyncio.sleep(0.5)
+    for client in (quiet, bot_client):
+        assert [p for p in list(client.pushes._queue)  # type: ignore[attr-defined]
+                if p["op"] == "presence_diff"] == [], "a subscriber that did not ask got presence"
+    for client in (watcher, quiet, bot_client, nosy):
+        await client.close()
+
+
+async def test_a_join_and_leave_within_one_interval_is_not_announced(backend: dict[str, Any]) -> None:
+    async with AppServer(make_settings(WS_PRESENCE_INTERVAL_MS=400, **backend)) as app:
+        tokens = await tokens_for(app, "Stayer", "Blink")
+        stayer = await WsClient.connect(app.base_url, tokens["Stayer"])
+        await stayer.request("subscribe", channel="room:general")
+        await asyncio.sleep(0.6)
+        while not stayer.pushes.empty():
+            stayer.pushes.get_nowait()
+        blink = await WsClient.connect(app.base_url, tokens["Blink"])
+        await blink.request("subscribe", channel="room:general")
+        await blink.request("unsubscribe", channel="room:general")
+        await asyncio.sleep(1.0)
+        diffs = [p for p in list(stayer.pushes._queue) if p["op"] == "presence_diff"]  # type: ignore[attr-defined]
+        assert all(not d["joins"] and not d["leaves"] for d in diffs) and diffs == []
+        await blink.close()
+        await stayer.close()
