@@ -7,7 +7,9 @@ PostgreSQL); the load generator is pinned to core 1:
 - `bench/reference_server.py`: a minimal server on the `websockets` library (one Redis
   subscription, `websockets.broadcast` of the frame encoded once), plain and coalescing 2 ms.
 
-Scenarios (`BENCH_SCENARIOS=fanout,replicas,pipelined,rooms,idle,subscribe`):
+Scenarios (`BENCH_SCENARIOS=persisted,fanout,replicas,pipelined,rooms,idle,subscribe`):
+- persisted: the fan-out below on `room:general`, a stored channel (PostgreSQL + Redis, every
+            message stored before it is delivered): 1 and 2 replicas, 1 and 4 publishing connections.
 - fanout:   1 replica x BENCH_SUBSCRIBERS (2,000) clients on one `bot:` channel (ephemeral).
             BENCH_PUBLISHERS (4) connections of one bot publish in turn, closed loop: at most
             BENCH_WINDOW (16) messages in flight (published, not yet received by every client),
@@ -100,7 +102,7 @@ class Config:
     room_rate: float = field(default_factory=lambda: _env("BENCH_ROOM_RATE", 1))
     rooms_scaled: bool = field(default_factory=lambda: os.environ.get("BENCH_ROOMS_MODE", "scaled") == "scaled")
     scenarios: list[str] = field(default_factory=lambda: _list("BENCH_SCENARIOS",
-                                                               "fanout,replicas,pipelined,rooms,idle,subscribe"))
+                                                               "persisted,fanout,replicas,pipelined,rooms,idle,subscribe"))
     servers: list[str] = field(default_factory=lambda: _list("BENCH_SERVERS", "reference,coalesce,vonix"))
     users: int = field(default_factory=lambda: int(_env("BENCH_USERS", 10)))
     subscribe_users: int = field(default_factory=lambda: int(_env("BENCH_SUBSCRIBE_USERS", 100)))
@@ -625,6 +627,21 @@ def pipelined_scenario(stack: Stack, lg: LoadGen, cfg: Config) -> list[FanoutRes
     return results
 
 
+def persisted_scenario(stack: Stack, lg: LoadGen, cfg: Config) -> list[FanoutResult]:
+    """Issue 15, item 2: the fan-out of a stored `room:` channel (what members use), 1 and 2
+    replicas, publishes from 1 and from 4 connections; every message stored in PostgreSQL."""
+    results: list[FanoutResult] = []
+    for replicas in (1, 2):
+        for publishers in (1, 4):
+            per = cfg.subscribers // replicas
+            shape = f"{replicas} replica x {cfg.subscribers:,}" if replicas == 1 else \
+                f"{replicas} replicas x {per:,}"
+            results += fanout_scenario(stack, lg, cfg, replicas, channel="room:general", publishers=publishers,
+                                       subscribers=cfg.subscribers, scaled=True, kinds=(REFERENCE, VONIX),
+                                       scenario=f"room: {shape}, {publishers} publisher{'s' * (publishers > 1)}")
+    return results
+
+
 def rooms_scenario(stack: Stack, lg: LoadGen, cfg: Config) -> list[RoomsResult]:
     rooms = max(1, cfg.room_clients // cfg.room_size)
     names = [f"bench-{i:04d}" for i in range(rooms)]
@@ -875,6 +892,8 @@ def main() -> int:
             fanout += fanout_scenario(stack, lg, cfg, 1)
         if "replicas" in cfg.scenarios:
             fanout += fanout_scenario(stack, lg, cfg, 2)
+        if "persisted" in cfg.scenarios:
+            fanout += persisted_scenario(stack, lg, cfg)
         if "pipelined" in cfg.scenarios:
             fanout += pipelined_scenario(stack, lg, cfg)
         if "rooms" in cfg.scenarios:

@@ -11,7 +11,6 @@ import contextlib
 import itertools
 import random
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from realtime.group_commit import GroupCommit
 from realtime.history.base import FrameParts, History, open_envelope
 from realtime.hooks import ChannelHooks, Persisted
 from realtime.hub import Hub
+from realtime.ids import IdMaker
 from realtime.logs import get_logger
 from realtime.nonces import Nonces
 from realtime.presence.base import Presence, PresenceUnavailable, PresenceUser
@@ -77,6 +77,7 @@ class Node:
         self.nonces = nonces
         self.settings = settings or NodeSettings()
         self.hub = Hub()
+        self._new_id = IdMaker()  # connection ids: also presence keys, unique across replicas
         self._flusher = Flusher(self.settings.coalesce_seconds)  # one coalescing timer for all connections
         self.draining = False
         self.published = 0  # messages published through this replica (stats)
@@ -136,7 +137,7 @@ class Node:
     # --- connections -----------------------------------------------------------------------------
     def open(self, transport: Transport) -> Connection:
         conn = Connection(
-            uuid.uuid4().hex[:16], transport, max_queue_bytes=self.settings.max_queue_bytes,
+            self._new_id(), transport, max_queue_bytes=self.settings.max_queue_bytes,
             coalesce=self.settings.coalesce_seconds,
             limiter=TokenBucket(self.settings.publish_rate, self.settings.publish_burst),
             on_closed=self._on_conn_closed, flusher=self._flusher,

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from realtime.ids import IdMaker
 from server.observability.logging import get_logger
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 access_log = get_logger("vonix.access")
 
 
-def new_request_id() -> str:
-    return uuid.uuid4().hex
+new_request_id = IdMaker()  # a callable: one per process, no state beyond a counter
 
 
 def bind_request_context(scope: Scope) -> str:

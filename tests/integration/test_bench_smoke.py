@@ -62,3 +62,20 @@ def test_bench_fanout_prints_every_row_with_numbers_and_loses_nothing(tmp_path: 
     assert runs and all(run["lost"] == 0 and run.get("order_errors", 0) == 0 and run["closed"] == 0
                         for run in runs), runs
     assert all(r["connections"] == 200 and r["failed"] == 0 for r in results["idle"])
+
+
+@pytest.mark.timeout(120)
+def test_bench_presence_compares_diffs_with_one_push_per_join() -> None:
+    env = {**os.environ, "BENCH_PRESENCE_MEMBERS": "60"}
+    result = subprocess.run([sys.executable, "-m", "bench.bench_presence"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=110, check=False)
+    out = result.stdout
+    assert result.returncode == 0, f"{out}\n{result.stderr[-3000:]}"
+    rows = {}
+    for label in ("0 ms", "200 ms"):
+        row = re.search(rf"^{label} \(.*?\)\s+60\s+{NUMBER}\s+({NUMBER})\s+{NUMBER}x\s+({NUMBER})", out, re.MULTILINE)
+        assert row, out
+        rows[label] = (float(row.group(1).replace(",", "")), float(row.group(2).replace(",", "")))
+    assert rows["0 ms"][1] == 60, out  # one diff per join: the reference
+    assert 0 < rows["200 ms"][0] < rows["0 ms"][0] and rows["200 ms"][1] < 60, out
+    assert "60 joins: presence pushes <= 5% of one push per join" in out, out
