@@ -23,14 +23,14 @@ NUMBER = r"[\d,]+(?:\.\d+)?"
 LATENCY = rf"(?:{NUMBER}|-)"  # "-" when no sampled client got a message in a tiny window
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(330)
 def test_bench_fanout_prints_every_row_with_numbers_and_loses_nothing(tmp_path: Path) -> None:
     raw = tmp_path / "results.json"
     env = {**os.environ, "BENCH_SUBSCRIBERS": "20", "BENCH_SECONDS": "0.5", "BENCH_IDLE": "200",
            "BENCH_ROOM_CLIENTS": "40", "BENCH_USERS": "1", "BENCH_RETRIES": "0", "BENCH_JSON": str(raw),
            "BENCH_SUBSCRIBE_USERS": "2", "BENCH_RESUBSCRIBE_ROUNDS": "5"}
     result = subprocess.run([sys.executable, "-m", "bench.bench_fanout"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=170, check=False)
+                            text=True, timeout=320, check=False)
     out = result.stdout
     assert result.returncode == 0, f"{out}\n{result.stderr[-3000:]}"
 
@@ -42,6 +42,13 @@ def test_bench_fanout_prints_every_row_with_numbers_and_loses_nothing(tmp_path: 
                             rf"\s0 of ({NUMBER})\s", out, re.MULTILINE)
             assert row, f"no row with numbers and `0 of N` lost for {scenario} / {server}:\n{out}"
             assert float(row.group(1).replace(",", "")) > 0
+    for scenario in ("room: 1 replica x 20, 1 publisher", "room: 1 replica x 20, 4 publishers",
+                     "room: 2 replicas x 10, 1 publisher", "room: 2 replicas x 10, 4 publishers"):
+        for server in ("reference", "vonix"):  # the stored room's fan-out
+            row = re.search(rf"^{re.escape(scenario)}\s+{server}\s+({NUMBER})\s+({NUMBER})x.*\s0 of ({NUMBER})\s",
+                            out, re.MULTILINE)
+            assert row and float(row.group(1).replace(",", "")) > 0, f"no row for {scenario} / {server}:\n{out}"
+        assert f"{scenario}: >= 2x reference deliveries/s, zero loss" in out, out
     for subscribers in (10, 20):  # pipelined publishes to a persisted room
         scenario = f"room: 1 publisher, 50 in flight, {subscribers} subs"
         for server in ("reference", "vonix"):
