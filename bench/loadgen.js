@@ -24,6 +24,23 @@
 //      `check_order`), CPU ticks of each pid group, of this process and of each core
 //   {"cmd":"rooms", "rate", "warmup", "seconds", "pids":{..}}
 //      every client publishes `rate` messages/s in its own channel (random phase).
+//   {"cmd":"storm_connect", "url", "target", "tokens":[..], "rooms":[..], "per_client":3, "n", "concurrency",
+//    "batch":true, "presence":null|bool, "track":true}
+//      reconnect storm clients (bench/bench_storm.py, a separate client class: the fan-out path is
+//      untouched). Client i: tokens[i % len], rooms[(i * per_client + k) % len] for k < per_client,
+//      one batch subscribe (batch false: one per room); `track`: read offsets (false for a server
+//      without them). A close later makes the client reconnect to `target` and resubscribe with
+//      `since`. -> {connected, failed, seconds, errors}
+//   {"cmd":"storm", "target", "rooms":[..], "publish_urls":[..], "publish_token", "publishers", "rate",
+//    "before", "after", "kill_pid", "kill_signal", "jitter_ms", "handshake_timeout", "max_wait", "quiesce",
+//    "pids":{name:[pid]}, "parents":{name:pid}}
+//      publishers on publish_urls publish `rate` messages/s round robin over the rooms; after
+//      `before` s, kill_signal (SIGTERM) to kill_pid; waits until every client is back (max_wait s), publishes
+//      `after` s more, stops, waits until every client holds each room's last acknowledged offset
+//      (quiesce s). -> all_back_seconds (null: not_back > 0 clients were not back within max_wait),
+//      reconnect_ms {p50,p99,max} (every client back, late ones too), lost, duplicates,
+//      not_recovered, retries, closes by code, CPU ticks from SIGTERM to the last client back
+//      (`parents`: the pid's children too; `a`: kill_pid), listen_overflows
 //   {"cmd":"cpu", "pids":{..}}  CPU ticks now;  {"cmd":"close"}  closes every client;
 //   {"cmd":"exit"}
 'use strict';
@@ -629,13 +646,625 @@ async function rooms(cmd) {
   };
 }
 
+// --- reconnect storm (bench/bench_storm.py) ------------------------------------------------------
+// Separate clients (StormClient) so the fan-out hot path above gains no work: each storm client
+// holds a few channels, tracks the last offset seen per channel from live pushes and from the
+// `missed` of its subscribe replies, and counts duplicates and gaps. A message line is read by
+// position (`{"op":"message","channel":"<name>","offset":N`, the server's fixed key order), replies
+// (rare: subscribes) are JSON-parsed. A close (1012 from a draining replica, or any other) while
+// the storm is on makes the client reconnect to `storm.target` after a random jitter and
+// resubscribe every channel with `since`.
+const MSG_CHANNEL_AT = Buffer.byteLength('{"op":"message","channel":"');
+const OFFSET_KEY = Buffer.from('"offset":');
+const MAX_TRACKED_GAP = 100000; // a bigger gap is counted as lost without remembering each offset
+const MAX_ATTEMPTS = 10; // reconnect attempts per client before it counts as failed
+
+function freshStorm() {
+  return {
+    clients: [],
+    target: null, // where a closed client reconnects
+    active: false, // the storm has begun (SIGTERM sent)
+    jitterMs: 250,
+    // a reconnect whose upgrade is not answered by then is abandoned and tried again; browsers (the
+    // PWA) have no such timeout of their own, TCP retransmits until the server accepts
+    handshakeMs: 30000,
+    batch: true, // one batch subscribe per connection, else one subscribe per channel
+    presence: null, // the `presence` flag of subscribe (null: not sent, the server's default)
+    track: true, // offsets are tracked (the reference server has none)
+    back: 0, // clients resubscribed after their first close
+    failed: 0, // clients that gave up (MAX_ATTEMPTS)
+    firstClose: 0,
+    lastClose: 0,
+    lastBack: 0,
+    closes: {}, // close code of the first connection -> count
+    closedEarly: 0, // first connection closed before the storm began
+    closedAgain: 0, // a connection closed after the client was back
+    retries: 0,
+    retryReasons: {},
+    subRetries: 0, // channels subscribed again on the same connection after a refusal
+    subErrors: {},
+    delivered: 0, // message lines received
+    recovered: 0, // messages received in `missed`
+    killedAt: 0,
+    early: 0, // a message for a channel before its first subscribe reply
+    foreign: 0, // a message for a channel the client does not hold
+    dupSamples: [],
+    gapSamples: [],
+  };
+}
+let storm = freshStorm();
+
+class StormClient {
+  constructor(index, token, channels, rooms) {
+    this.index = index;
+    this.token = token;
+    this.channels = channels;
+    this.channelBufs = channels.map((c) => Buffer.from(c));
+    this.rooms = rooms; // index of each channel in the command's room list
+    const k = channels.length;
+    this.first = new Array(k).fill(-1); // offset of the first subscribe reply
+    this.last = new Array(k).fill(-1); // highest offset seen
+    this.epoch = new Array(k).fill(null);
+    this.missing = new Array(k).fill(null); // Set of skipped offsets, or null
+    this.lostUntracked = 0;
+    this.received = 0;
+    this.dups = 0;
+    this.late = 0; // filled a gap (out of order)
+    this.notRecovered = 0;
+    this.announced = 0; // messages a `recovered: false` reply told the client it may have missed
+    this.lastSub = new Array(k).fill(null); // the last subscribe result per channel (diagnostics)
+    this.epochChanged = 0;
+    this.ws = null;
+    this.subBase = 0;
+    this.subIdx = []; // channel indices of the subscribe in flight, in request order
+    this.failedSubs = [];
+    this.nextId = 1;
+    this.pendingSubs = 0;
+    this.attemptTimer = null;
+    this.subscribedOnce = false;
+    this.phase = 'new'; // connecting | live | waiting | reconnecting | failed
+    this.closedAt = 0;
+    this.reconnectAt = 0;
+    this.backAt = 0;
+    this.attempts = 0;
+    this.timedOut = false;
+    this.ready = null; // resolves the first connect: null or why it failed
+    this.retired = false;
+  }
+
+  connectFirst(url) {
+    return new Promise((resolve) => {
+      this.ready = resolve;
+      this.phase = 'connecting';
+      this.open(url);
+    });
+  }
+
+  open(url) {
+    const ws = new RawWs(url, this.token, {
+      onOpen: () => {
+        if (ws !== this.ws) return;
+        if (this.attemptTimer !== null) {
+          // like the PWA (static/js/live.js), once connected the client waits for its subscribe reply
+          clearTimeout(this.attemptTimer);
+          this.attemptTimer = null;
+        }
+        this.subscribe(this.channels.map((_, i) => i));
+      },
+      onMessage: (buf) => { if (ws === this.ws) this.onFrame(buf); },
+      onClose: (code, why) => { if (ws === this.ws) this.onClose(code, why); },
+    });
+    this.ws = ws;
+  }
+
+  subscribe(indices) {
+    // `since` once the channel has a position (every resubscribe); the first subscribe has none
+    const since = (i) => (storm.track && this.epoch[i] !== null
+      ? `,"since":{"offset":${this.last[i]},"epoch":${JSON.stringify(this.epoch[i])}}` : '');
+    const presence = storm.presence === null ? '' : `,"presence":${storm.presence}`;
+    this.subBase = this.nextId;
+    this.subIdx = indices;
+    this.failedSubs = [];
+    this.pendingSubs = indices.length;
+    if (storm.batch) {
+      this.nextId++;
+      const items = indices.map((i) => {
+        const s = since(i);
+        return s ? `{"channel":"${this.channels[i]}"${s}}` : `"${this.channels[i]}"`;
+      });
+      this.ws.send(`{"id":${this.subBase},"op":"subscribe","channels":[${items.join(',')}]${presence}}`);
+    } else {
+      for (const i of indices) {
+        this.ws.send(`{"id":${this.nextId++},"op":"subscribe","channel":"${this.channels[i]}"${since(i)}${presence}}`);
+      }
+    }
+  }
+
+  onFrame(buf) {
+    let start = 0;
+    for (;;) {
+      const end = buf.indexOf(NL, start);
+      const stop = end === -1 ? buf.length : end;
+      const b2 = buf[start + 2];
+      if (b2 === 111 && buf[start + 7] === 109) { // {"op":"message"
+        storm.delivered++;
+        if (storm.track) this.onMessageLine(buf, start);
+      } else if (b2 === 105) { // {"id":  a reply
+        this.onReply(JSON.parse(buf.toString('utf8', start, stop)));
+      } // presence_diff, typing: ignored
+      if (end === -1) break;
+      start = end + 1;
+    }
+  }
+
+  onMessageLine(buf, start) {
+    const from = start + MSG_CHANNEL_AT;
+    const quote = buf.indexOf(34, from);
+    const length = quote - from;
+    const bufs = this.channelBufs;
+    for (let i = 0; i < bufs.length; i++) {
+      if (bufs[i].length === length && bufs[i].compare(buf, from, quote) === 0) {
+        const at = buf.indexOf(OFFSET_KEY, quote);
+        this.see(i, readInt(buf, at + OFFSET_KEY.length));
+        return;
+      }
+    }
+    storm.foreign++;
+  }
+
+  see(ch, offset, via = 'live') {
+    if (this.epoch[ch] === null) { // before the first subscribe reply: the server broke its order
+      storm.early++;
+      return;
+    }
+    const last = this.last[ch];
+    if (offset === last + 1) {
+      this.last[ch] = offset;
+      this.received++;
+      return;
+    }
+    if (offset > last) {
+      const gap = offset - last - 1;
+      if (storm.gapSamples.length < 8) {
+        storm.gapSamples.push(`client ${this.index} ${this.channels[ch]}: ${last} -> ${offset} (${via}, ${this.phase}, ` +
+                              `attempts ${this.attempts}, last subscribe ${JSON.stringify(this.lastSub[ch])})`);
+      }
+      if (gap > MAX_TRACKED_GAP) {
+        this.lostUntracked += gap;
+      } else {
+        const m = this.missing[ch] || (this.missing[ch] = new Set());
+        for (let o = last + 1; o < offset; o++) m.add(o);
+      }
+      this.last[ch] = offset;
+      this.received++;
+      return;
+    }
+    const m = this.missing[ch];
+    if (m !== null && m.delete(offset)) {
+      this.late++;
+      this.received++;
+      return;
+    }
+    this.dups++;
+    if (storm.dupSamples.length < 5) {
+      storm.dupSamples.push(`client ${this.index} ${this.channels[ch]}: offset ${offset} again (${via}, last ${last}, ` +
+                            `first ${this.first[ch]}, ${this.phase}, attempts ${this.attempts}, ` +
+                            `last subscribe ${JSON.stringify(this.lastSub[ch])})`);
+    }
+  }
+
+  onReply(reply) {
+    const id = reply.id;
+    const count = storm.batch ? 1 : this.subIdx.length;
+    if (typeof id !== 'number' || id < this.subBase || id >= this.subBase + count || this.pendingSubs <= 0) {
+      storm.subErrors.unexpected_reply = (storm.subErrors.unexpected_reply || 0) + 1;
+      if (storm.subErrors.unexpected_reply <= 3) log('unexpected reply', JSON.stringify(reply).slice(0, 200));
+      return;
+    }
+    if (!storm.batch) {
+      this.onSubscribed(this.subIdx[id - this.subBase], reply);
+    } else if (!reply.ok || !Array.isArray(reply.results) || reply.results.length !== this.subIdx.length) {
+      const code = reply.error ? reply.error.code : 'bad batch reply';
+      for (const i of this.subIdx) this.onSubscribed(i, { ok: false, error: { code } });
+    } else {
+      reply.results.forEach((result, j) => this.onSubscribed(this.subIdx[j], result));
+    }
+  }
+
+  onSubscribed(i, result) {
+    if (!result.ok) {
+      const code = result.error ? result.error.code : 'refused';
+      storm.subErrors[code] = (storm.subErrors[code] || 0) + 1;
+      if (storm.subErrors[code] <= 3) log(`client ${this.index}: subscribe refused`, JSON.stringify(result).slice(0, 300));
+      this.failedSubs.push(i);
+    } else if (storm.track && result.channel !== this.channels[i]) {
+      storm.subErrors.channel_mismatch = (storm.subErrors.channel_mismatch || 0) + 1;
+      this.failedSubs.push(i);
+    } else if (storm.track) {
+      if (this.epoch[i] === null) {
+        this.first[i] = this.last[i] = result.offset;
+        this.epoch[i] = result.epoch;
+      } else {
+        const missed = result.missed || [];
+        this.lastSub[i] = { since: this.last[i], offset: result.offset, recovered: result.recovered,
+                            missed: missed.length ? [missed[0].offset, missed[missed.length - 1].offset] : [],
+                            at_ms: Math.round(now() - (storm.killedAt || now())) };
+        if (result.epoch !== this.epoch[i]) this.epochChanged++;
+        if (!result.recovered) {
+          this.notRecovered++;
+          this.announced += Math.max(0, result.offset - this.last[i]);
+        }
+        for (const m of missed) {
+          storm.recovered++;
+          storm.delivered++;
+          if (m.channel === this.channels[i]) this.see(i, m.offset, 'missed');
+          else storm.foreign++;
+        }
+      }
+    }
+    if (--this.pendingSubs > 0) return;
+    if (this.failedSubs.length === 0) {
+      this.onAllSubscribed();
+    } else if (!this.subscribedOnce) {
+      this.finishFirst(`subscribe refused: ${JSON.stringify(result.error || result).slice(0, 120)}`);
+    } else {
+      // what the PWA does (static/js/live.js): subscribe the refused channels again, on the same
+      // connection, 2 s later
+      const failed = this.failedSubs;
+      const ws = this.ws;
+      storm.subRetries += failed.length;
+      setTimeout(() => { if (ws === this.ws && ws.open && !ws.socket.destroyed) this.subscribe(failed); },
+                 2000);
+    }
+  }
+
+  finishFirst(why) {
+    if (this.ready !== null) {
+      const resolve = this.ready;
+      this.ready = null;
+      resolve(why);
+    }
+  }
+
+  onAllSubscribed() {
+    if (!this.subscribedOnce) {
+      this.subscribedOnce = true;
+      this.phase = 'live';
+      this.finishFirst(null);
+      return;
+    }
+    this.phase = 'live';
+    if (this.attemptTimer !== null) {
+      clearTimeout(this.attemptTimer);
+      this.attemptTimer = null;
+    }
+    if (this.backAt === 0) {
+      this.backAt = now();
+      storm.back++;
+      storm.lastBack = this.backAt;
+    }
+  }
+
+  onClose(code, why) {
+    if (this.retired) return;
+    if (!this.subscribedOnce) {
+      this.finishFirst(why || `closed ${code}`);
+      return;
+    }
+    if (this.phase === 'live') {
+      const t = now();
+      if (this.closedAt === 0) {
+        this.closedAt = t;
+        storm.closes[code] = (storm.closes[code] || 0) + 1;
+        if (!storm.active) storm.closedEarly++;
+        if (storm.firstClose === 0) storm.firstClose = t;
+        storm.lastClose = Math.max(storm.lastClose, t);
+      } else {
+        storm.closedAgain++;
+        if (storm.closedAgain <= 3) log(`client ${this.index}: closed again with ${code} ${why || ''}`);
+      }
+      this.phase = 'waiting';
+      setTimeout(() => this.reconnect(), Math.random() * storm.jitterMs);
+    } else if (this.phase === 'reconnecting') {
+      if (this.attemptTimer !== null) {
+        clearTimeout(this.attemptTimer);
+        this.attemptTimer = null;
+      }
+      const reason = this.timedOut ? `upgrade not answered within ${storm.handshakeMs / 1000} s` : (why || `closed ${code}`);
+      this.timedOut = false;
+      storm.retries++;
+      storm.retryReasons[reason] = (storm.retryReasons[reason] || 0) + 1;
+      if (this.attempts >= MAX_ATTEMPTS) {
+        this.phase = 'failed';
+        storm.failed++;
+        return;
+      }
+      this.phase = 'waiting';
+      setTimeout(() => this.reconnect(), 100 * this.attempts + Math.random() * 100);
+    }
+  }
+
+  reconnect() {
+    if (this.retired || storm.target === null) return;
+    this.phase = 'reconnecting';
+    this.attempts++;
+    if (this.reconnectAt === 0) this.reconnectAt = now();
+    this.open(storm.target);
+    const ws = this.ws;
+    this.attemptTimer = setTimeout(() => {
+      this.attemptTimer = null;
+      if (ws === this.ws && this.phase === 'reconnecting') {
+        this.timedOut = true;
+        ws.terminate();
+      }
+    }, storm.handshakeMs);
+  }
+
+  retire() {
+    this.retired = true;
+    if (this.attemptTimer !== null) clearTimeout(this.attemptTimer);
+    if (this.ws) this.ws.terminate();
+  }
+}
+
+async function stormConnect(cmd) {
+  // client i holds rooms[(i * per + k) % len] for k < per: every room gets the same number of clients
+  storm = freshStorm();
+  storm.target = cmd.target || null;
+  storm.batch = cmd.batch !== false;
+  storm.presence = cmd.presence == null ? null : Boolean(cmd.presence);
+  storm.track = cmd.track !== false;
+  const per = cmd.per_client || 3;
+  const rooms = cmd.rooms;
+  const fresh = [];
+  for (let i = 0; i < cmd.n; i++) {
+    const idx = [];
+    for (let k = 0; k < per; k++) idx.push((i * per + k) % rooms.length);
+    fresh.push(new StormClient(i, cmd.tokens[i % cmd.tokens.length], idx.map((j) => rooms[j]), idx));
+  }
+  const started = now();
+  let next = 0;
+  let failed = 0;
+  const errors = {};
+  const worker = async () => {
+    while (next < fresh.length) {
+      const client = fresh[next++];
+      const why = await client.connectFirst(cmd.url);
+      if (why === null) {
+        storm.clients.push(client);
+      } else {
+        failed++;
+        errors[why] = (errors[why] || 0) + 1;
+        client.retire();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(cmd.concurrency || 100, fresh.length) }, worker));
+  return { connected: fresh.length - failed, failed, seconds: (now() - started) / 1000, errors };
+}
+
+function childPids(parent) {
+  const out = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (name.charCodeAt(0) < 48 || name.charCodeAt(0) > 57) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'latin1');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === parent) out.push(Number(name));
+    } catch (e) { /* gone */ }
+  }
+  return out;
+}
+
+function listenOverflows() {
+  // TcpExt ListenOverflows (machine-wide): connections dropped because a listen queue was full
+  try {
+    const lines = fs.readFileSync('/proc/net/netstat', 'latin1').split('\n');
+    for (let i = 0; i + 1 < lines.length; i += 2) {
+      if (!lines[i].startsWith('TcpExt:')) continue;
+      const at = lines[i].split(' ').indexOf('ListenOverflows');
+      return at === -1 ? 0 : Number(lines[i + 1].split(' ')[at]);
+    }
+  } catch (e) { /* not Linux */ }
+  return 0;
+}
+
+function stormCpu(cmd) {
+  // CPU ticks per pid (name -> {pid: ticks}), the children of `parents` (PostgreSQL backends come
+  // and go) included; with the cores' and this process's ticks
+  const perPid = {};
+  const groups = { ...(cmd.pids || {}) };
+  for (const [name, parent] of Object.entries(cmd.parents || {})) {
+    groups[name] = [...(groups[name] || []), ...childPids(parent)];
+  }
+  for (const [name, list] of Object.entries(groups)) {
+    perPid[name] = {};
+    for (const pid of list) perPid[name][pid] = cpuTicks(pid);
+  }
+  const base = cpuSnapshot({});
+  base.listen_overflows = listenOverflows();
+  return { perPid, base };
+}
+
+function stormCpuDelta(a, b) {
+  // a pid gone by the end lost its ticks with it: counted only while alive at both ends (a pid
+  // born meanwhile counts from 0)
+  const out = cpuDelta(a.base, b.base);
+  for (const [name, pids] of Object.entries(b.perPid)) {
+    out[name] = 0;
+    for (const [pid, ticks] of Object.entries(pids)) {
+      if (ticks > 0) out[name] += ticks - ((a.perPid[name] || {})[pid] || 0);
+    }
+  }
+  return out;
+}
+
+function stormLatency(values) {
+  const sorted = Float64Array.from(values).sort();
+  return { n: sorted.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99),
+           max: sorted.length ? sorted[sorted.length - 1] : null };
+}
+
+async function stormRun(cmd) {
+  const clients = storm.clients;
+  const n = clients.length;
+  if (cmd.target) storm.target = cmd.target;
+  storm.jitterMs = cmd.jitter_ms == null ? 250 : cmd.jitter_ms;
+  if (cmd.handshake_timeout) storm.handshakeMs = cmd.handshake_timeout * 1000;
+  const rooms = cmd.rooms;
+  // publishers: `publishers` connections on the surviving replica, round robin over the rooms
+  const maxAcked = new Array(rooms.length).fill(0);
+  const roomOf = new Map(); // publish id -> room index (replies may come out of order)
+  let sent = 0;
+  let acked = 0;
+  let refused = 0;
+  let publisherClosed = 0;
+  const onAck = (buf) => {
+    let start = 0;
+    for (;;) {
+      const end = buf.indexOf(NL, start);
+      if (buf[start + 2] === 105) {
+        const id = readInt(buf, start + 6);
+        const room = roomOf.get(id);
+        roomOf.delete(id);
+        const line = buf.toString('latin1', start, end === -1 ? buf.length : end);
+        acked++;
+        if (!line.includes('"ok":true')) {
+          refused++;
+          if (refused <= 3) log('storm publish refused', line.slice(0, 200));
+        } else if (room !== undefined) {
+          const at = line.indexOf('"offset":');
+          if (at !== -1) maxAcked[room] = Math.max(maxAcked[room], Number.parseInt(line.slice(at + 9), 10));
+        }
+      }
+      if (end === -1) break;
+      start = end + 1;
+    }
+  };
+  const publishers = [];
+  for (let i = 0; i < (cmd.publishers || 1); i++) {
+    publishers.push(await openPublisher(cmd.publish_urls[i % cmd.publish_urls.length], cmd.publish_token, onAck,
+                                        () => { publisherClosed++; }));
+  }
+  let publishing = true;
+  const pubStart = now();
+  const timer = setInterval(() => {
+    const due = Math.floor(((now() - pubStart) / 1000) * cmd.rate) - sent;
+    for (let k = 0; k < due && publishing; k++) {
+      const seq = ++sent;
+      const room = seq % rooms.length;
+      roomOf.set(seq, room);
+      publishers[seq % publishers.length].send(
+        `{"id":${seq},"op":"publish","channel":"${rooms[room]}","data":{"text":"storm message #${seq}"}}`);
+    }
+  }, 5);
+
+  await sleep((cmd.before || 2) * 1000);
+  const sentBefore = sent;
+  const cpu0 = stormCpu(cmd);
+  const killed0 = cmd.kill_pid ? cpuTicks(cmd.kill_pid) : 0;
+  let killed = killed0; // the draining replica's ticks, sampled while it lives
+  const tKill = now();
+  storm.killedAt = tKill;
+  storm.active = true;
+  if (cmd.kill_pid) process.kill(cmd.kill_pid, cmd.kill_signal || 'SIGTERM');
+  const timeout = (cmd.max_wait || 60) * 1000;
+  while (storm.back + storm.failed < n && now() - tKill < timeout) {
+    await sleep(10);
+    if (cmd.kill_pid) killed = Math.max(killed, cpuTicks(cmd.kill_pid));
+  }
+  const tAll = now();
+  const backInTime = storm.back; // clients back by the deadline (max_wait)
+  const cpu1 = stormCpu(cmd);
+  if (cmd.kill_pid) killed = Math.max(killed, cpuTicks(cmd.kill_pid));
+  const sentStorm = sent - sentBefore;
+
+  await sleep((cmd.after || 2) * 1000);
+  publishing = false;
+  clearInterval(timer);
+  const tStop = now();
+  while (acked < sent && now() - tStop < 10000) await sleep(10);
+  // quiescence: every client holds its rooms' last acknowledged offsets (or give up)
+  const caughtUp = () => clients.every((c) => c.phase === 'failed' || c.rooms.every((r, i) => c.last[i] >= maxAcked[r]));
+  const quiesceStart = now();
+  if (storm.track) {
+    while (!caughtUp() && now() - quiesceStart < (cmd.quiesce || 10) * 1000) await sleep(25);
+  } else {
+    await sleep(500);
+  }
+  const quiesceSeconds = (now() - quiesceStart) / 1000;
+  for (const p of publishers) p.close();
+
+  const reconnect = [];
+  const afterJitter = [];
+  let lost = 0;
+  let expected = 0;
+  let received = 0;
+  let dups = 0;
+  let late = 0;
+  let notRecovered = 0;
+  let announced = 0;
+  let epochChanged = 0;
+  let neverBack = 0;
+  let lostClients = 0;
+  for (const c of clients) {
+    if (c.backAt > 0) {
+      reconnect.push(c.backAt - c.closedAt);
+      afterJitter.push(c.backAt - c.reconnectAt);
+    } else {
+      neverBack++;
+    }
+    dups += c.dups;
+    late += c.late;
+    received += c.received;
+    notRecovered += c.notRecovered;
+    announced += c.announced;
+    epochChanged += c.epochChanged;
+    if (!storm.track) continue;
+    let mine = c.lostUntracked;
+    c.rooms.forEach((r, i) => {
+      const final = maxAcked[r];
+      expected += Math.max(0, final - c.first[i]);
+      mine += (c.missing[i] ? c.missing[i].size : 0) + Math.max(0, final - c.last[i]);
+    });
+    lost += mine;
+    if (mine) lostClients++;
+  }
+  return {
+    clients: n, channels_per_client: clients.length ? clients[0].channels.length : 0, rooms: rooms.length,
+    batch: storm.batch, tracked: storm.track,
+    published: sent, published_during_storm: sentStorm, acked, refused, publisher_closed: publisherClosed,
+    publish_seconds: (tStop - pubStart) / 1000,
+    // null when some were not back within max_wait (they may have come back later: last_back_seconds)
+    all_back_seconds: backInTime === n ? (storm.lastBack - tKill) / 1000 : null,
+    last_back_seconds: storm.back ? (storm.lastBack - tKill) / 1000 : null,
+    storm_seconds: (tAll - tKill) / 1000,
+    first_close_seconds: storm.firstClose ? (storm.firstClose - tKill) / 1000 : null,
+    last_close_seconds: storm.lastClose ? (storm.lastClose - tKill) / 1000 : null,
+    back: storm.back, not_back: n - backInTime, never_back: neverBack, failed: storm.failed, retries: storm.retries,
+    retry_reasons: storm.retryReasons, subscribe_errors: storm.subErrors, subscribe_retries: storm.subRetries,
+    closes: storm.closes,
+    closed_early: storm.closedEarly, closed_again: storm.closedAgain,
+    reconnect_ms: stormLatency(reconnect), after_jitter_ms: stormLatency(afterJitter),
+    expected: storm.track ? expected : null, received: storm.track ? received : null,
+    lost: storm.track ? lost : null, lost_clients: storm.track ? lostClients : null,
+    duplicates: storm.track ? dups : null, late, not_recovered: notRecovered, not_recovered_messages: announced,
+    epoch_changed: epochChanged,
+    recovered_messages: storm.recovered, delivered: storm.delivered, early: storm.early, foreign: storm.foreign,
+    dup_samples: storm.dupSamples, gap_samples: storm.gapSamples,
+    final_offsets: maxAcked, quiesce_seconds: quiesceSeconds,
+    cpu_ticks: { ...stormCpuDelta(cpu0, cpu1), a: killed - killed0 },
+  };
+}
+
 async function closeAll() {
   const closing = state.clients.filter((c) => c.ws && c.closeCode === null);
   for (const c of state.clients) {
     c.retired = true; // not counted as a loss
     if (c.ws) c.ws.terminate();
   }
-  const n = state.clients.length;
+  for (const c of storm.clients) c.retire();
+  const n = state.clients.length + storm.clients.length;
+  storm = freshStorm();
   state.clients = [];
   state.minLevel = 0;
   state.published = 0;
@@ -654,6 +1283,8 @@ async function handle(cmd) {
     case 'connect': return connect(cmd);
     case 'fanout': return fanout(cmd);
     case 'rooms': return rooms(cmd);
+    case 'storm_connect': return stormConnect(cmd);
+    case 'storm': return stormRun(cmd);
     case 'cpu': return { cpu_ticks: cpuSnapshot(cmd.pids) };
     case 'close': return closeAll();
     case 'exit': setTimeout(() => process.exit(0), 10); return { exiting: true };

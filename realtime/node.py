@@ -34,6 +34,7 @@ from realtime.transport import Transport
 
 log = get_logger("vonix.node")
 REVOCATIONS = "_sys:revocations"
+CATCH_UP_SECONDS = 2.0  # longest a new subscriber waits for this replica's stream to reach its reply
 PRESENCE_NAMESPACES = ("room:", "dm:")
 
 
@@ -88,6 +89,7 @@ class Node:
         self._last_seen: dict[str, int] = {}  # last offset delivered locally, per channel (catch-up)
         self._epochs: dict[str, str] = {}  # epoch of each stored channel in _last_seen
         self._positioning: dict[str, asyncio.Future[None]] = {}  # a first subscriber reading the position
+        self._catching_up: dict[str, list[tuple[Connection, int]]] = {}  # held until the stream reaches an offset
         self._filling: dict[str, list[tuple[int, bytes]]] = {}  # channels whose gap is being filled
         self._broker_was_down = False
         self._metrics = _Metrics(metrics, self) if metrics is not None else None
@@ -97,6 +99,9 @@ class Node:
                                           interval=self.settings.presence_interval, metrics=metrics)
         self._registrations: Batcher[tuple[int, str], bool] = Batcher(self._register_many)
         self._unregistrations: Batcher[tuple[int, str], None] = Batcher(self._unregister_many)
+        # resubscribes with `since` read the hot window together: one pipeline for a crowd
+        self._recoveries: Batcher[tuple[str, int, int], list[tuple[int, bytes]] | None] = Batcher(
+            history.recover_many)
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -272,7 +277,7 @@ class Node:
         published = await self.history.position(channel)
         return published.offset, published.epoch
 
-    async def _subscribe_position(self, channel: str, first: bool) -> tuple[int, str]:
+    async def _subscribe_position(self, channel: str, first: bool, since: protocol.Since | None) -> tuple[int, str]:
         """Where a new subscriber starts. For a stored channel this replica already follows, the
         last offset delivered here is exact: every later message reaches the new subscriber live
         (it is in the hub before this runs), every earlier one it reads from history. That saves
@@ -285,10 +290,13 @@ class Node:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(pending)
             seen, epoch = self._last_seen.get(channel), self._epochs.get(channel)
-            if seen is not None and epoch is not None:
+            # A client coming from another replica may have seen more than this one has delivered
+            # yet (its broker feed lags by a moment): then only the database knows the position.
+            if seen is not None and epoch is not None and (
+                    since is None or since.epoch != epoch or since.offset <= seen):
                 return seen, epoch
         future = asyncio.get_running_loop().create_future()
-        self._positioning.setdefault(channel, future)
+        self._positioning.setdefault(channel, future)  # the first reader: later ones wait for it
         try:
             offset, epoch = await self._position(channel)
         except Exception as exc:
@@ -307,6 +315,7 @@ class Node:
     def _forget_channel(self, channel: str) -> None:
         self._last_seen.pop(channel, None)
         self._epochs.pop(channel, None)
+        self._catching_up.pop(channel, None)
 
     async def _subscribe(self, conn: Connection, command: protocol.Command) -> None:
         user = conn.user
@@ -361,12 +370,14 @@ class Node:
         try:
             if first:
                 await self.broker.subscribe(channel)
-            offset, epoch = await self._subscribe_position(channel, first)
+            offset, epoch = await self._subscribe_position(channel, first, since)
             missed: list[tuple[int, bytes]] = []
             recovered = False
             if since is not None:
                 missed, recovered = await self._recover(channel, since, offset, epoch)
-        except Exception:
+        except Exception as exc:
+            log.warning("ws_subscribe_failed", conn_id=conn.conn_id, channel=channel,
+                        error=f"{exc.__class__.__name__}: {exc}"[:200])
             if self.hub.unsubscribe(conn, channel):
                 self._forget_channel(channel)
                 with contextlib.suppress(Exception):
@@ -377,9 +388,49 @@ class Node:
             b",".join(frame for _, frame in missed)), max([offset, *(o for o, _ in missed)])
 
     def _end_recovery(self, conn: Connection, channel: str, last: int) -> None:
+        """Send the live frames buffered during the subscribe that are newer than the reply.
+
+        The reply may be ahead of this replica's live stream (the position came from the database
+        because the client had seen more elsewhere, or from a commit not yet delivered here): then
+        the connection stays buffering until the stream reaches `last`, so the frames it already
+        has are not sent again (or for at most CATCH_UP_SECONDS, if the stream stalls)."""
+        seen = self._last_seen.get(channel)
+        if seen is not None and seen < last and self.hooks.persisted(channel):
+            waiting = self._catching_up.setdefault(channel, [])
+            waiting.append((conn, last))
+            asyncio.get_running_loop().call_later(CATCH_UP_SECONDS, self._release_late, conn, channel, last)
+            return
         for frame_offset, frame in self.hub.end_recovery(conn, channel):
             if frame_offset > last:
                 conn.push(frame)
+
+    def _release(self, channel: str, offset: int) -> None:
+        """The live stream reached `offset`: subscribers held until then get their frames."""
+        waiting = self._catching_up.get(channel)
+        if not waiting:
+            return
+        ready = [entry for entry in waiting if entry[1] <= offset]
+        if not ready:
+            return
+        waiting[:] = [entry for entry in waiting if entry[1] > offset]
+        if not waiting:
+            del self._catching_up[channel]
+        for conn, last in ready:
+            if channel in conn.recovering:
+                for frame_offset, frame in self.hub.end_recovery(conn, channel):
+                    if frame_offset > last:
+                        conn.push(frame)
+
+    def _release_late(self, conn: Connection, channel: str, last: int) -> None:
+        waiting = self._catching_up.get(channel)
+        if waiting and (conn, last) in waiting:
+            waiting.remove((conn, last))
+            if not waiting:
+                del self._catching_up[channel]
+            if channel in conn.recovering:
+                for frame_offset, frame in self.hub.end_recovery(conn, channel):
+                    if frame_offset > last:
+                        conn.push(frame)
 
     async def _recover(self, channel: str, since: protocol.Since, offset: int,
                        epoch: str) -> tuple[list[tuple[int, bytes]], bool]:
@@ -391,8 +442,10 @@ class Node:
         if offset - since.offset > self.settings.max_recovery:
             self._miss()
             return [], False
-        missed = await self.history.recover(channel, since.offset, self.settings.max_recovery)
-        if missed is None and self.hooks.persisted(channel):
+        missed = await self._recoveries((channel, since.offset, self.settings.max_recovery))
+        if self.hooks.persisted(channel) and (missed is None or not _covers(missed, since.offset + 1, offset)):
+            # The hot window is behind the database (a commit not yet published to it, or a hole
+            # left while Redis was away): the database has every stored message.
             missed = await self.hooks.history(channel, since.offset, self.settings.max_recovery)
         if missed is None or not _covers(missed, since.offset + 1, offset):
             self._miss()
@@ -638,6 +691,8 @@ class Node:
             delivered = self.hub.deliver_presence(channel, frame)
         else:
             delivered = self.hub.deliver(channel, offset, frame)
+        if self._catching_up and offset is not None:
+            self._release(channel, offset)
         metrics = self._metrics
         if metrics is not None and delivered:
             metrics.delivered.inc(delivered)
@@ -684,6 +739,8 @@ class Node:
             if offset > last:
                 self._last_seen[channel] = last = offset
                 delivered = self.hub.deliver(channel, offset, merged[offset])
+                if self._catching_up:
+                    self._release(channel, offset)
                 if self._metrics is not None and delivered:
                     self._metrics.delivered.inc(delivered)
 

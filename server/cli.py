@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 from server.settings import ConfigError, Settings, load_settings
 
@@ -39,6 +40,13 @@ def _preflight(settings: Settings) -> None:
             await db.disconnect()
 
     asyncio.run(check())
+
+
+def _somaxconn() -> int:
+    try:
+        return max(2048, int(Path("/proc/sys/net/core/somaxconn").read_text()))
+    except (OSError, ValueError):
+        return 4096
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -79,6 +87,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.drain_seconds) + 5,
         server_header=False,
+        # After a deploy every member reconnects at once: uvicorn's 2048 overflowed the accept
+        # queue, and a dropped SYN is retried after 1, 3, 7, 15 s. The kernel caps it at somaxconn.
+        backlog=_somaxconn(),
         ws=VonixWebSocketProtocol,  # uvicorn's websockets-sansio, lighter per idle connection
         ws_max_size=1024 * 1024,  # the app refuses frames over 64 KiB itself, with its own close code
         ws_ping_interval=settings.ws_ping_interval,

@@ -71,6 +71,10 @@ class History(Protocol):
         """Frames with offsets since+1.. in order, or None when the window no longer covers the gap."""
         ...
 
+    async def recover_many(self, requests: Sequence[tuple[str, int, int]]) -> list[list[tuple[int, bytes]] | None]:
+        """`recover` for many (channel, since, limit) in one round trip (a reconnect storm)."""
+        ...
+
     async def position(self, channel: str) -> Published:
         """Current last offset and epoch of an ephemeral channel (creates the epoch if new)."""
         ...

@@ -65,6 +65,9 @@ class MemoryHistory:
     async def publish_control(self, channel: str, frame: bytes) -> None:
         await self.broker.publish(channel, envelope(None, time.time(), frame))  # type: ignore[attr-defined]
 
+    async def recover_many(self, requests: Sequence[tuple[str, int, int]]) -> list[list[tuple[int, bytes]] | None]:
+        return [await self.recover(channel, since, limit) for channel, since, limit in requests]
+
     async def recover(self, channel: str, since: int, limit: int) -> list[tuple[int, bytes]] | None:
         ring = self._rings.get(channel)
         if ring is None:

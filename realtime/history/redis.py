@@ -145,11 +145,20 @@ class RedisHistory:
         await self.client.publish(self.prefix + channel, envelope(None, time.time(), frame))
 
     async def recover(self, channel: str, since: int, limit: int) -> list[tuple[int, bytes]] | None:
-        keys = self._keys(channel)
+        return (await self.recover_many([(channel, since, limit)]))[0]
+
+    async def recover_many(self, requests: Sequence[tuple[str, int, int]]) -> list[list[tuple[int, bytes]] | None]:
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.get(keys[0])
-            pipe.zrangebyscore(keys[2], since + 1, "+inf", start=0, num=limit, withscores=True)
-            last_raw, rows = await pipe.execute()
+            for channel, since, limit in requests:
+                keys = self._keys(channel)
+                pipe.get(keys[0])
+                pipe.zrangebyscore(keys[2], since + 1, "+inf", start=0, num=limit, withscores=True)
+            replies = await pipe.execute()
+        return [self._recovered(since, replies[2 * i], replies[2 * i + 1])
+                for i, (_, since, _) in enumerate(requests)]
+
+    @staticmethod
+    def _recovered(since: int, last_raw: Any, rows: Any) -> list[tuple[int, bytes]] | None:
         last = int(last_raw or 0)
         if since >= last:
             return []
