@@ -15,16 +15,21 @@ export function navigate(path, { replace = false } = {}) {
   render();
 }
 
+let generation = 0;
+
 export async function render() {
   for (const fn of leaving) { try { fn(); } catch { /* a view's clean-up must not stop the next */ } }
   leaving = [];
+  const mine = ++generation;
   const path = location.pathname;
   for (const { regex, keys, view, auth } of routes) {
     const match = path.match(regex);
     if (!match) continue;
     const params = Object.fromEntries(keys.map((key, i) => [key, decodeURIComponent(match[i + 1])]));
+    // A view that awaits before it mounts checks `current()` after the wait: another navigation
+    // may have replaced it meanwhile, and a stale view must not mount over the new one.
     const ctx = { params, query: new URLSearchParams(location.search), hash: location.hash.slice(1), auth,
-      onLeave: (fn) => leaving.push(fn) };
+      onLeave: (fn) => leaving.push(fn), current: () => mine === generation };
     await render.guard(ctx, view);
     return;
   }

@@ -68,7 +68,9 @@ export async function chatView(ctx) {
   let target;
   try {
     target = await resolveChannel(ctx.params);
+    if (ctx.current && !ctx.current()) return; // navigated elsewhere meanwhile
   } catch (error) {
+    if (ctx.current && !ctx.current()) return;
     if (error instanceof NoSuchRoom) return noSuchRoom(ctx.params.name);
     status.textContent = error.message;
     status.className = "error";
