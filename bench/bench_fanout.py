@@ -66,7 +66,7 @@ import httpx
 
 from bench import resubscribe as resubscribe_cost
 from bench.reference_server import make_token
-from bench.table import print_table
+from bench.table import print_table, print_targets
 from tests.support.services import PostgresServer, RedisServer, free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -869,20 +869,20 @@ def report(cfg: Config, fanout: list[FanoutResult], rooms: list[RoomsResult], id
                      [f"one batch subscribe of {cost.rooms}", f"{cost.batch_ms:.2f}", f"{cost.ratio:.2f}x"]])
         targets.append((f"resubscribing {cost.rooms} rooms: a batch costs less than {cost.rooms} single subscribes",
                         f"{cost.ratio:.2f}x", "met" if cost.ratio < 1 else "MISSED"))
-    if targets:
-        print_table("Targets (issue 5)", ["target", "measured", "status"], targets)
-    for warning in warnings:
-        print(warning)
-    if warnings:
-        print(flush=True)
+    print_targets("Targets (issue 5)", targets, warnings)
     return warnings
+
+
+def preflight() -> None:
+    """Node.js for the load generator; say so when the processes cannot be pinned."""
+    check_node()
+    if TASKSET is None:
+        print("warning: taskset not found (util-linux): servers and load generator are not pinned", flush=True)
 
 
 def main() -> int:
     cfg = Config()
-    check_node()
-    if TASKSET is None:
-        print("warning: taskset not found (util-linux): servers and load generator are not pinned", flush=True)
+    preflight()
     started = time.monotonic()
     stack = Stack(cfg)
     lg = LoadGen()

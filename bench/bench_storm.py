@@ -72,11 +72,11 @@ from bench.bench_fanout import (
     Deployment,
     LoadGen,
     Stack,
-    check_node,
     create_rooms,
+    preflight,
     progress,
 )
-from bench.table import print_table
+from bench.table import print_table, print_targets
 
 TARGET_SECONDS = 15.0
 OTHER_LOAD_NOTE = 0.15  # share of a core used by other processes worth a note
@@ -294,20 +294,13 @@ def report(cfg: StormConfig, results: list[StormResult]) -> list[str]:
         "        was full, machine-wide): from the signal to the last client back; other load: share of a core used by",
         "        other processes meanwhile",
     ]) + "\n")
-    if targets:
-        print_table("Targets (issue 15)", ["target", "measured", "status"], targets)
-    for warning in warnings:
-        print(warning)
-    if warnings:
-        print(flush=True)
+    print_targets("Targets (issue 15)", targets, warnings)
     return warnings
 
 
 def main() -> int:
     cfg = StormConfig()
-    check_node()
-    if TASKSET is None:
-        print("warning: taskset not found (util-linux): servers and load generator are not pinned", flush=True)
+    preflight()
     os.environ["DRAIN_SECONDS"] = f"{cfg.drain_seconds:g}"  # the Vonix servers' environment derives from ours
     started = time.monotonic()
     base = Config()

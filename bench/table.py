@@ -17,6 +17,16 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[obje
     print(flush=True)
 
 
+def print_targets(title: str, targets: Sequence[Sequence[object]], warnings: Sequence[str]) -> None:
+    """The targets table (met / MISSED), then the warnings of the run."""
+    if targets:
+        print_table(title, ["target", "measured", "status"], targets)
+    for warning in warnings:
+        print(warning)
+    if warnings:
+        print(flush=True)
+
+
 def _fmt(value: object) -> str:
     if isinstance(value, float):
         if value >= 1000:

@@ -10,7 +10,8 @@ import pytest
 
 from server.auth.bots import create_bot
 from tests.conftest import make_settings
-from tests.support.accounts import bearer, login, register
+from tests.integration.test_realtime_core import tokens_for
+from tests.support.accounts import bearer
 from tests.support.appserver import AppServer
 from tests.support.wsclient import WsClient
 
@@ -19,15 +20,6 @@ from tests.support.wsclient import WsClient
 async def server(backend: dict[str, Any]) -> Any:
     async with AppServer(make_settings(WS_PUBLISH_BURST=500, WS_PUBLISH_RATE=500, **backend)) as app:
         yield app
-
-
-async def tokens_for(server: AppServer, *names: str) -> dict[str, str]:
-    out = {}
-    async with server.client() as client:
-        for name in names:
-            await register(client, name)
-            out[name] = (await login(client, name.lower()))["access_token"]
-    return out
 
 
 async def create_rooms(server: AppServer, token: str, *names: str, private: bool = False) -> None:
