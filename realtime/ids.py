@@ -12,11 +12,15 @@ import os
 
 
 class IdMaker:
-    __slots__ = ("_counter", "prefix")
+    """`digits` hex digits of counter after the 12 of the prefix, zero-padded: fixed-length ids
+    (a request id is 32 hex digits, like the uuid4 it replaces) until the counter outgrows them."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_counter", "_format", "prefix")
+
+    def __init__(self, digits: int = 20) -> None:
         self.prefix = os.urandom(6).hex()
         self._counter = itertools.count(1)
+        self._format = f"{self.prefix}{{:0{digits}x}}"
 
     def __call__(self) -> str:
-        return f"{self.prefix}{next(self._counter):x}"
+        return self._format.format(next(self._counter))

@@ -78,7 +78,7 @@ class Node:
         self.nonces = nonces
         self.settings = settings or NodeSettings()
         self.hub = Hub()
-        self._new_id = IdMaker()  # connection ids: also presence keys, unique across replicas
+        self._new_id = IdMaker(digits=8)  # connection ids: also presence keys, unique across replicas
         self._flusher = Flusher(self.settings.coalesce_seconds)  # one coalescing timer for all connections
         self.draining = False
         self.published = 0  # messages published through this replica (stats)

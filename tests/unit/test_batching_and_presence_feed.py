@@ -88,3 +88,13 @@ async def test_interval_zero_sends_each_edge_at_once(interval: float) -> None:
         await asyncio.sleep(0)
     assert [[u["id"] for u in f["joins"]] for f in published.frames] == [[0], [1], [2]]  # type: ignore[union-attr]
     await feed.close()
+
+
+def test_ids_are_fixed_length_unique_and_apart_between_processes() -> None:
+    from realtime.ids import IdMaker
+
+    one, other = IdMaker(), IdMaker(digits=8)
+    made = [one() for _ in range(1000)]
+    assert len(set(made)) == 1000 and {len(i) for i in made} == {32}
+    assert all(int(i, 16) >= 0 for i in made)  # hex, like the uuid4().hex it replaces
+    assert len(other()) == 20 and one.prefix != other.prefix
