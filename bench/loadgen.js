@@ -427,26 +427,32 @@ async function connect(cmd) {
                           cmd.channels[Math.floor(i / (cmd.group || cmd.n)) % cmd.channels.length],
                           i % state.sampleEvery === 0));
   }
+  const done = await openAll(fresh, cmd.concurrency, (client) => client.open(), (client) => state.clients.push(client),
+                             (client) => { if (client.ws) client.ws.terminate(); });
+  return { ...done, total: state.clients.length };
+}
+
+// Open `clients` at most `concurrency` at a time; `open` resolves null or why it failed.
+async function openAll(clients, concurrency, open, onOpen, onFail) {
   const started = now();
   let next = 0;
   let failed = 0;
   const errors = {};
   const worker = async () => {
-    while (next < fresh.length) {
-      const client = fresh[next++];
-      const why = await client.open();
+    while (next < clients.length) {
+      const client = clients[next++];
+      const why = await open(client);
       if (why === null) {
-        state.clients.push(client);
+        onOpen(client);
       } else {
         failed++;
         errors[why] = (errors[why] || 0) + 1;
-        if (client.ws) client.ws.terminate();
+        onFail(client);
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(cmd.concurrency || 100, fresh.length) }, worker));
-  const seconds = (now() - started) / 1000;
-  return { connected: fresh.length - failed, failed, seconds, errors, total: state.clients.length };
+  await Promise.all(Array.from({ length: Math.min(concurrency || 100, clients.length) }, worker));
+  return { connected: clients.length - failed, failed, seconds: (now() - started) / 1000, errors };
 }
 
 function openPublisher(url, token, onMessage, onClose) {
@@ -1022,25 +1028,8 @@ async function stormConnect(cmd) {
     for (let k = 0; k < per; k++) idx.push((i * per + k) % rooms.length);
     fresh.push(new StormClient(i, cmd.tokens[i % cmd.tokens.length], idx.map((j) => rooms[j]), idx));
   }
-  const started = now();
-  let next = 0;
-  let failed = 0;
-  const errors = {};
-  const worker = async () => {
-    while (next < fresh.length) {
-      const client = fresh[next++];
-      const why = await client.connectFirst(cmd.url);
-      if (why === null) {
-        storm.clients.push(client);
-      } else {
-        failed++;
-        errors[why] = (errors[why] || 0) + 1;
-        client.retire();
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(cmd.concurrency || 100, fresh.length) }, worker));
-  return { connected: fresh.length - failed, failed, seconds: (now() - started) / 1000, errors };
+  return openAll(fresh, cmd.concurrency, (client) => client.connectFirst(cmd.url),
+                 (client) => storm.clients.push(client), (client) => client.retire());
 }
 
 function childPids(parent) {

@@ -400,6 +400,9 @@ class Node:
             waiting.append((conn, last))
             asyncio.get_running_loop().call_later(CATCH_UP_SECONDS, self._release_late, conn, channel, last)
             return
+        self._send_buffered(conn, channel, last)
+
+    def _send_buffered(self, conn: Connection, channel: str, last: int) -> None:
         for frame_offset, frame in self.hub.end_recovery(conn, channel):
             if frame_offset > last:
                 conn.push(frame)
@@ -417,9 +420,7 @@ class Node:
             del self._catching_up[channel]
         for conn, last in ready:
             if channel in conn.recovering:
-                for frame_offset, frame in self.hub.end_recovery(conn, channel):
-                    if frame_offset > last:
-                        conn.push(frame)
+                self._send_buffered(conn, channel, last)
 
     def _release_late(self, conn: Connection, channel: str, last: int) -> None:
         waiting = self._catching_up.get(channel)
@@ -428,9 +429,7 @@ class Node:
             if not waiting:
                 del self._catching_up[channel]
             if channel in conn.recovering:
-                for frame_offset, frame in self.hub.end_recovery(conn, channel):
-                    if frame_offset > last:
-                        conn.push(frame)
+                self._send_buffered(conn, channel, last)
 
     async def _recover(self, channel: str, since: protocol.Since, offset: int,
                        epoch: str) -> tuple[list[tuple[int, bytes]], bool]:
