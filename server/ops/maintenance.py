@@ -267,6 +267,14 @@ class Maintenance:
         return int(await self.db.fetch_val("maintenance.run_start", statement))
 
     async def _finish(self, result: RunResult, report: Report) -> None:
+        """Record the row before counting the run, so a counted run is always visible in the table."""
+        try:
+            if result.run_id is not None:  # None: the start was never recorded (database unreachable)
+                await self._record_finish(result)
+        finally:  # counted and logged even when shutdown cancels the write
+            self._count(result, report)
+
+    def _count(self, result: RunResult, report: Report) -> None:
         labels = result.task
         self.metrics.runs.labels(labels, result.status).inc()
         self.metrics.rows.labels(labels).inc(report.total_rows)
@@ -284,8 +292,8 @@ class Maintenance:
             # one string: the log redactor masks keys that look secret, such as "user_tokens"
             counts=" ".join(f"{name}={count}" for name, count in result.counts.items()),
         )
-        if result.run_id is None:  # the start was never recorded (database unreachable)
-            return
+
+    async def _record_finish(self, result: RunResult) -> None:
         statement = sa.update(maintenance_runs).where(maintenance_runs.c.id == result.run_id).values(
             finished_at=self.clock(), status=result.status, counts=result.counts)
         try:
