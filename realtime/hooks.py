@@ -71,3 +71,11 @@ class ChannelHooks(Protocol):
     async def history(self, channel: str, after: int, limit: int) -> list[tuple[int, bytes]]:
         """Stored messages after an offset, as push frames, oldest first."""
         ...
+
+    def user_online(self, user: ConnUser) -> None:
+        """The user's first live connection on this replica; must return at once (friends are told)."""
+        ...
+
+    def user_offline(self, user: ConnUser) -> None:
+        """The user's last connection on this replica is gone (its presence record already is)."""
+        ...

@@ -171,6 +171,8 @@ class Node:
         conn.user = user
         self.hub.identify(conn)
         self._schedule_expiry(conn)
+        if len(self.hub.by_user.get(user.user_id, ())) == 1:
+            self.hooks.user_online(user)
         return None
 
     def _schedule_expiry(self, conn: Connection) -> None:
@@ -208,6 +210,8 @@ class Node:
             if conn.user is not None:
                 await asyncio.gather(*(self._leave_presence(conn, channel) for channel in channels))
                 await self._unregistrations((conn.user.user_id, conn.conn_id))
+                if not self.hub.by_user.get(conn.user.user_id):
+                    self.hooks.user_offline(conn.user)
         except Exception as exc:  # Redis down: expiry and sweeps tidy up later
             log.warning("ws_cleanup_incomplete", conn_id=conn.conn_id, error=exc.__class__.__name__)
         finally:

@@ -26,10 +26,12 @@ from server.routes import (
     auth,
     channels,
     inbox,
+    media,
     notifications,
     oauth,
     observability,
     ops,
+    people,
     push,
     rooms,
 )
@@ -44,6 +46,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         *rooms.routes,
         *channels.routes,
         *notifications.routes, *push.routes, *inbox.routes,
+        *people.routes, *media.routes,
         *page_routes(settings.static_path),
     ]
 

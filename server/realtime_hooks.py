@@ -36,7 +36,12 @@ from server.db.types import utcnow
 from server.notifications.events import MessageStored
 from server.services.channels import PERSISTED_NAMESPACES, ChannelMeta, Channels, dm_members
 from server.services.chat_data import validate_chat_data
+from server.services.people import People
 from server.services.read_markers import ReadMarkers
+from server.services.relations import DM_BLOCKED, DM_NOT_ALLOWED, Relations
+
+DM_REFUSALS = {DM_BLOCKED: "you cannot message this member",
+               DM_NOT_ALLOWED: "this member accepts direct messages from friends only"}
 
 
 def conn_user(principal: Principal, expires_at: float | None = None) -> ConnUser:
@@ -54,6 +59,8 @@ class ServerHooks:
         # Told about every newly stored message after its commit (notifications); must not block.
         self.after_commit: Callable[[MessageStored], None] | None = None
         self.read_markers: ReadMarkers | None = None  # set once notifications exist (Resources.build)
+        self.relations: Relations | None = None  # set by Resources.build: blocks and DM settings
+        self.people: People | None = None  # set by Resources.build: friends told of online changes
 
     def attach_cache(self, cache: Any) -> None:
         """Channel metadata and memberships (checked on every subscribe and publish) come from it."""
@@ -112,6 +119,11 @@ class ServerHooks:
             members = dm_members(channel)
             if members is None or user.user_id not in members:
                 raise ReplyError(errors.FORBIDDEN, "direct messages are for their two members")
+            if action == "publish" and self.relations is not None and user.kind == "user":
+                other = members[0] if members[1] == user.user_id else members[1]
+                refusal = await self.relations.dm_refusal(user.user_id, other)
+                if refusal is not None:
+                    raise ReplyError(errors.FORBIDDEN, DM_REFUSALS[refusal])
             return
         row = await self._channel(channel)
         if not row.private and action != "publish":
@@ -122,6 +134,14 @@ class ServerHooks:
         if action == "publish" and membership is not None and membership[1] is not None \
                 and membership[1] > utcnow():
             raise ReplyError(errors.FORBIDDEN, "you are muted in this room", temporary=True)
+
+    def user_online(self, user: ConnUser) -> None:
+        if self.people is not None and user.kind == "user":
+            self.people.user_online(user.user_id)
+
+    def user_offline(self, user: ConnUser) -> None:
+        if self.people is not None and user.kind == "user":
+            self.people.user_offline(user.user_id)
 
     async def persist_many(self, batch: Sequence[PendingMessage]) -> list[Persisted | Exception]:
         """Stores the batch in one transaction (group commit, `message_batch`); the database

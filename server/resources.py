@@ -39,7 +39,9 @@ from server.ops.stats import ClusterStats
 from server.push.sender import PushSender
 from server.ratelimit import RateLimiter, create_limiter
 from server.realtime_hooks import ServerHooks
+from server.services.people import People
 from server.services.read_markers import ReadMarkers
+from server.services.relations import Relations
 from server.settings import Settings
 
 log = get_logger("vonix.resources")
@@ -70,6 +72,8 @@ class Resources:
     limiter: RateLimiter | None = None
     push: PushSender | None = None
     notifications: Notifications | None = None
+    relations: Relations | None = None
+    people: People | None = None
     _spawned: set[asyncio.Task[None]] = field(default_factory=set)
     # Set by `build` (not a constructor argument).
     _component_up: Gauge = field(init=False, repr=False, compare=False)
@@ -122,6 +126,13 @@ class Resources:
                                                 resources.spawn)
         resources.hooks.after_commit = resources.notifications.message_stored
         resources.hooks.read_markers = ReadMarkers(db, resources.hooks.channels, resources.notifications)
+        resources.relations = Relations(db, resources.cache)
+        resources.people = People(db, resources.relations, resources.node, settings.minecraft_avatar_url,
+                                  resources.spawn, metrics)
+        resources.relations.publish = resources.people.publish
+        resources.hooks.relations = resources.relations
+        resources.hooks.people = resources.people
+        resources.notifications.relations = resources.relations
         if resources.tracing.enabled:
             db.tracer = resources.tracing.tracer
             resources.node.tracer = resources.tracing.tracer

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     allowed_origins: CommaList = Field(default_factory=list, validation_alias="ALLOWED_ORIGINS")
     drain_seconds: float = Field(default=10.0, ge=0, validation_alias="DRAIN_SECONDS")
     static_dir: str | None = Field(default=None, validation_alias="STATIC_DIR")
+    # --- people (issue 16) ---
+    media_dir: str = Field(default="./media", validation_alias="MEDIA_DIR")
+    avatar_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, validation_alias="AVATAR_MAX_BYTES")
+    # "{uuid}", "{name}" and "{size}" are filled in; empty: no Minecraft heads (initials instead)
+    minecraft_avatar_url: str = Field(default="https://mc-heads.net/avatar/{uuid}/{size}",
+                                      validation_alias="MINECRAFT_AVATAR_URL")
 
     # --- maintenance (issue 3) ---
     maintenance_enabled: bool = Field(default=True, validation_alias="MAINTENANCE_ENABLED")
@@ -303,6 +309,11 @@ class Settings(BaseSettings):
     @property
     def database(self) -> DatabaseUrl:
         return parse_database_url(self.database_url)
+
+    @property
+    def media_path(self) -> Path:
+        """Uploaded media (avatars): a local directory, or a mounted volume / object store."""
+        return Path(self.media_dir)
 
     @property
     def static_path(self) -> Path:

@@ -25,7 +25,8 @@ TEMPLATE_DB = "vonix_template"
 
 def make_settings(**overrides: Any) -> Settings:
     """Settings for tests: never read a developer's .env."""
-    values: dict[str, Any] = {"VONIX_ENV": "test", "_env_file": None}
+    # No Minecraft heads from the internet: a test that wants them sets a local stand-in template.
+    values: dict[str, Any] = {"VONIX_ENV": "test", "_env_file": None, "MINECRAFT_AVATAR_URL": ""}
     values.update(overrides)
     return load_settings(**values)
 

@@ -65,6 +65,7 @@ users = sa.Table(
     sa.Column("totp_last_step", sa.BigInteger(), nullable=True),  # replay protection
     sa.Column("locked_until", UtcDateTime(), nullable=True),
     sa.Column("last_seen_at", UtcDateTime(), nullable=True),
+    sa.Column("dm_policy", sa.String(16), nullable=False, server_default="everyone"),
     _created(),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.CheckConstraint("role IN ('admin','moderator','member','bot')", name="role"),
@@ -334,7 +335,8 @@ friendships = sa.Table(  # one row per direction once accepted: friends-of-user 
     sa.CheckConstraint("status IN ('pending','accepted','blocked')", name="status"),
     sa.CheckConstraint("user_id <> friend_id", name="not_self"),
 )
-sa.Index("ix_friendships_friend_id", friendships.c.friend_id)  # serves friends.incoming_requests
+# serves friends.incoming and blocks.between: rows pointing at a user, by status
+sa.Index("ix_friendships_friend_id_status", friendships.c.friend_id, friendships.c.status)
 
 audit_log = sa.Table(
     "audit_log",

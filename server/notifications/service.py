@@ -53,6 +53,7 @@ class Notifications:
         self.push = push
         self.push_when = push_when
         self.spawn = spawn
+        self.relations: Any = None  # set by Resources.build: members who blocked the author are not notified
 
     def message_stored(self, event: MessageStored) -> None:
         """Called by the persistence hook after commit; must return at once and never raise."""
@@ -79,7 +80,7 @@ class Notifications:
                 for user_id in members:
                     if user_id != event.author_id:
                         targets[user_id] = "dm"
-            return await self._humans(targets)
+            return await self._humans(targets, event.author_id)
         if event.reply_to is not None:
             author = await store.author_at(self.db, event.channel_id, event.reply_to)
             if author is not None and author != event.author_id:
@@ -94,11 +95,16 @@ class Notifications:
             for row in await self.db.fetch_all("notifications.mentioned", query):
                 if row["id"] != event.author_id:
                     targets.setdefault(row["id"], "mention")
-        return await self._humans(targets)
+        return await self._humans(targets, event.author_id)
 
-    async def _humans(self, targets: dict[int, str]) -> dict[int, str]:
+    async def _humans(self, targets: dict[int, str], author_id: int | None = None) -> dict[int, str]:
         if not targets:
             return targets
+        if author_id is not None and self.relations is not None:
+            for blocker in await self.relations.blockers_of(author_id, targets):
+                del targets[blocker]
+            if not targets:
+                return targets
         rows = await self.db.fetch_all("notifications.humans", sa.select(users.c.id).where(
             users.c.id.in_(list(targets)), users.c.role != "bot", users.c.status == "active"))
         keep = {r["id"] for r in rows}

@@ -19,6 +19,7 @@ from server.db.errors import UniqueViolation
 from server.db.queries import users as user_queries
 from server.errors import BadRequest, Conflict, Forbidden, NotFound
 from server.jsonio import JSONResponse, read_json
+from server.realtime_hooks import DM_REFUSALS
 from server.resources import resources_of
 from server.routes.auth import USERNAME
 from server.services.channels import ROOM_NAME, TOPIC_MAX, ChannelMeta, Channels
@@ -173,6 +174,10 @@ async def open_dm(request: Request) -> Response:
         raise NotFound("No such user.", code="user_not_found")
     if other["id"] == principal.user_id:
         raise BadRequest("You cannot message yourself.", code="dm_self")
+    relations = resources_of(request).relations
+    refusal = await relations.dm_refusal(principal.user_id, other["id"]) if relations is not None else None
+    if refusal is not None:
+        raise Forbidden(DM_REFUSALS[refusal].capitalize() + ".", code=refusal)
     row = await _channels(request).ensure_dm(principal.user_id, other["id"])
     return JSONResponse({"channel": row.name})
 

@@ -1,0 +1,1 @@
+"""Uploaded media (avatars): processing, storage under MEDIA_DIR, and the URLs clients load."""

@@ -1,0 +1,136 @@
+"""Members as other members see them: profiles, who is online, and friends told when that changes.
+
+Online state comes from the realtime presence records (the ones the connection cap counts), so it
+is cluster-wide. It is shown to the member, their friends and members who share a room with them;
+anyone else gets `online: null`. Friends hear about it live: the first connection of a user on a
+replica announces "online" to their friends (a repeat is harmless), the last connection of a user
+anywhere (counted after this replica's record is gone) announces "offline" and stamps
+`last_seen_at`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from server.db.database import Database
+from server.db.tables import channel_members, channels, users
+from server.db.types import utcnow
+from server.media.urls import avatar_urls
+from server.notifications.online import has_live_connection
+from server.observability.logging import get_logger
+from server.services.relations import FRIENDS, Relations, public_view
+
+log = get_logger("vonix.people")
+
+Spawn = Callable[[Coroutine[Any, Any, Any], str], None]
+BADGES = {"admin": "admin", "moderator": "moderator", "bot": "bot"}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class People:
+    def __init__(self, db: Database, relations: Relations, node: Any, avatar_template: str,
+                 spawn: Spawn, metrics: Any = None) -> None:
+        self.db = db
+        self.relations = relations
+        self.node = node
+        self.avatar_template = avatar_template
+        self.spawn = spawn
+        self._xp_events = metrics.counter(
+            "vonix_xp_events_total", "Actions that earn XP, by action (awarded by the XP system).",
+            ("action",)) if metrics is not None else None
+        relations.person = self.person
+        relations.xp = self.xp_event
+
+    # --- shapes ------------------------------------------------------------------------------
+    def person(self, row: Any) -> dict[str, Any]:
+        """A member as lists show them (friends, requests, reactions)."""
+        return {"username": row["username"], "display_name": row["display_name"],
+                "avatar": avatar_urls(self.avatar_template, row), "role": row["role"]}
+
+    async def profile(self, viewer_id: int, row: Any) -> dict[str, Any]:
+        me = viewer_id == row["id"]
+        state = "self" if me else public_view(await self.relations.state(viewer_id, row["id"]))
+        visible = me or state == FRIENDS or await self.share_a_room(viewer_id, row["id"])
+        online = await has_live_connection(self.node, row["id"]) if visible else None
+        refusal = None if me else await self.relations.dm_refusal(viewer_id, row["id"])
+        result = {
+            **self.person(row),
+            "bio": row["bio"],
+            "badges": [BADGES[row["role"]]] if row["role"] in BADGES else [],
+            "level": row["level"],
+            "xp": row["xp"],
+            "joined_at": _iso(row["created_at"]),
+            "online": online,
+            "last_seen_at": _iso(row["last_seen_at"]) if visible else None,
+            "minecraft": {"name": row["minecraft_username"], "uuid": row["minecraft_uuid"]}
+            if row["minecraft_uuid"] else None,
+            "relationship": state,
+            "can_dm": not me and refusal is None and row["role"] != "bot",
+        }
+        if me:
+            result["dm_policy"] = row["dm_policy"]
+        return result
+
+    async def share_a_room(self, a: int, b: int) -> bool:
+        theirs = channel_members.alias("theirs")
+        query = sa.select(channel_members.c.channel_id).select_from(
+            channel_members.join(theirs, theirs.c.channel_id == channel_members.c.channel_id)
+            .join(channels, channels.c.id == channel_members.c.channel_id)).where(
+            channel_members.c.user_id == a, theirs.c.user_id == b,
+            channels.c.kind.in_(("room", "private_room"))).limit(1)
+        return await self.db.fetch_val("people.share_a_room", query) is not None
+
+    async def friends_with_presence(self, rows: list[Any]) -> list[dict[str, Any]]:
+        result = []
+        for row in rows:
+            online = await has_live_connection(self.node, row["id"])
+            result.append({**self.person(row), "online": online, "last_seen_at": _iso(row["last_seen_at"])})
+        result.sort(key=lambda friend: not friend["online"])  # online first, then by name (stable)
+        return result
+
+    # --- events ------------------------------------------------------------------------------
+    async def publish(self, user_id: int, data: dict[str, Any]) -> None:
+        """Live on the personal channel; an outage is logged (the change is stored either way)."""
+        try:
+            await self.node.publish(f"user:{user_id}", data)
+        except Exception as exc:
+            log.warning("people_live_push_failed", user_id=user_id, error=exc.__class__.__name__)
+
+    def xp_event(self, user_id: int, action: str) -> None:
+        """The hook the XP system awards from (community part 2); counted until it exists."""
+        if self._xp_events is not None:
+            self._xp_events.labels(action).inc()
+        log.info("xp_event", user_id=user_id, action=action)
+
+    def user_online(self, user_id: int) -> None:
+        """The user's first connection on this replica (called by the realtime node; returns at once)."""
+        self.spawn(self._announce(user_id, True, None), "friend-presence")
+
+    def user_offline(self, user_id: int) -> None:
+        """The user's last connection on this replica is gone."""
+        self.spawn(self._went_offline(user_id), "friend-presence")
+
+    async def _went_offline(self, user_id: int) -> None:
+        if await has_live_connection(self.node, user_id):
+            return  # still connected elsewhere
+        now = utcnow()
+        await self.db.execute("users.last_seen", users.update().where(users.c.id == user_id).values(
+            last_seen_at=now))
+        await self._announce(user_id, False, now)
+
+    async def _announce(self, user_id: int, online: bool, last_seen: datetime | None) -> None:
+        friends = await self.relations.friend_ids(user_id)
+        if not friends:
+            return
+        username = await self.db.fetch_val("users.username", sa.select(users.c.username).where(
+            users.c.id == user_id))
+        event = {"type": "friend_presence", "username": username, "online": online, "last_seen_at": _iso(last_seen)}
+        for friend in friends:
+            await self.publish(friend, event)
