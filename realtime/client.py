@@ -502,6 +502,20 @@ class VonixClient:
         reply = await self.request(frame, retry=nonce is not None)
         return int(reply["offset"])
 
+    async def edit(self, channel: str, offset: int, text: str) -> int:
+        """Replace the text of your message at `offset`; returns the edit event's own offset."""
+        reply = await self.request({"op": "edit", "channel": channel, "offset": offset, "data": {"text": text}})
+        return int(reply["offset"])
+
+    async def delete(self, channel: str, offset: int) -> int:
+        """Delete your message (or, as a moderator, anyone's); returns the delete event's offset."""
+        return int((await self.request({"op": "delete", "channel": channel, "offset": offset}))["offset"])
+
+    async def react(self, channel: str, offset: int, emoji: str, *, on: bool = True) -> int:
+        """Add (or with on=False remove) your reaction; returns the reaction event's offset."""
+        frame = {"op": "react" if on else "unreact", "channel": channel, "offset": offset, "emoji": emoji}
+        return int((await self.request(frame))["offset"])
+
     async def history(self, channel: str, *, since: int | None = None, epoch: str = "",
                       limit: int | None = None) -> list[Message]:
         frame: dict[str, Any] = {"op": "history", "channel": channel}

@@ -22,6 +22,13 @@ class Message:
     ts: float
     recovered: bool = False  # delivered from the `missed` list of a resubscribe
 
+    @property
+    def event(self) -> str | None:
+        """`edit`, `delete` or `reaction` when this is a change to the message at `data["target"]`
+        (docs/protocol.md, "Message events"); None for a plain message."""
+        kind = self.data.get("type") if isinstance(self.data, dict) else None
+        return kind if kind in ("edit", "delete", "reaction") and "target" in self.data else None
+
 
 @dataclass(frozen=True, slots=True)
 class Notification(Message):

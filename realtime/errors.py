@@ -66,5 +66,6 @@ ALREADY_AUTHENTICATED = "already_authenticated"
 INVALID_TOKEN = "invalid_token"
 MESSAGE_TOO_LARGE = "message_too_large"
 INVALID_DATA = "invalid_data"
+MESSAGE_NOT_FOUND = "message_not_found"  # edit, delete, react: no such (live, visible) message
 UNAVAILABLE = "unavailable"
 INTERNAL = "internal_error"

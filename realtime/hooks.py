@@ -72,6 +72,13 @@ class ChannelHooks(Protocol):
         """Stored messages after an offset, as push frames, oldest first."""
         ...
 
+    async def amendment(self, user: ConnUser, channel: str, op: str, offset: int, data: Any,
+                        emoji: str | None) -> Any:
+        """The event that edits, deletes or reacts to the stored message at `offset` (op is one of
+        protocol.AMEND_OPS), validated and permitted; stored and published like a message, with
+        its own offset. ReplyError(message_not_found | forbidden | invalid_data) otherwise."""
+        ...
+
     def user_online(self, user: ConnUser) -> None:
         """The user's first live connection on this replica; must return at once (friends are told)."""
         ...

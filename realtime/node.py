@@ -249,6 +249,8 @@ class Node:
                 await self._refresh(conn, command)
             elif command.op == "read":
                 await self._read(conn, command)
+            elif command.op in protocol.AMEND_OPS:
+                await self._amend(conn, command)
         except ReplyError as exc:
             conn.push(_refusal(command.id, exc))
         except Exception:
@@ -470,9 +472,9 @@ class Node:
         conn.push(protocol.reply(command.id))
         await self._leave_presence(conn, channel)
 
-    async def _publish(self, conn: Connection, command: protocol.Command) -> None:
-        channel, user = command.channel, conn.user
-        assert channel is not None and user is not None
+    def _take_publish_token(self, conn: Connection) -> bool:
+        """The connection's publish rate (publishes and message edits, deletes, reactions alike):
+        False when the connection was closed for abusing it; ReplyError(rate_limited) when over."""
         wait = conn.limiter.take()
         if wait:
             conn.rejections += 1
@@ -480,9 +482,16 @@ class Node:
                 self._metrics.rate_limited.inc()
             if conn.rejections > self.settings.abuse_limit:
                 conn.disconnect(errors.ABUSE)
-                return
+                return False
             raise ReplyError(errors.RATE_LIMITED, "publishing too fast", temporary=True, retry_after=wait)
         conn.rejections = max(0, conn.rejections - 1)
+        return True
+
+    async def _publish(self, conn: Connection, command: protocol.Command) -> None:
+        channel, user = command.channel, conn.user
+        assert channel is not None and user is not None
+        if not self._take_publish_token(conn):
+            return
         self._scope(user, "publish")
         await self.hooks.authorize(user, channel, "publish")
         if self.hooks.persisted(channel) and self.tracer is None:
@@ -556,6 +565,29 @@ class Node:
         if nonce is not None and user is not None:
             await self.nonces.settle(user.user_id, nonce, published.offset)
         return published.offset, published.epoch
+
+    async def _amend(self, conn: Connection, command: protocol.Command) -> None:
+        channel, user = command.channel, conn.user
+        assert channel is not None and user is not None and command.offset is not None
+        if not self._take_publish_token(conn):
+            return
+        self._scope(user, "publish")
+        offset, epoch = await self.amend(channel, command.op, command.offset, user, data=command.data,
+                                         emoji=command.emoji)
+        conn.push(protocol.reply(command.id, channel=channel, offset=offset, epoch=epoch))
+
+    async def amend(self, channel: str, op: str, target: int, user: ConnUser, *, data: Any = None,
+                    emoji: str | None = None) -> tuple[int, str]:
+        """Edit, delete or react to a stored message (websocket ops and REST): the change is an
+        event on the channel with its own offset, stored and published in order with messages, so
+        recovery and history replay it like any message."""
+        if not self.hooks.persisted(channel):
+            raise ReplyError(errors.INVALID_CHANNEL, "only stored channels (rooms and DMs) have editable messages")
+        await self.hooks.authorize(user, channel, "publish")
+        event = await self.hooks.amendment(user, channel, op, target, data, emoji)
+        self.published += 1
+        stored = await self.commits.store(user, channel, event, None, time.time())
+        return stored.offset, stored.epoch
 
     async def _history(self, conn: Connection, command: protocol.Command) -> None:
         channel, user = command.channel, conn.user

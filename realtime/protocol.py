@@ -20,9 +20,12 @@ MAX_CHANNEL_LENGTH = 160
 CHANNEL_PATTERN = re.compile(r"^(room|dm|user|bot):[A-Za-z0-9_\-:.]{1,150}$")
 NONCE_PATTERN = re.compile(r"^[A-Za-z0-9_\-:.]{1,64}$")
 
+AMEND_OPS = frozenset({"edit", "delete", "react", "unreact"})  # change a stored message: an event of its own
 OPS = frozenset({"auth", "subscribe", "unsubscribe", "publish", "history", "presence", "typing", "refresh",
-                 "ping", "read"})
-NEEDS_CHANNEL = frozenset({"subscribe", "unsubscribe", "publish", "history", "presence", "typing", "read"})
+                 "ping", "read"}) | AMEND_OPS
+NEEDS_CHANNEL = frozenset({"subscribe", "unsubscribe", "publish", "history", "presence", "typing",
+                           "read"}) | AMEND_OPS
+MAX_EMOJI_CHARS = 32
 MAX_OFFSET = 2**62
 MAX_BATCH = 100  # channels in one batch `subscribe` (= the default WS_MAX_SUBSCRIPTIONS)
 
@@ -51,9 +54,10 @@ class Command:
     since: Since | None = None
     limit: int | None = None
     token: str | None = None
-    offset: int | None = None  # `read`: the newest offset the user has seen
+    offset: int | None = None  # `read`: the newest offset the user has seen; edit/delete/react: the message
     channels: tuple[Target, ...] | None = None  # a batch `subscribe` (then `channel` is None)
     presence: bool | None = None  # `subscribe`: send presence diffs? None: the default for the user kind
+    emoji: str | None = None  # `react` / `unreact`
 
 
 class FrameError(Exception):
@@ -125,11 +129,22 @@ def parse(raw: str | bytes) -> Command:
         offset = frame.get("offset")
         if not _int(offset) or not 0 <= offset <= MAX_OFFSET:
             raise FrameError(errors.INVALID_FRAME, "`offset` must be a non-negative integer", request_id)
+    elif op in AMEND_OPS:
+        offset = frame.get("offset")
+        if not _int(offset) or not 1 <= offset <= MAX_OFFSET:
+            raise FrameError(errors.INVALID_FRAME, "`offset` must be the offset of a message (a positive integer)",
+                             request_id)
+
+    emoji = None
+    if op in ("react", "unreact"):
+        emoji = frame.get("emoji")
+        if not isinstance(emoji, str) or not 1 <= len(emoji) <= MAX_EMOJI_CHARS:
+            raise FrameError(errors.INVALID_FRAME, "`emoji` must be one emoji", request_id)
 
     data = frame.get("data")
-    if op == "publish" and "data" not in frame:
+    if op in ("publish", "edit") and "data" not in frame:
         raise FrameError(errors.INVALID_FRAME, "`data` is required", request_id)
-    return Command(request_id, op, channel, data, nonce, since, limit, token, offset, channels, presence)
+    return Command(request_id, op, channel, data, nonce, since, limit, token, offset, channels, presence, emoji)
 
 
 def _check_channel(channel: Any, request_id: int) -> str:

@@ -27,6 +27,7 @@ from server.routes import (
     channels,
     inbox,
     media,
+    messages,
     notifications,
     oauth,
     observability,
@@ -46,7 +47,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         *rooms.routes,
         *channels.routes,
         *notifications.routes, *push.routes, *inbox.routes,
-        *people.routes, *media.routes,
+        *people.routes, *media.routes, *messages.routes,
         *page_routes(settings.static_path),
     ]
 

@@ -13,7 +13,7 @@ transaction (one per batch: the node group-commits) and the node publishes after
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ from server.db.queries.message_batch import ChannelGone, NewMessage, store_batch
 from server.db.tables import users
 from server.db.types import utcnow
 from server.notifications.events import MessageStored
+from server.services.amendments import Amendments, is_event
 from server.services.channels import PERSISTED_NAMESPACES, ChannelMeta, Channels, dm_members
 from server.services.chat_data import validate_chat_data
 from server.services.people import People
@@ -61,6 +62,9 @@ class ServerHooks:
         self.read_markers: ReadMarkers | None = None  # set once notifications exist (Resources.build)
         self.relations: Relations | None = None  # set by Resources.build: blocks and DM settings
         self.people: People | None = None  # set by Resources.build: friends told of online changes
+        self.amendments = Amendments(db, self.channels)
+        # Set by Resources.build: drop a channel's cached history pages (an event changed one).
+        self.forget_history: Callable[[str], Awaitable[None]] | None = None
 
     def attach_cache(self, cache: Any) -> None:
         """Channel metadata and memberships (checked on every subscribe and publish) come from it."""
@@ -144,31 +148,63 @@ class ServerHooks:
             self.people.user_offline(user.user_id)
 
     async def persist_many(self, batch: Sequence[PendingMessage]) -> list[Persisted | Exception]:
-        """Stores the batch in one transaction (group commit, `message_batch`); the database
-        assigns offsets, and after the commit notifications hear about each new message."""
+        """Stores the batch (group commit, `message_batch`); the database assigns offsets, and
+        after the commit notifications hear about each new message. Edits, deletes and reactions
+        (`services/amendments.py`) are stored one by one in queue order between runs of plain
+        messages, so offsets keep the order publishers queued them in."""
         outcomes: list[Persisted | Exception | None] = [None] * len(batch)
-        rows: list[tuple[int, ChannelMeta, PendingMessage]] = []
+        plain: list[tuple[int, ChannelMeta, PendingMessage]] = []
         for index, pending in enumerate(batch):
             try:
-                rows.append((index, await self._channel(pending.channel), pending))
+                row = await self._channel(pending.channel)
             except ReplyError as exc:
                 outcomes[index] = exc
-        if rows:
-            with self.timings.time("realtime.persist") if self.timings else contextlib.nullcontext():
-                stored = await store_batch(self.db, [_new_message(row, pending) for _, row, pending in rows])
-            for (index, row, pending), result in zip(rows, stored, strict=True):
-                if isinstance(result, ChannelGone):
-                    outcomes[index] = ReplyError(errors.FORBIDDEN, "no such channel")
-                    continue
-                user = pending.user
-                parts = FrameParts.message(pending.channel, pending.data, user.public() if user else None,
-                                           pending.ts)
-                outcomes[index] = Persisted(result.offset, row.epoch, parts, duplicate=result.duplicate)
-                if not result.duplicate and self.after_commit is not None:
-                    self.after_commit(MessageStored(
-                        pending.channel, row.id, row.kind, result.offset, user.user_id if user else None,
-                        user.username if user else None, user.kind if user else None, pending.data))
+                continue
+            if not is_event(pending.data):
+                plain.append((index, row, pending))
+                continue
+            await self._store_plain(plain, outcomes)
+            plain = []
+            outcomes[index] = await self._store_event(row, pending)
+        await self._store_plain(plain, outcomes)
         return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _store_plain(self, rows: list[tuple[int, ChannelMeta, PendingMessage]],
+                           outcomes: list[Persisted | Exception | None]) -> None:
+        if not rows:
+            return
+        with self.timings.time("realtime.persist") if self.timings else contextlib.nullcontext():
+            stored = await store_batch(self.db, [_new_message(row, pending) for _, row, pending in rows])
+        for (index, row, pending), result in zip(rows, stored, strict=True):
+            if isinstance(result, ChannelGone):
+                outcomes[index] = ReplyError(errors.FORBIDDEN, "no such channel")
+                continue
+            user = pending.user
+            parts = FrameParts.message(pending.channel, pending.data, user.public() if user else None,
+                                       pending.ts)
+            outcomes[index] = Persisted(result.offset, row.epoch, parts, duplicate=result.duplicate)
+            if not result.duplicate and self.after_commit is not None:
+                self.after_commit(MessageStored(
+                    pending.channel, row.id, row.kind, result.offset, user.user_id if user else None,
+                    user.username if user else None, user.kind if user else None, pending.data))
+
+    async def _store_event(self, row: ChannelMeta, pending: PendingMessage) -> Persisted | Exception:
+        now = datetime.fromtimestamp(pending.ts, UTC) if pending.ts else utcnow()
+        try:
+            offset, event = await self.amendments.store(row, pending, now)
+        except ChannelGone:
+            return ReplyError(errors.FORBIDDEN, "no such channel")
+        except ReplyError as exc:
+            return exc
+        if self.forget_history is not None:  # cached closed pages show the old state
+            await self.forget_history(pending.channel)
+        user = pending.user
+        parts = FrameParts.message(pending.channel, event, user.public() if user else None, pending.ts)
+        return Persisted(offset, row.epoch, parts)
+
+    async def amendment(self, user: ConnUser, channel: str, op: str, offset: int, data: Any,
+                        emoji: str | None) -> Any:
+        return await self.amendments.event(user, await self._channel(channel), op, offset, data, emoji)
 
     async def position(self, channel: str) -> tuple[int, str]:
         row = await self._channel(channel)
@@ -193,11 +229,12 @@ class ServerHooks:
             rows = await self.db.fetch_all("users.names", sa.select(users.c.id, users.c.username).where(
                 users.c.id.in_(authors)))
             names = {r["id"]: r["username"] for r in rows}
+        states = await self.amendments.states(stored)
         return [
             (m.offset, FrameParts.message(
-                channel, m.data,
+                channel, None if m.deleted_at is not None else m.data,
                 {"id": m.author_id, "username": names.get(m.author_id, "deleted")} if m.author_id else None,
-                m.created_at.timestamp()).build(m.offset, epoch))
+                m.created_at.timestamp(), states.get(m.id)).build(m.offset, epoch))
             for m in stored
         ]
 

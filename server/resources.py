@@ -133,6 +133,7 @@ class Resources:
         resources.hooks.relations = resources.relations
         resources.hooks.people = resources.people
         resources.notifications.relations = resources.relations
+        resources.hooks.forget_history = resources.forget_history
         if resources.tracing.enabled:
             db.tracer = resources.tracing.tracer
             resources.node.tracer = resources.tracing.tracer
@@ -141,6 +142,14 @@ class Resources:
             "vonix_component_up", "1 when a component passed its last readiness check.", ("component",)
         )
         return resources
+
+    async def forget_history(self, channel: str) -> None:
+        """Cached history pages of `channel` are stale (an edit, delete or reaction changed one)."""
+        if self.cache is not None:
+            try:
+                await self.cache.invalidate(tags=[f"history:{channel}"])
+            except Exception as exc:  # stored either way; the pages expire with their TTL
+                log.warning("history_invalidation_failed", channel=channel, error=exc.__class__.__name__)
 
     async def publish_quietly(self, channel: str, message: bytes) -> None:
         """Publish an internal event; a broker outage is logged, never raised into a request."""

@@ -30,8 +30,13 @@ class FrameParts:
         return b"%s%d%s%s%s" % (self.head, offset, self.middle, epoch.encode(), self.tail)
 
     @classmethod
-    def message(cls, channel: str, data: Any, sender: dict[str, Any] | None, ts: float) -> FrameParts:
-        rest = orjson.dumps({"data": data, "from": sender, "ts": round(ts, 3)})
+    def message(cls, channel: str, data: Any, sender: dict[str, Any] | None, ts: float,
+                state: dict[str, Any] | None = None) -> FrameParts:
+        """`state`: what later events changed (edited, deleted, reactions), when read back from storage."""
+        fields = {"data": data, "from": sender, "ts": round(ts, 3)}
+        if state:
+            fields.update(state)
+        rest = orjson.dumps(fields)
         return cls(b'{"op":"message","channel":' + orjson.dumps(channel) + b',"offset":', b',"epoch":"',
                    b'",' + rest[1:])
 

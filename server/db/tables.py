@@ -253,6 +253,7 @@ messages = sa.Table(
     _created(),
     sa.Column("edited_at", UtcDateTime(), nullable=True),
     sa.Column("deleted_at", UtcDateTime(), nullable=True),
+    sa.Column("revision", sa.BigInteger(), nullable=False, server_default="0"),  # offset of the last event on it
     # serves messages.history_page / history_since: keyset by (channel, offset)
     sa.UniqueConstraint("channel_id", "offset"),
 )
@@ -274,9 +275,23 @@ messages_archive = sa.Table(
     _created(),
     sa.Column("edited_at", UtcDateTime(), nullable=True),
     sa.Column("deleted_at", UtcDateTime(), nullable=True),
+    sa.Column("revision", sa.BigInteger(), nullable=False, server_default="0"),
     sa.Column("archived_at", UtcDateTime(), nullable=False),
     sa.UniqueConstraint("channel_id", "offset"),  # serves messages.history_page past the archive age
 )
+
+message_edits = sa.Table(  # what a message said before each edit or delete: for moderators
+    "message_edits",
+    metadata,
+    _id(),
+    sa.Column("message_id", BigId, sa.ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    _user_fk("editor_id", nullable=True, ondelete="SET NULL"),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("data", Json, nullable=True),
+    _created(),
+    sa.CheckConstraint("action IN ('edit','delete')", name="action"),
+)
+sa.Index("ix_message_edits_message_id", message_edits.c.message_id)  # serves messages.edits
 
 reactions = sa.Table(
     "reactions",

@@ -70,11 +70,13 @@ async def list_dms(request: Request) -> Response:
                 "from": {"id": author, "username": names.get(author, "deleted")} if author is not None else None,
                 "ts": message["created_at"]}
 
+    unread = await hooks.channels.unread_counts(
+        {r["id"]: (r["last_read_offset"], r["last_offset"]) for r in rows if r["name"] in others})
     listed = sorted((r for r in rows if r["name"] in others), reverse=True, key=lambda r: (
         last[r["id"]]["created_at"].timestamp() if r["id"] in last else 0.0, r["id"]))
     return JSONResponse({"dms": [
         {"channel": r["name"], "user": {"id": others[r["name"]], "username": names.get(others[r["name"]], "deleted")},
-         "last_offset": r["last_offset"], "unread": max(0, r["last_offset"] - r["last_read_offset"]),
+         "last_offset": r["last_offset"], "unread": unread.get(r["id"], 0),
          "last_message": last_message(r["id"])}
         for r in listed]})
 

@@ -66,11 +66,17 @@ async def _room(request: Request) -> ChannelMeta:
     return room
 
 
-def _room_json(r: Any) -> dict[str, Any]:
+def _room_json(r: Any, unread: dict[int, int]) -> dict[str, Any]:
     """One room as `GET /api/rooms` lists it and `GET /api/rooms/{name}` shows it."""
     return {"channel": r["name"], "kind": r["kind"], "title": r["title"], "topic": r["topic"],
             "member": r["role"] is not None, "role": r["role"], "last_offset": r["last_offset"],
-            "unread": max(0, r["last_offset"] - r["last_read_offset"]) if r["role"] is not None else 0}
+            "unread": unread.get(r["id"], 0)}
+
+
+async def _unread(request: Request, rows: list[Any]) -> dict[int, int]:
+    """Unread messages of the rooms the caller is a member of (non-members have no marker)."""
+    return await _channels(request).unread_counts(
+        {r["id"]: (r["last_read_offset"], r["last_offset"]) for r in rows if r["role"] is not None})
 
 
 async def _visible_room(request: Request) -> Any:
@@ -86,12 +92,14 @@ async def _visible_room(request: Request) -> Any:
 async def list_rooms(request: Request) -> Response:
     principal = principal_of(request)
     rows = await _channels(request).visible_rooms(principal.user_id)
-    return JSONResponse({"rooms": [_room_json(r) for r in rows]})
+    unread = await _unread(request, rows)
+    return JSONResponse({"rooms": [_room_json(r, unread) for r in rows]})
 
 
 @requires()
 async def show_room(request: Request) -> Response:
-    return JSONResponse(_room_json(await _visible_room(request)))
+    row = await _visible_room(request)
+    return JSONResponse(_room_json(row, await _unread(request, [row])))
 
 
 @requires()
@@ -112,7 +120,7 @@ async def update_room(request: Request) -> Response:
     await channels.set_topic(ChannelMeta(row["id"], row["name"], row["kind"], row["title"], row["topic"]),
                              body.topic)
     updated = await channels.room_view(row["name"], principal.user_id)
-    return JSONResponse(_room_json(updated))
+    return JSONResponse(_room_json(updated, await _unread(request, [updated])))
 
 
 @requires("rooms.create")

@@ -26,6 +26,7 @@ from server.db.types import utcnow
 ROOM_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 PERSISTED_NAMESPACES = ("room:", "dm:")
 TOPIC_MAX = 500
+UNREAD_CAP = 100  # "99+" is all a badge shows
 MEMBERS_MAX = 1000  # a room's member list is one page: rooms here are community-sized
 _ROLE_RANK = {"owner": 0, "moderator": 1, "member": 2}
 
@@ -199,8 +200,8 @@ class Channels:
         membership = sa.select(channel_members.c.channel_id, channel_members.c.last_read_offset,
                                channel_members.c.role).where(channel_members.c.user_id == user_id).subquery()
         query = (
-            sa.select(channels.c.name, channels.c.kind, channels.c.title, channels.c.topic, channels.c.last_offset,
-                      membership.c.role, membership.c.last_read_offset)
+            sa.select(channels.c.id, channels.c.name, channels.c.kind, channels.c.title, channels.c.topic,
+                      channels.c.last_offset, membership.c.role, membership.c.last_read_offset)
             .select_from(channels.outerjoin(membership, membership.c.channel_id == channels.c.id))
             .where(channels.c.archived_at.is_(None), sa.or_(channels.c.kind == "room",
                                                               membership.c.channel_id.isnot(None)))
@@ -237,12 +238,46 @@ class Channels:
             channels.c.id == channel.id).values(topic=topic))
         await self._forget(f"channel:{channel.name}")
 
-    async def last_messages(self, positions: dict[int, int]) -> dict[int, Any]:
-        """The message at each channel's last offset ({channel id: offset}), live or archived.
+    async def unread_counts(self, markers: dict[int, tuple[int, int]]) -> dict[int, int]:
+        """Unread messages per channel ({channel id: (read marker, last offset)}), at most
+        UNREAD_CAP each: messages after the marker that still say something. Edits, deletes and
+        reactions have offsets of their own (body NULL) and are not "new messages"; neither is a
+        message deleted before it was read. One statement, one bounded index range per channel."""
+        pending = {cid: read for cid, (read, last) in markers.items() if last > read}
+        if not pending:
+            return {cid: 0 for cid in markers}
+        ids = list(pending)
+        columns = []
+        for index, cid in enumerate(ids):
+            window = sa.select(messages.c.id).where(
+                messages.c.channel_id == cid, messages.c.offset > pending[cid],
+                messages.c.body.isnot(None)).limit(UNREAD_CAP).subquery()
+            columns.append(sa.select(sa.func.count()).select_from(window).scalar_subquery().label(f"c{index}"))
+        row = await self.db.fetch_one("channels.unread_counts", sa.select(*columns))
+        counts = {cid: int(row[f"c{index}"]) for index, cid in enumerate(ids)}
+        return {cid: counts.get(cid, 0) for cid in markers}
 
-        Each lookup is one probe of the (channel_id, offset) unique index; channels with no
-        message yet (offset 0) are skipped.
+    async def last_messages(self, positions: dict[int, int]) -> dict[int, Any]:
+        """The last message of each channel ({channel id: last offset}), live or archived.
+
+        Usually one probe of the (channel_id, offset) unique index per channel; when the last
+        offset is an event (edit, delete, reaction) or a deleted message, the newest message that
+        still says something is looked up for that channel. Channels with no message are skipped.
         """
+        found = await self._messages_at(positions)
+        for cid, row in list(found.items()):
+            if row["body"] is None:
+                del found[cid]
+                newest = await self.db.fetch_one("channels.last_saying", sa.select(
+                    messages.c.channel_id, messages.c.author_id, messages.c.body, messages.c.data,
+                    messages.c.created_at, messages.c.deleted_at).where(
+                    messages.c.channel_id == cid, messages.c.body.isnot(None)).order_by(
+                    messages.c.offset.desc()).limit(1))
+                if newest is not None:
+                    found[cid] = newest
+        return found
+
+    async def _messages_at(self, positions: dict[int, int]) -> dict[int, Any]:
         wanted = {cid: off for cid, off in positions.items() if off > 0}
         found: dict[int, Any] = {}
         for table, label in ((messages, "channels.last_messages"),

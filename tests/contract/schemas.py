@@ -39,13 +39,29 @@ ANY: Schema = {}
 
 
 
-def message(data: Schema, channel: Schema = CHANNEL, sender: Schema | None = None) -> Schema:
+REACTION_SUMMARY = obj({"emoji": {"type": "string", "minLength": 1}, "count": {"type": "integer", "minimum": 1},
+                        "users": {"type": "array", "items": INT}})
+# What later events changed, on messages read back from storage (history, recovery from the database).
+MESSAGE_STATE: dict[str, Schema] = {
+    "rev": {"type": "integer", "minimum": 1}, "edited_at": {"type": "string"}, "deleted": {"const": True},
+    "reactions": {"type": "array", "items": REACTION_SUMMARY}}
+
+
+def message(data: Schema, channel: Schema = CHANNEL, sender: Schema | None = None,
+            state: dict[str, Schema] | None = None) -> Schema:
     return obj({"op": {"const": "message"}, "channel": channel, "offset": {"type": "integer", "minimum": 1},
                 "epoch": EPOCH, "data": data, "from": sender or {"anyOf": [USER, {"type": "null"}]},
-                "ts": {"type": "number", "minimum": 0}})
+                "ts": {"type": "number", "minimum": 0}}, state)
 
 
-MESSAGE = message(ANY)
+TARGET = {"type": "integer", "minimum": 1}
+EVENT_DATA = {"anyOf": [
+    obj({"type": {"const": "edit"}, "target": TARGET, "text": {"type": "string", "minLength": 1}}),
+    obj({"type": {"const": "delete"}, "target": TARGET}),
+    obj({"type": {"const": "reaction"}, "target": TARGET, "emoji": {"type": "string", "minLength": 1},
+         "on": {"type": "boolean"}, "count": INT}),
+]}
+MESSAGE = message(ANY, state=MESSAGE_STATE)
 # Notifications: messages the server publishes on `user:<id>` (server/notifications/service.py).
 PERSONAL = {"type": "string", "pattern": r"^user:[0-9]+$"}
 NOTIFICATION_ITEM = obj({"id": INT, "kind": {"enum": ["dm", "reply", "mention"]}, "channel": CHANNEL,
@@ -61,7 +77,25 @@ NOTIFICATIONS_READ = message(obj({"type": {"const": "notifications_read"}, "unre
 READ = message(obj({"type": {"const": "read"}, "channel": CHANNEL, "offset": OFFSET, "channel_unread": INT,
                      "unread": INT}), PERSONAL, {"type": "null"})
 
+PERSON = obj({"username": {"type": "string", "minLength": 3}, "display_name": {"type": ["string", "null"]},
+              "avatar": {"anyOf": [{"type": "null"}, obj({"small": {"type": "string"}, "large": {"type": "string"}})]},
+              "role": {"enum": ["admin", "moderator", "member", "bot"]}})
+RELATIONSHIP = message(obj({"type": {"const": "relationship"}, "user": PERSON,
+                            "relationship": {"enum": ["friends", "incoming", "outgoing", "none", "blocked"]}}),
+                       PERSONAL, {"type": "null"})
+FRIEND_PRESENCE = message(obj({"type": {"const": "friend_presence"}, "username": {"type": "string"},
+                               "online": {"type": "boolean"}, "last_seen_at": {"type": ["string", "null"]}}),
+                          PERSONAL, {"type": "null"})
+PROFILE = message(obj({"type": {"const": "profile"}}, {
+    "display_name": {"type": ["string", "null"]}, "bio": {"type": ["string", "null"]},
+    "dm_policy": {"enum": ["everyone", "friends"]},
+    "avatar": {"anyOf": [{"type": "null"}, obj({"small": {"type": "string"}, "large": {"type": "string"}})]}}),
+    PERSONAL, {"type": "null"})
+
 PUSHES: dict[str, Schema] = {
+    "relationship": RELATIONSHIP,
+    "friend_presence": FRIEND_PRESENCE,
+    "profile": PROFILE,
     "message": MESSAGE,
     "notification": NOTIFICATION,
     "notifications_read": NOTIFICATIONS_READ,
@@ -100,6 +134,8 @@ REPLIES: dict[str, Schema] = {
     "refresh": _reply({"expires_at": {"type": ["number", "null"]}}),
     "ping": _reply({"pong": {"const": True}}),
     "read": _reply({"channel": CHANNEL, "offset": OFFSET, "channel_unread": INT, "unread": INT}),
+    **{op: _reply({"channel": CHANNEL, "offset": {"type": "integer", "minimum": 1}, "epoch": EPOCH})
+       for op in protocol.AMEND_OPS},
 }
 assert set(REPLIES) == protocol.OPS, "every op has a reply schema"
 
@@ -111,6 +147,7 @@ FRAMES: dict[str, Schema] = {**{f"reply:{op}": s for op, s in REPLIES.items()}, 
 # --- REST fallback (docs/protocol.md, "REST fallback") -----------------------------------------
 REST: dict[str, Schema] = {
     "publish": obj({"offset": {"type": "integer", "minimum": 1}, "epoch": EPOCH}),
+    "amend": obj({"channel": CHANNEL, "offset": {"type": "integer", "minimum": 1}, "epoch": EPOCH}),
     "history": obj({"channel": CHANNEL, "offset": OFFSET, "epoch": EPOCH,
                     "messages": {"type": "array", "items": MESSAGE},
                     "next_before": {"anyOf": [INT, {"type": "null"}]},

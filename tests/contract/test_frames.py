@@ -174,6 +174,53 @@ async def test_every_server_frame_matches_its_schema(server: AppServer) -> None:
     assert marker["ok"] and marker["offset"] == published["offset"]
     assert (await personal())["data"]["type"] == "read"
 
+    # Message events: each change is a message push of its own (data per EVENT_DATA), then history
+    # shows the changed message with its state fields.
+    target = published["offset"]
+    events = []
+
+    async def amend(op: str, **fields: Any) -> dict[str, Any]:
+        while (reply := await ann.request(op, channel="room:general", offset=target, **fields)).get(
+                "error", {}).get("code") == "rate_limited":  # edits and reactions share the publish rate
+            await asyncio.sleep(reply["error"]["retry_after"])
+        return reply
+
+    for op, fields in (("edit", {"data": {"text": "hi, edited"}}), ("react", {"emoji": "👍"}),
+                       ("react", {"emoji": "🎉"}), ("unreact", {"emoji": "🎉"})):
+        reply = await amend(op, **fields)
+        assert reply["ok"] and reply["offset"] > target, reply
+        while (push := await ann.push("message"))["channel"] != "room:general":
+            pass
+        events.append(push)
+    page = await ann.request("history", channel="room:general", limit=50)
+    changed = next(m for m in page["messages"] if m["offset"] == target)
+    if "rev" in changed:  # read from the database (the hot window keeps frames as first sent)
+        assert changed["reactions"] == [{"emoji": "👍", "count": 1, "users": [ann_id]}]
+    async with server.client() as http:
+        rest_page = await http.get("/api/channels/room:general/messages", headers=bearer(ann_token))
+    stored = next(m for m in rest_page.json()["messages"] if m["offset"] == target)
+    assert stored["data"]["text"] == "hi, edited" and stored["rev"] == events[-1]["offset"] and stored["edited_at"]
+    jsonschema.validate(stored, schemas.MESSAGE, cls=jsonschema.Draft202012Validator)
+    assert (await amend("delete"))["ok"]
+    while (push := await ann.push("message"))["channel"] != "room:general":
+        pass
+    events.append(push)
+    for event in events:
+        jsonschema.validate(event["data"], schemas.EVENT_DATA, cls=jsonschema.Draft202012Validator)
+    assert [e["data"]["type"] for e in events] == ["edit", "reaction", "reaction", "reaction", "delete"]
+    missing = await amend("react", emoji="👍")
+    assert missing["error"]["code"] == "message_not_found"
+    await asyncio.sleep(1.0)  # the publish rate refills before the error cases below publish again
+
+    # Personal channel events: a profile edit, a friendship, a friend coming online (Cal, below).
+    async with server.client() as http:
+        assert (await http.patch("/api/users/me", json={"bio": "contract"}, headers=bearer(ann_token))).is_success
+        assert (await http.post("/api/friends", json={"username": "Cal"}, headers=bearer(ann_token))).is_success
+        assert (await http.post("/api/friends/Ann/accept", headers=bearer(cal_token))).is_success
+    kinds = set()
+    while kinds != {"profile", "relationship"}:
+        kinds.add((await personal())["data"]["type"])
+
     # Reply errors.
     assert (await ann.request("dance"))["error"]["code"] == "unknown_op"
     assert (await ann.request("subscribe"))["error"]["code"] == "invalid_frame"
@@ -200,6 +247,8 @@ async def test_every_server_frame_matches_its_schema(server: AppServer) -> None:
     cal_2 = await connect(rec, server, cal_token)
     cal_3 = await connect(rec, server, cal_token)
     assert await closed_with(rec, cal_3) == 4006
+    while (await personal())["data"]["type"] != "friend_presence":  # Cal, Ann's friend, came online
+        pass
     await cal_1.send_raw("x" * (65 * 1024))
     assert await closed_with(rec, cal_1) == 4009
     for n in range(200):

@@ -329,3 +329,27 @@ async def test_a_slow_consumer_loses_nothing(sqlite_template: Path, tmp_path: Pa
             assert client.connections > 1  # it dropped the connection and recovered
         finally:
             await client.close()
+
+
+async def test_the_client_edits_reacts_and_deletes_and_names_the_events(sqlite_template: Path, tmp_path: Path) -> None:
+    settings = make_settings(DATABASE_URL=fresh_sqlite_url(sqlite_template, tmp_path))
+    async with AppServer(settings) as server:
+        client = VonixClient(server.base_url, await account(server, "Writer"), backoff=(0.05, 0.2))
+        try:
+            await client.connect()
+            await client.subscribe("room:general")
+            offset = await client.publish("room:general", {"text": "typo"})
+            assert (await next_of(client, Message)).event is None
+            edited = await client.edit("room:general", offset, "fixed")
+            reacted = await client.react("room:general", offset, "👍")
+            removed = await client.react("room:general", offset, "👍", on=False)
+            deleted = await client.delete("room:general", offset)
+            assert offset < edited < reacted < removed < deleted
+            events = [await next_of(client, Message) for _ in range(4)]
+            assert [(m.event, m.offset, m.data["target"]) for m in events] == [
+                ("edit", edited, offset), ("reaction", reacted, offset), ("reaction", removed, offset),
+                ("delete", deleted, offset)]
+            assert events[0].data["text"] == "fixed" and events[2].data == {
+                "type": "reaction", "target": offset, "emoji": "👍", "on": False, "count": 0}
+        finally:
+            await client.close()

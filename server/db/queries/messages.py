@@ -18,7 +18,7 @@ from server.db.tables import messages, messages_archive
 
 MAX_PAGE = 200
 _COLUMNS = ("id", "channel_id", "offset", "author_id", "body", "data", "reply_to_id", "nonce",
-            "created_at", "edited_at", "deleted_at")
+            "created_at", "edited_at", "deleted_at", "revision")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,7 @@ class StoredMessage:
     created_at: datetime
     edited_at: datetime | None
     deleted_at: datetime | None
+    revision: int
 
     @classmethod
     def from_row(cls, row: Any) -> StoredMessage:
