@@ -26,6 +26,7 @@ SESSION_REVOKED = Disconnect(4003, "session revoked", False)
 FORBIDDEN_ORIGIN = Disconnect(4004, "origin not allowed", False)
 PROTOCOL_VIOLATION = Disconnect(4005, "protocol violation", False)
 TOO_MANY_CONNECTIONS = Disconnect(4006, "too many connections for this user", False)
+BANNED = Disconnect(4007, "banned", False)
 FRAME_TOO_LARGE = Disconnect(4009, "frame too large", False)
 # --- reconnect with backoff -----------------------------------------------------------------
 TOKEN_EXPIRED = Disconnect(4100, "token expired", True)
@@ -37,7 +38,7 @@ SERVER_ERROR = Disconnect(4104, "internal error", True)
 SERVICE_RESTART = Disconnect(1012, "server restarting", True)
 
 ALL_DISCONNECTS = (BAD_AUTH, AUTH_TIMEOUT, SESSION_REVOKED, FORBIDDEN_ORIGIN, PROTOCOL_VIOLATION,
-                   TOO_MANY_CONNECTIONS, FRAME_TOO_LARGE, TOKEN_EXPIRED, SLOW_CONSUMER, ABUSE, IDLE_TIMEOUT,
+                   TOO_MANY_CONNECTIONS, BANNED, FRAME_TOO_LARGE, TOKEN_EXPIRED, SLOW_CONSUMER, ABUSE, IDLE_TIMEOUT,
                    SERVER_ERROR, SERVICE_RESTART)
 
 

@@ -41,7 +41,8 @@ class ChannelHooks(Protocol):
     async def session_alive(self, session_id: str) -> bool: ...
 
     async def authorize(self, user: ConnUser, channel: str, action: str) -> None:
-        """Raise ReplyError(forbidden) unless `user` may `action` (subscribe|publish|history|presence)."""
+        """Raise ReplyError(forbidden) unless `user` may `action` (subscribe|publish|history|presence|
+        amend: edit, delete or react to a message)."""
         ...
 
     def persisted(self, channel: str) -> bool:

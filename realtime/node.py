@@ -34,6 +34,7 @@ from realtime.transport import Transport
 
 log = get_logger("vonix.node")
 REVOCATIONS = "_sys:revocations"
+EVICTIONS = "_sys:evictions"  # a user removed from a channel (kick, room ban) or from the site (ban)
 CATCH_UP_SECONDS = 2.0  # longest a new subscriber waits for this replica's stream to reach its reply
 PRESENCE_NAMESPACES = ("room:", "dm:")
 
@@ -108,6 +109,7 @@ class Node:
         self.broker.on_message = self._on_broker_message
         self.broker.on_state = self._on_broker_state
         await self.broker.subscribe(REVOCATIONS)
+        await self.broker.subscribe(EVICTIONS)
         self._tasks = [
             asyncio.create_task(self._presence_heartbeat(), name="presence-heartbeat"),
             asyncio.create_task(self._presence_sweep(), name="presence-sweep"),
@@ -583,7 +585,7 @@ class Node:
         recovery and history replay it like any message."""
         if not self.hooks.persisted(channel):
             raise ReplyError(errors.INVALID_CHANNEL, "only stored channels (rooms and DMs) have editable messages")
-        await self.hooks.authorize(user, channel, "publish")
+        await self.hooks.authorize(user, channel, "amend")
         event = await self.hooks.amendment(user, channel, op, target, data, emoji)
         self.published += 1
         stored = await self.commits.store(user, channel, event, None, time.time())
@@ -779,7 +781,40 @@ class Node:
                 if self._metrics is not None and delivered:
                     self._metrics.delivered.inc(delivered)
 
+    async def evict(self, user_id: int, channel: str | None, reason: str) -> None:
+        """On every replica: unsubscribe the user's connections from `channel` (a `removed` push
+        tells the client why), or with channel None close them all (4007 banned). Delivered
+        through the broker like messages, so it takes effect everywhere within its latency."""
+        payload = orjson.dumps({"user_id": user_id, "channel": channel, "reason": reason})
+        try:
+            await self.broker.publish(EVICTIONS, payload)
+        except Exception as exc:  # the broker is down: at least this replica acts now
+            log.warning("eviction_publish_failed", user_id=user_id, error=exc.__class__.__name__)
+            self._on_system(EVICTIONS, payload)
+
+    def _evict_local(self, user_id: int, channel: str | None, reason: str) -> None:
+        for conn in list(self.hub.by_user.get(user_id, ())):
+            if channel is None:
+                conn.disconnect(errors.BANNED)
+            elif channel in conn.subscriptions:
+                if self.hub.unsubscribe(conn, channel):
+                    self._forget_channel(channel)
+                    self._spawn_quietly(self.broker.unsubscribe(channel))
+                conn.push(protocol.removed_push(channel, reason))
+                self._spawn_quietly(self._leave_presence(conn, channel))
+
+    def _spawn_quietly(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
     def _on_system(self, channel: str, payload: bytes) -> None:
+        if channel == EVICTIONS:
+            try:
+                order = orjson.loads(payload)
+                self._evict_local(int(order["user_id"]), order.get("channel"), str(order.get("reason", "")))
+            except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+                log.warning("eviction_unreadable")
+            return
         if channel == REVOCATIONS:
             try:
                 sessions = orjson.loads(payload).get("sessions", [])

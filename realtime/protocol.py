@@ -229,5 +229,10 @@ def presence_diff(channel: str, joins: list[dict[str, Any]], leaves: list[dict[s
     return orjson.dumps({"op": "presence_diff", "channel": channel, "joins": joins, "leaves": leaves})
 
 
+def removed_push(channel: str, reason: str) -> bytes:
+    """You were unsubscribed by the server (kicked or banned from the room): do not resubscribe."""
+    return orjson.dumps({"op": "removed", "channel": channel, "reason": reason})
+
+
 def typing_push(channel: str, user: dict[str, Any]) -> bytes:
     return orjson.dumps({"op": "typing", "channel": channel, "user": user})

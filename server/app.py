@@ -28,6 +28,7 @@ from server.routes import (
     inbox,
     media,
     messages,
+    moderation,
     notifications,
     oauth,
     observability,
@@ -47,7 +48,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         *rooms.routes,
         *channels.routes,
         *notifications.routes, *push.routes, *inbox.routes,
-        *people.routes, *media.routes, *messages.routes,
+        *people.routes, *media.routes, *messages.routes, *moderation.routes,
         *page_routes(settings.static_path),
     ]
 

@@ -40,6 +40,7 @@ from server.services.chat_data import validate_chat_data
 from server.services.people import People
 from server.services.read_markers import ReadMarkers
 from server.services.relations import DM_BLOCKED, DM_NOT_ALLOWED, Relations
+from server.services.sanctions import Sanctions
 
 DM_REFUSALS = {DM_BLOCKED: "you cannot message this member",
                DM_NOT_ALLOWED: "this member accepts direct messages from friends only"}
@@ -63,6 +64,9 @@ class ServerHooks:
         self.relations: Relations | None = None  # set by Resources.build: blocks and DM settings
         self.people: People | None = None  # set by Resources.build: friends told of online changes
         self.amendments = Amendments(db, self.channels)
+        self.sanctions: Sanctions | None = None  # set by Resources.build: mutes and bans
+        # Set by Resources.build: raise ReplyError(rate_limited) inside a room's slow-mode interval.
+        self.slow_mode: Callable[[ChannelMeta, int], Awaitable[None]] | None = None
         # Set by Resources.build: drop a channel's cached history pages (an event changed one).
         self.forget_history: Callable[[str], Awaitable[None]] | None = None
 
@@ -109,6 +113,8 @@ class ServerHooks:
         return row
 
     async def authorize(self, user: ConnUser, channel: str, action: str) -> None:
+        """`action`: subscribe, history, presence, publish, or amend (edit, delete, react: as
+        publish, without slow mode)."""
         namespace, _, name = channel.partition(":")
         if namespace == "user":
             if action == "publish" or name != str(user.user_id):
@@ -123,6 +129,8 @@ class ServerHooks:
             members = dm_members(channel)
             if members is None or user.user_id not in members:
                 raise ReplyError(errors.FORBIDDEN, "direct messages are for their two members")
+            if action in ("publish", "amend") and self.sanctions is not None:
+                await self.sanctions.check(user, None, action)  # site-wide mutes and bans
             if action == "publish" and self.relations is not None and user.kind == "user":
                 other = members[0] if members[1] == user.user_id else members[1]
                 refusal = await self.relations.dm_refusal(user.user_id, other)
@@ -130,14 +138,20 @@ class ServerHooks:
                     raise ReplyError(errors.FORBIDDEN, DM_REFUSALS[refusal])
             return
         row = await self._channel(channel)
-        if not row.private and action != "publish":
+        if self.sanctions is not None:
+            await self.sanctions.check(user, row.id, action)  # one cached list per user, nearly always empty
+        writing = action in ("publish", "amend")
+        if not row.private and not writing:
             return  # a public room: anyone signed in reads it; no membership lookup on every subscribe
         membership = await self.channels.membership(row, user.user_id)
         if row.private and membership is None and user.role != "admin":
             raise ReplyError(errors.FORBIDDEN, "this room is private")
-        if action == "publish" and membership is not None and membership[1] is not None \
-                and membership[1] > utcnow():
+        if writing and membership is not None and membership[1] is not None and membership[1] > utcnow():
             raise ReplyError(errors.FORBIDDEN, "you are muted in this room", temporary=True)
+        if action == "publish" and row.slow_mode and self.slow_mode is not None and user.kind == "user" \
+                and user.role not in ("admin", "moderator") \
+                and not (membership is not None and membership[0] in ("owner", "moderator")):
+            await self.slow_mode(row, user.user_id)
 
     def user_online(self, user: ConnUser) -> None:
         if self.people is not None and user.kind == "user":

@@ -13,7 +13,9 @@ from typing import Any
 from prometheus_client import Gauge
 from starlette.requests import HTTPConnection
 
+from realtime import errors
 from realtime.broker import Broker, create_broker
+from realtime.errors import ReplyError
 from realtime.history import create_history
 from realtime.node import Node, NodeSettings
 from realtime.nonces import create_nonces
@@ -37,11 +39,13 @@ from server.ops.maintenance import Maintenance
 from server.ops.scheduler import MaintenanceScheduler
 from server.ops.stats import ClusterStats
 from server.push.sender import PushSender
-from server.ratelimit import RateLimiter, create_limiter
+from server.ratelimit import RateLimiter, Rule, create_limiter
 from server.realtime_hooks import ServerHooks
+from server.services.channels import ChannelMeta
 from server.services.people import People
 from server.services.read_markers import ReadMarkers
 from server.services.relations import Relations
+from server.services.sanctions import Sanctions
 from server.settings import Settings
 
 log = get_logger("vonix.resources")
@@ -74,6 +78,7 @@ class Resources:
     notifications: Notifications | None = None
     relations: Relations | None = None
     people: People | None = None
+    sanctions: Sanctions | None = None
     _spawned: set[asyncio.Task[None]] = field(default_factory=set)
     # Set by `build` (not a constructor argument).
     _component_up: Gauge = field(init=False, repr=False, compare=False)
@@ -134,6 +139,13 @@ class Resources:
         resources.hooks.people = resources.people
         resources.notifications.relations = resources.relations
         resources.hooks.forget_history = resources.forget_history
+        resources.sanctions = Sanctions(db, resources.hooks.channels, resources.cache)
+        resources.sanctions.node = resources.node
+        resources.sanctions.publish = resources.people.publish
+        resources.sanctions.revoke_sessions = resources.sign_out_everywhere
+        resources.hooks.sanctions = resources.sanctions
+        resources.hooks.slow_mode = resources.slow_mode
+        resources.auth.unsuspend_if_clear = resources.sanctions.unsuspend_if_clear
         if resources.tracing.enabled:
             db.tracer = resources.tracing.tracer
             resources.node.tracer = resources.tracing.tracer
@@ -150,6 +162,21 @@ class Resources:
                 await self.cache.invalidate(tags=[f"history:{channel}"])
             except Exception as exc:  # stored either way; the pages expire with their TTL
                 log.warning("history_invalidation_failed", channel=channel, error=exc.__class__.__name__)
+
+    async def sign_out_everywhere(self, user_id: int, actor_id: int | None) -> None:
+        """A site ban: every session of the user is revoked (refresh tokens die with them)."""
+        assert self.auth is not None
+        sessions = await self.auth.sessions.live_ids_for_user(user_id)
+        await self.auth.revoke_sessions(sessions, "banned", actor_id=actor_id, user_id=user_id)
+        await self.auth.user_changed(user_id)
+
+    async def slow_mode(self, room: ChannelMeta, user_id: int) -> None:
+        """One message per `room.slow_mode` seconds per member, counted across replicas."""
+        assert self.limiter is not None
+        decision = await self.limiter.hit(Rule("slow_mode", 1, float(room.slow_mode), burst=1), f"{room.id}:{user_id}")
+        if not decision.allowed:
+            raise ReplyError(errors.RATE_LIMITED, f"slow mode: one message every {room.slow_mode} s in this room",
+                             temporary=True, retry_after=max(0.001, decision.retry_after))
 
     async def publish_quietly(self, channel: str, message: bytes) -> None:
         """Publish an internal event; a broker outage is logged, never raised into a request."""

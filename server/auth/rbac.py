@@ -37,6 +37,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     # moderation
     "moderation.messages.delete": frozenset({Role.ADMIN, Role.MODERATOR}),
     "moderation.users.mute": frozenset({Role.ADMIN, Role.MODERATOR}),
+    "admin.reports.manage": frozenset({Role.ADMIN, Role.MODERATOR}),  # the moderation queue
     # everyone signed in
     "rooms.create": frozenset({Role.ADMIN, Role.MODERATOR, Role.MEMBER}),
     "messages.publish": frozenset({Role.ADMIN, Role.MODERATOR, Role.MEMBER, Role.BOT}),

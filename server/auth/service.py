@@ -45,6 +45,8 @@ class LoginResult:
 class AuthService:
     cache: Any = None  # the app's Cache once attached: principals are then cached per session
     _principals: Any = None
+    # Set by Resources.build (moderation): reactivate a suspended account whose site bans are over.
+    unsuspend_if_clear: Any = None
 
     def __init__(self, settings: Settings, db: Database, publish: Any = None, breakers: Any = None) -> None:
         self.settings = settings
@@ -100,6 +102,9 @@ class AuthService:
         lock = await self.lockout.active(user_id, key, client.ip)
         if lock is not None:
             raise AccountLocked(headers={"Retry-After": str(lock.retry_after)})
+        if valid and user is not None and user["status"] == "suspended" and self.unsuspend_if_clear is not None \
+                and await self.unsuspend_if_clear(user["id"]):  # a timed site ban ran out
+            user = await user_queries.by_id(self.db, user["id"])
         if not valid or user is None or user["status"] != "active":
             new_lock = await self.lockout.record(user_id, key, client.ip, success=False)
             if new_lock is not None and user_id is not None:

@@ -218,6 +218,7 @@ channels = sa.Table(
     sa.Column("parent_id", BigId, sa.ForeignKey("channels.id", ondelete="CASCADE"), nullable=True),
     _user_fk("owner_id", nullable=True, ondelete="SET NULL"),
     sa.Column("last_offset", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("slow_mode_seconds", sa.Integer(), nullable=False, server_default="0"),  # 0: off
     _created(),
     sa.Column("archived_at", UtcDateTime(), nullable=True),
     sa.UniqueConstraint("name"),  # serves channels.by_name
@@ -352,6 +353,41 @@ friendships = sa.Table(  # one row per direction once accepted: friends-of-user 
 )
 # serves friends.incoming and blocks.between: rows pointing at a user, by status
 sa.Index("ix_friendships_friend_id_status", friendships.c.friend_id, friendships.c.status)
+
+sanctions = sa.Table(  # mutes and bans: channel_id NULL is site-wide, until NULL permanent
+    "sanctions",
+    metadata,
+    _id(),
+    sa.Column("kind", sa.String(8), nullable=False),
+    _user_fk(),
+    sa.Column("channel_id", BigId, sa.ForeignKey("channels.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("until", UtcDateTime(), nullable=True),
+    sa.Column("reason", sa.String(500), nullable=False),
+    _user_fk("created_by", nullable=True, ondelete="SET NULL"),
+    _created(),
+    sa.Column("lifted_at", UtcDateTime(), nullable=True),
+    _user_fk("lifted_by", nullable=True, ondelete="SET NULL"),
+    sa.CheckConstraint("kind IN ('mute','ban')", name="kind"),
+)
+sa.Index("ix_sanctions_user_id_lifted_at", sanctions.c.user_id, sanctions.c.lifted_at)  # serves sanctions.active
+
+reports = sa.Table(  # members reporting a message or a member; moderators work the open ones
+    "reports",
+    metadata,
+    _id(),
+    _user_fk("reporter_id", nullable=True, ondelete="SET NULL"),
+    _user_fk("target_user_id", nullable=True, ondelete="SET NULL"),
+    sa.Column("channel_id", BigId, sa.ForeignKey("channels.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("message_offset", sa.BigInteger(), nullable=True),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="open"),
+    sa.Column("resolution", sa.String(16), nullable=True),
+    _user_fk("resolved_by", nullable=True, ondelete="SET NULL"),
+    sa.Column("resolved_at", UtcDateTime(), nullable=True),
+    _created(),
+    sa.CheckConstraint("status IN ('open','resolved')", name="status"),
+)
+sa.Index("ix_reports_status_id", reports.c.status, reports.c.id)  # serves reports.queue
 
 audit_log = sa.Table(
     "audit_log",

@@ -50,7 +50,9 @@ def _error(exc: ReplyError) -> AppError:
 
 async def _amend(request: Request, op: str, action: str, **fields: Any) -> Response:
     channel = _channel(request)
-    user = await _authorize(request, channel, "publish")
+    user = conn_user(principal_of(request))
+    if user.kind == "bot" and "publish" not in user.scopes:
+        raise Forbidden("This bot token lacks the 'publish' scope.")
     await limit_action(request, principal_of(request), action)
     node = resources_of(request).node
     assert node is not None  # set by Resources.build

@@ -13,13 +13,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from realtime.errors import ReplyError
 from server.auth import rbac
 from server.auth.principal import principal_of, requires
 from server.db.errors import UniqueViolation
 from server.db.queries import users as user_queries
 from server.errors import BadRequest, Conflict, Forbidden, NotFound
 from server.jsonio import JSONResponse, read_json
-from server.realtime_hooks import DM_REFUSALS
+from server.realtime_hooks import DM_REFUSALS, conn_user
 from server.resources import resources_of
 from server.routes.auth import USERNAME
 from server.services.channels import ROOM_NAME, TOPIC_MAX, ChannelMeta, Channels
@@ -70,7 +71,7 @@ def _room_json(r: Any, unread: dict[int, int]) -> dict[str, Any]:
     """One room as `GET /api/rooms` lists it and `GET /api/rooms/{name}` shows it."""
     return {"channel": r["name"], "kind": r["kind"], "title": r["title"], "topic": r["topic"],
             "member": r["role"] is not None, "role": r["role"], "last_offset": r["last_offset"],
-            "unread": unread.get(r["id"], 0)}
+            "unread": unread.get(r["id"], 0), "slow_mode": r["slow_mode_seconds"]}
 
 
 async def _unread(request: Request, rows: list[Any]) -> dict[int, int]:
@@ -142,6 +143,12 @@ async def join_room(request: Request) -> Response:
     channels = _channels(request)
     if room.private and await channels.member_role(room.id, principal.user_id) is None:
         raise Forbidden("This room is private; ask for an invitation.", code="room_private")
+    sanctions = resources_of(request).sanctions
+    if sanctions is not None:
+        try:
+            await sanctions.check(conn_user(principal), room.id, "subscribe")
+        except ReplyError as exc:
+            raise Forbidden(exc.message.capitalize() + ".", code="banned") from None
     await channels.add_member(room.id, principal.user_id)
     return JSONResponse({"channel": room.name, "joined": True})
 

@@ -40,6 +40,7 @@ class ChannelMeta:
     kind: str
     title: str | None
     topic: str | None
+    slow_mode: int = 0  # seconds between two messages of a member (moderators exempt); 0: off
 
     @property
     def epoch(self) -> str:
@@ -53,7 +54,7 @@ class ChannelMeta:
 
 @dataclass(frozen=True, slots=True)
 class ChannelRow(ChannelMeta):
-    last_offset: int
+    last_offset: int = 0
 
 
 def dm_channel(a: int, b: int) -> str:
@@ -70,11 +71,12 @@ def dm_members(channel: str) -> tuple[int, int] | None:
 
 
 def _row(row: Any) -> ChannelRow:
-    return ChannelRow(row["id"], row["name"], row["kind"], row["title"], row["topic"], row["last_offset"])
+    return ChannelRow(row["id"], row["name"], row["kind"], row["title"], row["topic"],
+                      slow_mode=row["slow_mode_seconds"], last_offset=row["last_offset"])
 
 
 def _meta_data(meta: ChannelMeta | None) -> Any:
-    return None if meta is None else [meta.id, meta.name, meta.kind, meta.title, meta.topic]
+    return None if meta is None else [meta.id, meta.name, meta.kind, meta.title, meta.topic, meta.slow_mode]
 
 
 def _meta_value(data: Any) -> ChannelMeta | None:
@@ -120,7 +122,7 @@ class Channels:
 
     async def _load_meta(self, name: str) -> ChannelMeta | None:
         row = await self.by_name(name)
-        return None if row is None else ChannelMeta(row.id, row.name, row.kind, row.title, row.topic)
+        return None if row is None else ChannelMeta(row.id, row.name, row.kind, row.title, row.topic, row.slow_mode)
 
     async def last_offset(self, channel_id: int) -> int:
         value = await self.db.fetch_val("channels.last_offset", sa.select(channels.c.last_offset).where(
@@ -176,6 +178,13 @@ class Channels:
             channel_members.c.channel_id == channel_id, channel_members.c.user_id == user_id))
         await self._forget(f"member:{channel_id}:{user_id}")
 
+    async def set_role(self, channel_id: int, user_id: int, role: str) -> bool:
+        changed = await self.db.fetch_all("channels.set_role", channel_members.update().where(
+            channel_members.c.channel_id == channel_id, channel_members.c.user_id == user_id,
+            channel_members.c.role != "owner").values(role=role).returning(channel_members.c.user_id))
+        await self._forget(f"member:{channel_id}:{user_id}")
+        return bool(changed)
+
     async def ensure_dm(self, a: int, b: int) -> ChannelRow:
         name = dm_channel(a, b)
         existing = await self.by_name(name)
@@ -201,7 +210,8 @@ class Channels:
                                channel_members.c.role).where(channel_members.c.user_id == user_id).subquery()
         query = (
             sa.select(channels.c.id, channels.c.name, channels.c.kind, channels.c.title, channels.c.topic,
-                      channels.c.last_offset, membership.c.role, membership.c.last_read_offset)
+                      channels.c.last_offset, channels.c.slow_mode_seconds, membership.c.role,
+                      membership.c.last_read_offset)
             .select_from(channels.outerjoin(membership, membership.c.channel_id == channels.c.id))
             .where(channels.c.archived_at.is_(None), sa.or_(channels.c.kind == "room",
                                                               membership.c.channel_id.isnot(None)))
@@ -215,7 +225,8 @@ class Channels:
                                channel_members.c.role).where(channel_members.c.user_id == user_id).subquery()
         query = (
             sa.select(channels.c.id, channels.c.name, channels.c.kind, channels.c.title, channels.c.topic,
-                      channels.c.last_offset, membership.c.role, membership.c.last_read_offset)
+                      channels.c.last_offset, channels.c.slow_mode_seconds, membership.c.role,
+                      membership.c.last_read_offset)
             .select_from(channels.outerjoin(membership, membership.c.channel_id == channels.c.id))
             .where(channels.c.name == name, channels.c.archived_at.is_(None),
                    channels.c.kind.in_(("room", "private_room")))
@@ -236,6 +247,11 @@ class Channels:
         """Change the topic; the cached metadata of every replica forgets the old one."""
         await self.db.execute("channels.set_topic", channels.update().where(
             channels.c.id == channel.id).values(topic=topic))
+        await self._forget(f"channel:{channel.name}")
+
+    async def set_slow_mode(self, channel: ChannelMeta, seconds: int) -> None:
+        await self.db.execute("channels.set_slow_mode", channels.update().where(
+            channels.c.id == channel.id).values(slow_mode_seconds=seconds))
         await self._forget(f"channel:{channel.name}")
 
     async def unread_counts(self, markers: dict[int, tuple[int, int]]) -> dict[int, int]:

@@ -92,7 +92,15 @@ PROFILE = message(obj({"type": {"const": "profile"}}, {
     "avatar": {"anyOf": [{"type": "null"}, obj({"small": {"type": "string"}, "large": {"type": "string"}})]}}),
     PERSONAL, {"type": "null"})
 
+SANCTION = message(obj({"type": {"const": "sanction"}, "id": INT, "kind": {"enum": ["mute", "ban"]},
+                        "channel": {"anyOf": [CHANNEL, {"type": "null"}]}, "until": {"type": ["string", "null"]},
+                        "reason": {"type": "string"}}), PERSONAL, {"type": "null"})
+SANCTION_LIFTED = message(obj({"type": {"const": "sanction_lifted"}, "id": INT}), PERSONAL, {"type": "null"})
+
 PUSHES: dict[str, Schema] = {
+    "removed": obj({"op": {"const": "removed"}, "channel": CHANNEL, "reason": {"enum": ["kicked", "banned"]}}),
+    "sanction": SANCTION,
+    "sanction_lifted": SANCTION_LIFTED,
     "relationship": RELATIONSHIP,
     "friend_presence": FRIEND_PRESENCE,
     "profile": PROFILE,

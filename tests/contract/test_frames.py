@@ -221,6 +221,29 @@ async def test_every_server_frame_matches_its_schema(server: AppServer) -> None:
     while kinds != {"profile", "relationship"}:
         kinds.add((await personal())["data"]["type"])
 
+    # Moderation: Ann owns a room; Ben (subscribed) is kicked (a `removed` push), then muted and
+    # unmuted (`sanction`, `sanction_lifted` on his own channel).
+    ben_id = people["Ben"]["id"]
+    await ben.request("subscribe", channel=f"user:{ben_id}")
+    async with server.client() as http:
+        assert (await http.post("/api/rooms", json={"name": "contract"}, headers=bearer(ann_token))).is_success
+        assert (await http.post("/api/rooms/contract/join", headers=bearer(ben_token))).is_success
+        assert (await ben.request("subscribe", channel="room:contract"))["ok"]
+        kicked = await http.post("/api/rooms/contract/kick", json={"username": "Ben", "reason": "contract"},
+                                 headers=bearer(ann_token))
+        assert kicked.status_code == 204
+        assert (await ben.push("removed"))["reason"] == "kicked"
+        muted = await http.post("/api/moderation/sanctions", headers=bearer(ann_token), json={
+            "kind": "mute", "username": "Ben", "channel": "room:contract", "minutes": 1, "reason": "contract"})
+        assert muted.status_code == 201, muted.text
+        lifted = await http.delete(f"/api/moderation/sanctions/{muted.json()['id']}", headers=bearer(ann_token))
+        assert lifted.status_code == 204
+    seen_types = set()
+    while seen_types != {"sanction", "sanction_lifted"}:
+        push = await ben.push("message")
+        if push["channel"] == f"user:{ben_id}":
+            seen_types.add(push["data"]["type"])
+
     # Reply errors.
     assert (await ann.request("dance"))["error"]["code"] == "unknown_op"
     assert (await ann.request("subscribe"))["error"]["code"] == "invalid_frame"

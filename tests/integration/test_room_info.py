@@ -14,7 +14,7 @@ from server.db.tables import channel_members
 from tests.support.appserver import AppServer
 from tests.support.community import people, say
 
-ROOM_KEYS = {"channel", "kind", "title", "topic", "member", "role", "last_offset", "unread"}
+ROOM_KEYS = {"channel", "kind", "title", "topic", "member", "role", "last_offset", "unread", "slow_mode"}
 
 
 async def _create(client: httpx.AsyncClient, who: dict, name: str, *, private: bool = False,
@@ -36,7 +36,7 @@ async def test_room_show_members_and_topic(app_server: AppServer) -> None:
         room = shown.json()
         assert set(room) == ROOM_KEYS
         assert room == {"channel": "room:builders", "kind": "room", "title": "builders", "topic": "Redstone only",
-                        "member": False, "role": None, "last_offset": 0, "unread": 0}
+                        "member": False, "role": None, "last_offset": 0, "unread": 0, "slow_mode": 0}
 
         assert (await client.post("/api/rooms/builders/join", headers=member["headers"])).status_code == 200
         assert (await client.post("/api/rooms/builders/join", headers=mod["headers"])).status_code == 200
