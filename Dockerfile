@@ -59,6 +59,9 @@ WORKDIR /app
 COPY --from=builder /opt/vonix /opt/vonix
 COPY --from=builder /src/static /app/static
 COPY --from=builder /src/sw /app/sw
+# Uploaded avatars (MEDIA_DIR): the one directory the app writes, owned by its user so a fresh
+# named volume mounted here (docker compose) starts writable.
+RUN mkdir -p /app/media && chown 10001:10001 /app/media
 
 USER 10001:10001
 

@@ -36,6 +36,7 @@ from server.routes import (
     people,
     push,
     rooms,
+    search,
 )
 from server.routes.pages import page_routes
 from server.settings import Settings
@@ -48,7 +49,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         *rooms.routes,
         *channels.routes,
         *notifications.routes, *push.routes, *inbox.routes,
-        *people.routes, *media.routes, *messages.routes, *moderation.routes,
+        *people.routes, *media.routes, *messages.routes, *moderation.routes, *search.routes,
         *page_routes(settings.static_path),
     ]
 
@@ -73,7 +74,7 @@ def create_app(settings: Settings) -> Starlette:
         Middleware(SecurityHeadersMiddleware, hsts=settings.is_production),
         Middleware(ErrorCaptureMiddleware, tracker=resources.errors),
         Middleware(HttpMetricsMiddleware, metrics=resources.metrics, window=resources.alerter.window),
-        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, allowances=media.body_allowances(settings)),
     ]
     routes = build_routes(settings)
     if settings.rate_limit_enabled:

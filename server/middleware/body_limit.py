@@ -1,6 +1,13 @@
-"""Refuse request bodies over the limit (413), whether declared by Content-Length or streamed."""
+"""Refuse request bodies over the limit (413), whether declared by Content-Length or streamed.
+
+Every path gets `max_bytes` (MAX_BODY_BYTES) except the few named in `allowances`, exact paths
+whose bodies are legitimately larger (the avatar upload takes AVATAR_MAX_BYTES): raising the
+global limit for one upload would let every JSON endpoint buffer that much too.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -8,15 +15,16 @@ from server.errors import PayloadTooLarge
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, allowances: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.allowances = dict(allowances or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_bytes
+        limit = self.allowances.get(scope["path"], self.max_bytes)
         for key, value in scope.get("headers", ()):
             if key == b"content-length":
                 try:

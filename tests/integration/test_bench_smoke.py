@@ -86,3 +86,20 @@ def test_bench_presence_compares_diffs_with_one_push_per_join() -> None:
     assert rows["0 ms"][1] == 60, out  # one diff per join: the reference
     assert 0 < rows["200 ms"][0] < rows["0 ms"][0] and rows["200 ms"][1] < 60, out
     assert "60 joins: presence pushes <= 5% of one push per join" in out, out
+
+
+@pytest.mark.timeout(180)
+def test_bench_search_times_both_kinds_against_the_reference() -> None:
+    env = {**os.environ, "BENCH_SEARCH_MESSAGES": "5000", "BENCH_SEARCH_QUERIES": "10"}
+    result = subprocess.run([sys.executable, "-m", "bench.bench_search"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=170, check=False)
+    out = result.stdout
+    assert result.returncode == 0, f"{out}\n{result.stderr[-3000:]}"
+    assert re.search(rf"Loaded 5,000 messages: COPY {NUMBER} s .* GIN index build {NUMBER} s", out), out
+    for kind in ("one word", "two words"):
+        row = re.search(rf"^GET /api/search \({kind}\)\s+({NUMBER})\s+({NUMBER})\s+{NUMBER}\s+({NUMBER})\s+"
+                        rf"{NUMBER}\s+{NUMBER}\s+{NUMBER}x", out, re.MULTILINE)
+        assert row, out
+        assert 0 < float(row.group(1)) <= float(row.group(2)), out
+    assert float(re.search(rf"one word\)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+({NUMBER})", out).group(1)) > 0, out
+    assert "one word: p95 search latency <= 100 ms" in out and "two words: p95 search latency" in out, out
