@@ -259,6 +259,20 @@ async def test_who_may_sanction_whom_and_bad_requests(app_server: AppServer) -> 
             assert response.status_code == 422, (body, response.text)
             assert response.json()["error"]["details"][0]["field"] == field
         assert (await client.get("/api/moderation/sanctions", headers=u["carol"]["headers"])).status_code == 403
+        # lifting someone else's sanction: only who may impose it
+        muted = await client.post("/api/moderation/sanctions", headers=u["mod"]["headers"], json={
+            "kind": "mute", "username": "bob", "minutes": 5, "reason": "x"})
+        lift = f"/api/moderation/sanctions/{muted.json()['id']}"
+        assert (await client.delete(lift, headers=u["bob"]["headers"])).status_code == 403
+        assert (await client.delete(lift, headers=u["carol"]["headers"])).status_code == 403
+        assert (await client.delete("/api/moderation/sanctions/999999", headers=u["mod"]["headers"])).status_code == 404
+        # a report is resolved by site staff only
+        report = await client.post("/api/reports", json={"username": "bob", "reason": "x"},
+                                   headers=u["carol"]["headers"])
+        resolve = f"/api/admin/reports/{report.json()['id']}/resolve"
+        for who, status in (("carol", 403), ("mod", 200)):
+            response = await client.post(resolve, json={"action": "dismiss"}, headers=u[who]["headers"])
+            assert response.status_code == status, who
         assert (await client.post("/api/rooms/den/slow-mode", json={"seconds": 5})).status_code in (401, 405)
         response = await client.put("/api/rooms/den/slow-mode", json={"seconds": 99999},
                                     headers=u["carol"]["headers"])

@@ -347,3 +347,17 @@ async def test_a_second_connection_does_not_announce_and_the_last_one_does(app_s
             assert (await personal(alice_ws, "friend_presence"))["online"] is False
         finally:
             await alice_ws.close()
+
+
+async def test_every_people_write_counts_against_the_write_limit(backend: dict[str, Any]) -> None:
+    async with AppServer(make_settings(**backend, RATE_LIMIT_WRITE="4/60")) as server, server.client() as client:
+        u = await people(client, "alice", "bob")
+        alice = u["alice"]
+        codes = [
+            (await client.put("/api/blocks/bob", headers=alice["headers"])).status_code,
+            (await client.delete("/api/blocks/bob", headers=alice["headers"])).status_code,
+            (await client.patch("/api/users/me", json={"bio": "x"}, headers=alice["headers"])).status_code,
+            (await client.post("/api/friends", json={"username": "bob"}, headers=alice["headers"])).status_code,
+            (await client.delete("/api/friends/bob", headers=alice["headers"])).status_code,
+        ]
+        assert codes == [200, 204, 200, 200, 429]
