@@ -54,8 +54,13 @@ async def _amend(request: Request, op: str, action: str, **fields: Any) -> Respo
     if user.kind == "bot" and "publish" not in user.scopes:
         raise Forbidden("This bot token lacks the 'publish' scope.")
     await limit_action(request, principal_of(request), action)
-    node = resources_of(request).node
-    assert node is not None  # set by Resources.build
+    resources = resources_of(request)
+    node, hooks = resources.node, resources.hooks
+    assert node is not None and hooks is not None  # set by Resources.build
+    try:  # a channel you may not read looks exactly like a message that does not exist
+        await hooks.authorize(user, channel, "history")
+    except ReplyError:
+        raise NotFound("No such message in this channel.", code="message_not_found") from None
     try:
         offset, epoch = await node.amend(channel, op, _offset(request), user, **fields)
     except ReplyError as exc:
@@ -92,7 +97,10 @@ async def _message(request: Request) -> Any:
     """The live message at the path's offset in a channel the caller may read (404 otherwise)."""
     channel = _channel(request)
     target = _offset(request)
-    await _authorize(request, channel, "history")
+    try:
+        await _authorize(request, channel, "history")
+    except Forbidden:
+        raise NotFound("No such message in this channel.", code="message_not_found") from None
     hooks = resources_of(request).hooks
     assert hooks is not None  # set by Resources.build
     row = await hooks.channels.meta(channel)

@@ -188,7 +188,12 @@ async def test_who_may_change_what(pair: tuple[AppServer, AppServer]) -> None:
                                   ("POST", f"/api/channels/room:den/messages/{secret}/reactions", {"emoji": "👍"}),
                                   ("GET", f"/api/channels/room:den/messages/{secret}/reactions", None)):
             response = await client.request(method, url, json=body, headers=bob["headers"])
-            assert response.status_code in (403, 404), (method, url, response.text)
+            assert response.status_code == 404, (method, url, response.text)
+            assert response.json()["error"]["code"] == "message_not_found"
+            unknown = await client.request(method, url.replace("room:den", "room:nowhere"), json=body,
+                                           headers=bob["headers"])
+            assert (unknown.status_code, unknown.json()) == (404, {**response.json(), "error": {
+                **response.json()["error"], "request_id": unknown.json()["error"]["request_id"]}})
         # bad input
         for body, field in (({"data": {"text": ""}}, "data.text"), ({"data": {"text": "x", "cid": "y"}}, "data"),
                             ({"data": "text"}, "data")):
