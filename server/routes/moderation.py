@@ -8,10 +8,10 @@ the audit log with who, what and why.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -47,17 +47,16 @@ def _reason(value: str) -> str:
     return value
 
 
+# Why a moderator acted or a member reports: kept in the audit log and shown to the member.
+Reason = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_reason)]
+
+
 class SanctionBody(BaseModel):
     kind: Literal["mute", "ban"]
     username: str = Field(pattern=USERNAME)
     channel: str | None = Field(default=None, pattern=r"^room:[a-z0-9][a-z0-9_\-]{0,63}$")  # None: site-wide
     minutes: int | None = Field(default=None, ge=1, le=MAX_MINUTES)  # None: permanent (bans only)
-    reason: str = Field(min_length=1, max_length=500)
-
-    @field_validator("reason")
-    @classmethod
-    def _clean(cls, value: str) -> str:
-        return _reason(value)
+    reason: Reason
 
     @model_validator(mode="after")
     def _timed_mutes(self) -> SanctionBody:
@@ -68,12 +67,7 @@ class SanctionBody(BaseModel):
 
 class KickBody(BaseModel):
     username: str = Field(pattern=USERNAME)
-    reason: str = Field(min_length=1, max_length=500)
-
-    @field_validator("reason")
-    @classmethod
-    def _clean(cls, value: str) -> str:
-        return _reason(value)
+    reason: Reason
 
 
 class SlowModeBody(BaseModel):
@@ -88,12 +82,7 @@ class ReportBody(BaseModel):
     channel: str | None = Field(default=None, pattern=r"^(room|dm):[A-Za-z0-9_\-:.]{1,150}$")
     offset: int | None = Field(default=None, ge=1, le=2**62)
     username: str | None = Field(default=None, pattern=USERNAME)
-    reason: str = Field(min_length=1, max_length=500)
-
-    @field_validator("reason")
-    @classmethod
-    def _clean(cls, value: str) -> str:
-        return _reason(value)
+    reason: Reason
 
     @model_validator(mode="after")
     def _one_target(self) -> ReportBody:

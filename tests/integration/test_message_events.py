@@ -10,16 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import make_settings
 from tests.support.appserver import AppServer
 from tests.support.community import people, say
+from tests.support.live import replicas, token_of
 from tests.support.wsclient import WsClient
 
 ROOM = "room:general"
-
-
-def token_of(who: dict[str, Any]) -> str:
-    return str(who["headers"]["Authorization"].split()[1])
 
 
 class Screen:
@@ -81,13 +77,8 @@ async def room_pushes(ws: WsClient, count: int, channel: str = ROOM) -> list[dic
 
 @pytest.fixture
 async def pair(backend: dict[str, Any]) -> AsyncIterator[tuple[AppServer, AppServer]]:
-    settings = make_settings(**backend, WS_PUBLISH_RATE=200, RATE_LIMIT_ACTIONS="post=1000/60,reaction=1000/60")
-    if "REDIS_URL" not in backend:
-        async with AppServer(settings) as only:
-            yield only, only
-        return
-    async with AppServer(settings) as a, AppServer(settings) as b:
-        yield a, b
+    async with replicas(backend, WS_PUBLISH_RATE=200, RATE_LIMIT_ACTIONS="post=1000/60,reaction=1000/60") as both:
+        yield both
 
 
 async def test_a_client_that_was_away_shows_what_one_that_stayed_shows(pair: tuple[AppServer, AppServer]) -> None:

@@ -4,7 +4,6 @@ live and cluster-wide (two replicas in scaled mode), every action in the audit l
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -14,17 +13,13 @@ import sqlalchemy as sa
 
 from server.db.tables import audit_log, sanctions
 from server.db.types import utcnow
-from tests.conftest import make_settings
 from tests.support.accounts import PASSWORD, login
 from tests.support.appserver import AppServer
 from tests.support.community import people, say
+from tests.support.live import personal, replicas, token_of
 from tests.support.wsclient import WsClient
 
 ROOM = "room:general"
-
-
-def token_of(who: dict[str, Any]) -> str:
-    return str(who["headers"]["Authorization"].split()[1])
 
 
 async def promote(server: AppServer, user_id: int, role: str) -> None:
@@ -39,14 +34,6 @@ async def next_of(ws: WsClient, op: str, timeout: float = 1.0) -> dict[str, Any]
     return await ws.push(op, timeout=timeout)
 
 
-async def personal(ws: WsClient, kind: str, timeout: float = 5.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        push = await ws.push("message", timeout=max(0.1, deadline - time.monotonic()))
-        if push["channel"].startswith("user:") and push["data"].get("type") == kind:
-            return dict(push["data"])
-
-
 async def audited(server: AppServer, action: str) -> list[Any]:
     return list(await server.resources.db.fetch_all("test.audit", sa.select(audit_log).where(
         audit_log.c.action == action)))
@@ -54,13 +41,8 @@ async def audited(server: AppServer, action: str) -> list[Any]:
 
 @pytest.fixture
 async def pair(backend: dict[str, Any]) -> AsyncIterator[tuple[AppServer, AppServer]]:
-    settings = make_settings(**backend)
-    if "REDIS_URL" not in backend:
-        async with AppServer(settings) as only:
-            yield only, only
-        return
-    async with AppServer(settings) as a, AppServer(settings) as b:
-        yield a, b
+    async with replicas(backend) as both:
+        yield both
 
 
 async def test_a_mute_refuses_writing_with_its_end_and_lifting_it_restores(pair: tuple[AppServer, AppServer]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,38 +11,14 @@ import pytest
 from tests.conftest import make_settings
 from tests.support.appserver import AppServer
 from tests.support.community import people, say
+from tests.support.live import listen, personal, replicas, token_of
 from tests.support.wsclient import WsClient
-
-
-def token_of(who: dict[str, Any]) -> str:
-    return str(who["headers"]["Authorization"].split()[1])
-
-
-async def personal(ws: WsClient, kind: str, timeout: float = 5.0) -> dict[str, Any]:
-    """The next push of `kind` on the user's own channel (other pushes are skipped)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        push = await ws.push("message", timeout=max(0.1, deadline - time.monotonic()))
-        if push["channel"].startswith("user:") and push["data"].get("type") == kind:
-            return dict(push["data"])
-
-
-async def listen(server: AppServer, who: dict[str, Any]) -> WsClient:
-    ws = await WsClient.connect(server.base_url, token_of(who))
-    assert (await ws.request("subscribe", channel=f"user:{who['id']}"))["ok"]
-    return ws
 
 
 @pytest.fixture
 async def pair(backend: dict[str, Any]) -> AsyncIterator[tuple[AppServer, AppServer]]:
-    """Two replicas sharing PostgreSQL and Redis (scaled), or one server twice (embedded)."""
-    settings = make_settings(**backend, RATE_LIMIT_ACTIONS="friend_request=3/3600")
-    if "REDIS_URL" not in backend:
-        async with AppServer(settings) as only:
-            yield only, only
-        return
-    async with AppServer(settings) as a, AppServer(settings) as b:
-        yield a, b
+    async with replicas(backend, RATE_LIMIT_ACTIONS="friend_request=3/3600") as both:
+        yield both
 
 
 async def test_profile_shows_a_member_and_edits_only_your_own(pair: tuple[AppServer, AppServer]) -> None:
