@@ -12,14 +12,10 @@ import httpx
 import pytest
 
 from server.notifications.events import MessageStored
-from tests.conftest import make_settings
 from tests.support.appserver import AppServer
 from tests.support.community import people, say
+from tests.support.live import personal, replicas, token_of
 from tests.support.wsclient import WsClient
-
-
-def token_of(who: dict[str, Any]) -> str:
-    return str(who["headers"]["Authorization"].split()[1])
 
 
 async def unread_notes(client: httpx.AsyncClient, who: dict[str, Any]) -> int:
@@ -39,25 +35,10 @@ async def until(check: Any, expected: Any, timeout: float = 5.0) -> Any:
     return value
 
 
-async def personal(ws: WsClient, kind: str, timeout: float = 5.0) -> dict[str, Any]:
-    """The next push of `kind` on the user's own channel."""
-    deadline = time.monotonic() + timeout
-    while True:
-        push = await ws.push("message", timeout=max(0.1, deadline - time.monotonic()))
-        if push["channel"].startswith("user:") and push["data"].get("type") == kind:
-            return dict(push["data"])
-
-
 @pytest.fixture
 async def pair(backend: dict[str, Any]) -> AsyncIterator[tuple[AppServer, AppServer]]:
-    """Two replicas sharing PostgreSQL and Redis (scaled), or one server twice (embedded)."""
-    settings = make_settings(**backend)
-    if "REDIS_URL" not in backend:
-        async with AppServer(settings) as only:
-            yield only, only
-        return
-    async with AppServer(settings) as a, AppServer(settings) as b:
-        yield a, b
+    async with replicas(backend) as both:
+        yield both
 
 
 async def test_read_op_moves_the_marker_settles_notifications_and_tells_every_device(
