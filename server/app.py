@@ -37,6 +37,7 @@ from server.routes import (
     push,
     rooms,
     search,
+    xp,
 )
 from server.routes.pages import page_routes
 from server.settings import Settings
@@ -50,6 +51,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         *channels.routes,
         *notifications.routes, *push.routes, *inbox.routes,
         *people.routes, *media.routes, *messages.routes, *moderation.routes, *search.routes,
+        *xp.routes,
         *page_routes(settings.static_path),
     ]
 

@@ -46,6 +46,7 @@ from server.services.people import People
 from server.services.read_markers import ReadMarkers
 from server.services.relations import Relations
 from server.services.sanctions import Sanctions
+from server.services.xp import Xp
 from server.settings import Settings
 
 log = get_logger("vonix.resources")
@@ -79,6 +80,7 @@ class Resources:
     relations: Relations | None = None
     people: People | None = None
     sanctions: Sanctions | None = None
+    xp: Xp | None = None
     _spawned: set[asyncio.Task[None]] = field(default_factory=set)
     # Set by `build` (not a constructor argument).
     _component_up: Gauge = field(init=False, repr=False, compare=False)
@@ -139,6 +141,9 @@ class Resources:
         resources.hooks.people = resources.people
         resources.notifications.relations = resources.relations
         resources.hooks.forget_history = resources.forget_history
+        resources.xp = Xp(db, redis.commands if redis is not None else None)
+        resources.xp.publish = resources.people.publish
+        resources.people.xp = resources.xp
         resources.sanctions = Sanctions(db, resources.hooks.channels, resources.cache)
         resources.sanctions.node = resources.node
         resources.sanctions.publish = resources.people.publish

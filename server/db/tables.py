@@ -66,6 +66,7 @@ users = sa.Table(
     sa.Column("locked_until", UtcDateTime(), nullable=True),
     sa.Column("last_seen_at", UtcDateTime(), nullable=True),
     sa.Column("dm_policy", sa.String(16), nullable=False, server_default="everyone"),
+    sa.Column("rank_id", BigId, nullable=True),  # ranks.id; no foreign key: a deleted rank just stops showing
     _created(),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.CheckConstraint("role IN ('admin','moderator','member','bot')", name="role"),
@@ -75,6 +76,7 @@ users = sa.Table(
 sa.Index("uq_users_username_lower", sa.func.lower(users.c.username), unique=True)
 sa.Index("uq_users_email_lower", sa.func.lower(users.c.email), unique=True)
 sa.Index("uq_users_minecraft_uuid", users.c.minecraft_uuid, unique=True)
+sa.Index("ix_users_xp", users.c.xp)  # serves leaderboard.all_time (embedded mode, and rebuilding Redis's)
 
 oauth_accounts = sa.Table(
     "oauth_accounts",
@@ -388,6 +390,30 @@ reports = sa.Table(  # members reporting a message or a member; moderators work 
     sa.CheckConstraint("status IN ('open','resolved')", name="status"),
 )
 sa.Index("ix_reports_status_id", reports.c.status, reports.c.id)  # serves reports.queue
+
+xp_transactions = sa.Table(  # the truth of XP: one row per award, idempotent per (user, action, source)
+    "xp_transactions",
+    metadata,
+    _id(),
+    _user_fk(),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("source_id", sa.String(64), nullable=False),
+    sa.Column("amount", sa.Integer(), nullable=False),
+    _created(),
+    sa.UniqueConstraint("user_id", "action", "source_id"),  # serves xp.award (idempotency) and daily caps
+)
+sa.Index("ix_xp_transactions_created_at_user_id", xp_transactions.c.created_at, xp_transactions.c.user_id)
+
+ranks = sa.Table(  # donor ranks and the like: shown beside names, assigned by admins
+    "ranks",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(32), nullable=False),
+    sa.Column("colour", sa.String(7), nullable=False),
+    sa.Column("badge", sa.String(16), nullable=True),
+    _created(),
+    sa.UniqueConstraint("name"),
+)
 
 audit_log = sa.Table(
     "audit_log",

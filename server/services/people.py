@@ -17,12 +17,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from server.db.database import Database
-from server.db.tables import channel_members, channels, users
+from server.db.tables import channel_members, channels, ranks, users
 from server.db.types import utcnow
 from server.media.urls import avatar_urls
 from server.notifications.online import has_live_connection
 from server.observability.logging import get_logger
 from server.services.relations import FRIENDS, Relations, public_view
+from server.services.xp import progress
 
 log = get_logger("vonix.people")
 
@@ -45,6 +46,7 @@ class People:
         self._xp_events = metrics.counter(
             "vonix_xp_events_total", "Actions that earn XP, by action (awarded by the XP system).",
             ("action",)) if metrics is not None else None
+        self.xp: Any = None  # set by Resources.build: the XP system
         relations.person = self.person
         relations.xp = self.xp_event
 
@@ -66,6 +68,8 @@ class People:
             "badges": [BADGES[row["role"]]] if row["role"] in BADGES else [],
             "level": row["level"],
             "xp": row["xp"],
+            "progress": progress(int(row["xp"])),
+            "rank": await self.rank_of(row["rank_id"]),
             "joined_at": _iso(row["created_at"]),
             "online": online,
             "last_seen_at": _iso(row["last_seen_at"]) if visible else None,
@@ -77,6 +81,13 @@ class People:
         if me:
             result["dm_policy"] = row["dm_policy"]
         return result
+
+    async def rank_of(self, rank_id: int | None) -> dict[str, Any] | None:
+        if rank_id is None:
+            return None
+        row = await self.db.fetch_one("ranks.by_id", sa.select(ranks.c.name, ranks.c.colour, ranks.c.badge).where(
+            ranks.c.id == rank_id))
+        return None if row is None else {"name": row["name"], "colour": row["colour"], "badge": row["badge"]}
 
     async def share_a_room(self, a: int, b: int) -> bool:
         theirs = channel_members.alias("theirs")
@@ -103,11 +114,12 @@ class People:
         except Exception as exc:
             log.warning("people_live_push_failed", user_id=user_id, error=exc.__class__.__name__)
 
-    def xp_event(self, user_id: int, action: str) -> None:
-        """The hook the XP system awards from (community part 2); counted until it exists."""
+    def xp_event(self, user_id: int, action: str, source_id: str) -> None:
+        """Something that earns XP happened (server/services/xp.py awards it, once per source)."""
         if self._xp_events is not None:
             self._xp_events.labels(action).inc()
-        log.info("xp_event", user_id=user_id, action=action)
+        if self.xp is not None:
+            self.spawn(self.xp.award(user_id, action, source_id), "xp-award")
 
     def user_online(self, user_id: int) -> None:
         """The user's first connection on this replica (called by the realtime node; returns at once)."""

@@ -32,7 +32,7 @@ DM_BLOCKED, DM_NOT_ALLOWED = "dm_blocked", "dm_not_allowed"
 
 Publish = Callable[[int, dict[str, Any]], Coroutine[Any, Any, None]]
 PersonOf = Callable[[Any], dict[str, Any]]
-XpHook = Callable[[int, str], None]
+XpHook = Callable[[int, str, str], None]
 
 
 class RelationError(Exception):
@@ -83,7 +83,7 @@ class Relations:
         self._gate_ns = cache.namespace("dmgate") if cache is not None else None
         self.publish: Publish | None = None  # set by Resources.build: live events on user:<id>
         self.person: PersonOf = lambda row: {"username": row["username"]}
-        self.xp: XpHook = lambda user_id, action: None
+        self.xp: XpHook = lambda user_id, action, source_id: None
 
     # --- reads -------------------------------------------------------------------------------
     async def pair(self, me: int, other: int) -> Pair:
@@ -185,8 +185,9 @@ class Relations:
             await self.db.execute("friends.accept_mine", friendships.insert().values(
                 user_id=me["id"], friend_id=other["id"], status="accepted", created_at=now, accepted_at=now))
         await self._changed(me, other)
-        for user_id in (me["id"], other["id"]):
-            self.xp(user_id, "friend_accepted")
+        for user_id, friend_id in ((me["id"], other["id"]), (other["id"], me["id"])):
+            self.xp(user_id, "friend_accepted", f"friend:{friend_id}")  # once per friend, ever
+            self.xp(user_id, "first_friend", "first")
         return FRIENDS
 
     async def decline(self, me: Any, other: Any) -> None:

@@ -97,7 +97,12 @@ SANCTION = message(obj({"type": {"const": "sanction"}, "id": INT, "kind": {"enum
                         "reason": {"type": "string"}}), PERSONAL, {"type": "null"})
 SANCTION_LIFTED = message(obj({"type": {"const": "sanction_lifted"}, "id": INT}), PERSONAL, {"type": "null"})
 
+XP = message(obj({"type": {"const": "xp"}, "action": {"type": "string"}, "gained": {"type": "integer"},
+                  "xp": {"type": "integer"}, "level": {"type": "integer", "minimum": 1}, "title": {"type": "string"},
+                  "colour": {"type": "string", "pattern": "^#[0-9a-f]{6}$"}}), PERSONAL, {"type": "null"})
+
 PUSHES: dict[str, Schema] = {
+    "xp": XP,
     "removed": obj({"op": {"const": "removed"}, "channel": CHANNEL, "reason": {"enum": ["kicked", "banned"]}}),
     "sanction": SANCTION,
     "sanction_lifted": SANCTION_LIFTED,
