@@ -140,6 +140,7 @@ async def upload_avatar(request: Request) -> Response:
     await _release(request, previous["avatar_url"], keep=avatar.key)
     urls = uploaded_avatar(avatar.key)
     await _people(request).publish(user_id, {"type": "profile", "avatar": urls})
+    await _people(request).check_profile_complete(user_id)
     log.info("avatar_changed", key=avatar.key[:12])
     return JSONResponse({"avatar": urls})
 

@@ -111,6 +111,7 @@ async def edit_profile(request: Request) -> Response:
         if "dm_policy" in changes:
             await _relations(request).dm_policy_changed(user_id)
         await people.publish(user_id, {"type": "profile", **changes})
+        await people.check_profile_complete(user_id)
     return JSONResponse(await people.profile(user_id, await _me(request)))
 
 

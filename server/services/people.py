@@ -122,8 +122,19 @@ class People:
             self.spawn(self.xp.award(user_id, action, source_id), "xp-award")
 
     def user_online(self, user_id: int) -> None:
-        """The user's first connection on this replica (called by the realtime node; returns at once)."""
+        """The user's first connection on this replica (called by the realtime node; returns at once):
+        friends are told, and the day's login XP is awarded (once a day, whatever the replica)."""
         self.spawn(self._announce(user_id, True, None), "friend-presence")
+        if self.xp is not None:
+            self.spawn(self.xp.daily_login(user_id), "xp-daily-login")
+
+    async def check_profile_complete(self, user_id: int) -> None:
+        """+25 XP, once, when a member has a display name, a bio and a picture."""
+        row = await self.db.fetch_one("users.profile_fields", sa.select(
+            users.c.display_name, users.c.bio, users.c.avatar_url, users.c.minecraft_uuid).where(users.c.id == user_id))
+        if self.xp is not None and row is not None and row["display_name"] and row["bio"] \
+                and (row["avatar_url"] or row["minecraft_uuid"]):
+            await self.xp.award(user_id, "profile_completed", "profile")
 
     def user_offline(self, user_id: int) -> None:
         """The user's last connection on this replica is gone."""

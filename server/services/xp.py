@@ -35,7 +35,8 @@ log = get_logger("vonix.xp")
 AWARDS: dict[str, int] = {
     "social_post": 15, "post_liked": 2, "comment": 5, "comment_liked": 1, "forum_thread": 20, "forum_reply": 10,
     "upvote_received": 3, "downvote_received": -2, "friend_accepted": 10, "profile_completed": 25,
-    "daily_login": 5, "first_post": 50, "first_comment": 25, "first_friend": 30, "moderator_removal": -50,
+    "daily_login": 5, "streak_bonus": 0,  # the bonus is 2 per streak day, at most 50 (daily_login)
+    "first_post": 50, "first_comment": 25, "first_friend": 30, "moderator_removal": -50,
 }
 # The most XP one action may earn a member in a UTC day (losses are never capped).
 DAILY_CAPS: dict[str, int] = {
@@ -47,6 +48,8 @@ BANDS: tuple[tuple[int, str, str], ...] = (  # (first level, title, colour)
     (20, "Elite", "#8b5cf6"), (35, "Champion", "#f59e0b"), (50, "Legend", "#ef4444"),
 )
 LEADERBOARD_SIZE = 100
+STREAK_BONUS_PER_DAY, STREAK_BONUS_MAX = 2, 50  # the daily login's streak bonus
+STREAK_DAYS_MAX = STREAK_BONUS_MAX // STREAK_BONUS_PER_DAY + 1  # days back worth looking at
 
 Publish = Callable[[int, dict[str, Any]], Awaitable[None]]
 
@@ -93,17 +96,19 @@ class Xp:
         # queue is short on PostgreSQL too.
         self._writing = asyncio.Lock()
 
-    async def award(self, user_id: int, action: str, source_id: str) -> int | None:
+    async def award(self, user_id: int, action: str, source_id: str, amount: int | None = None, *,
+                    announce: bool = True) -> int | None:
         """Award `action` for `source_id` once; the amount granted (0 past the daily cap), or None
-        when this exact award was already made."""
+        when this exact award was already made. `announce`: an `xp` event (a level-up always is)."""
         try:
             async with self._writing:
-                return await self._award(user_id, action, source_id[:64])
+                return await self._award(user_id, action, source_id[:64], amount, announce)
         except UniqueViolation:  # the same award, made at the same moment on another replica
             return None
 
-    async def _award(self, user_id: int, action: str, source_id: str) -> int | None:
-        base = AWARDS[action]
+    async def _award(self, user_id: int, action: str, source_id: str, fixed: int | None,
+                     announce: bool) -> int | None:
+        base = AWARDS[action] if fixed is None else fixed
         now = utcnow()
         async with self.db.transaction():
             # The insert comes first: it takes SQLite's write lock at once (a transaction that read
@@ -132,11 +137,31 @@ class Xp:
         if amount:
             await self._leaderboard_add(user_id, amount, now)
         if self.publish is not None:
-            await self.publish(user_id, {"type": "xp", "action": action, "gained": amount, "xp": total,
-                                         **band(level)})
+            if announce:
+                await self.publish(user_id, {"type": "xp", "action": action, "gained": amount, "xp": total,
+                                             **band(level)})
             if level > int(row["level"]):
                 await self.publish(user_id, {"type": "level_up", **band(level)})
         return amount
+
+    async def daily_login(self, user_id: int, now: datetime | None = None) -> int:
+        """+5 for the first visit of a UTC day, plus 2 per day of the streak so far (at most +50)."""
+        today = (now or utcnow()).astimezone(UTC).date()
+        days = await self.db.fetch_all("xp.logins", sa.select(xp_transactions.c.source_id).where(
+            xp_transactions.c.user_id == user_id, xp_transactions.c.action == "daily_login",
+            xp_transactions.c.source_id >= (today - timedelta(days=STREAK_DAYS_MAX)).isoformat()))
+        seen = {r["source_id"] for r in days}
+        # silent: it happens as the app opens (a level-up it causes is still announced)
+        gained = await self.award(user_id, "daily_login", today.isoformat(), announce=False)
+        if gained is None:
+            return 0
+        streak = 0
+        while (today - timedelta(days=streak + 1)).isoformat() in seen:
+            streak += 1
+        bonus = min(STREAK_BONUS_MAX, STREAK_BONUS_PER_DAY * streak)
+        if bonus:
+            gained += await self.award(user_id, "streak_bonus", today.isoformat(), bonus, announce=False) or 0
+        return gained
 
     # --- leaderboard ---------------------------------------------------------------------------
     def _keys(self, now: datetime) -> tuple[str, str]:

@@ -40,10 +40,11 @@ async def test_friendships_award_once_level_up_live_and_rank_on_the_leaderboard(
         try:
             await befriend(client, alice, "bob", u["bob"], "alice")
             gains = [await personal(ws, "xp") for _ in range(2)]
-            assert sorted(g["gained"] for g in gains) == [10, 30]  # friend accepted, first friend
+            assert sorted((g["action"], g["gained"]) for g in gains) == [("first_friend", 30), ("friend_accepted", 10)]
+            # plus the day's first visit (her websocket): +5, without an event of its own
             profile = await xp_of(client, alice, "alice")
-            assert (profile["xp"], profile["level"]) == (40, 1)
-            assert profile["progress"] == {"level": 1, "title": "Newcomer", "colour": "#9ca3af", "xp": 40,
+            assert (profile["xp"], profile["level"]) == (45, 1)
+            assert profile["progress"] == {"level": 1, "title": "Newcomer", "colour": "#9ca3af", "xp": 45,
                                            "level_xp": 0, "next_level_xp": 50}
             # the same friend again after removing him: no second award; a new friend: +10 and level 2
             assert (await client.delete("/api/friends/bob", headers=alice["headers"])).status_code == 204
@@ -51,21 +52,21 @@ async def test_friendships_award_once_level_up_live_and_rank_on_the_leaderboard(
             await befriend(client, alice, "carol", u["carol"], "alice")
             level_up = await personal(ws, "level_up")
             assert level_up == {"type": "level_up", "level": 2, "title": "Newcomer", "colour": "#9ca3af"}
-            assert (await xp_of(client, u["bob"], "alice"))["xp"] == 50
+            assert (await xp_of(client, u["bob"], "alice"))["xp"] == 55
         finally:
             await ws.close()
 
         for period in ("all", "week"):
             board = (await client.get("/api/leaderboard", params={"period": period}, headers=alice["headers"])).json()
             ranking = [(e["user"]["username"], e["xp"]) for e in board["entries"]]
-            assert ranking[0] == ("alice", 50) and sorted(ranking[1:]) == [("bob", 40), ("carol", 40)], ranking
+            assert ranking[0] == ("alice", 55) and sorted(ranking[1:]) == [("bob", 40), ("carol", 40)], ranking
             assert [e["position"] for e in board["entries"]] == [1, 2, 3]
         redis = one.resources.redis
         if redis is not None:  # Redis lost the sorted sets: rebuilt from the table
             await redis.commands.flushall()
             board = (await client.get("/api/leaderboard", headers=alice["headers"])).json()
             assert sorted((e["user"]["username"], e["xp"]) for e in board["entries"]) == [
-                ("alice", 50), ("bob", 40), ("carol", 40)]
+                ("alice", 55), ("bob", 40), ("carol", 40)]
             assert await redis.commands.exists("vonix:lb:all")
         assert (await client.get("/api/leaderboard", params={"period": "year"},
                                  headers=alice["headers"])).status_code == 400
@@ -116,3 +117,31 @@ async def test_admins_create_and_assign_ranks(app_server: AppServer) -> None:
         assert (await client.get("/api/users/steve", headers=steve["headers"])).json()["rank"] is None
         assert [r["name"] for r in (await client.get("/api/ranks", headers=steve["headers"])).json()["ranks"]] == [
             "Diamond"]
+
+
+async def test_daily_login_streaks_and_a_completed_profile(app_server: AppServer) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    async with app_server.client() as client:
+        u = await people(client, "steve")
+        steve = u["steve"]
+        xp = app_server.resources.xp
+        assert xp is not None
+        start = datetime(2026, 12, 1, 12, tzinfo=UTC)
+        # day 1: +5; days 2-4: +5 plus 2 per streak day; the same day again: nothing; a gap resets
+        gains = [await xp.daily_login(steve["id"], start + timedelta(days=n)) for n in (0, 1, 2, 3, 3, 5)]
+        assert gains == [5, 7, 9, 11, 0, 5]
+        assert await xp.daily_login(steve["id"], start + timedelta(days=40)) == 5
+        long = [await xp.daily_login(steve["id"], start + timedelta(days=100 + n)) for n in range(30)]
+        assert long[-1] == 5 + 50  # the bonus stops growing at +50
+        before = (await xp_of(client, steve, "steve"))["xp"]
+        # a completed profile: display name, bio and a picture (or a linked Minecraft account)
+        await client.patch("/api/users/me", json={"bio": "miner"}, headers=steve["headers"])
+        assert (await xp_of(client, steve, "steve"))["xp"] == before  # no picture yet
+        from server.db.queries import users as user_queries
+
+        await user_queries.update(app_server.resources.db, steve["id"], minecraft_uuid="0" * 32,
+                                  minecraft_username="Steve")
+        await client.patch("/api/users/me", json={"bio": "miner and builder"}, headers=steve["headers"])
+        await client.patch("/api/users/me", json={"bio": "miner, builder"}, headers=steve["headers"])
+        assert (await xp_of(client, steve, "steve"))["xp"] == before + 25  # once
