@@ -7,7 +7,8 @@
 //                            fetched past the HTTP cache, and the server says no-cache too)
 //   history pages and the
 //   lists the app reads .... network first with cache fallback (vonix-api-*)
-//   /avatars/* ............. stale-while-revalidate
+//   /avatars/*, uploaded
+//   /media/avatars/* ....... stale-while-revalidate
 // Background Sync "outbox" sends messages written offline through the REST fallback; push
 // messages become notifications; a click opens (or focuses) the page they link to.
 
@@ -21,7 +22,7 @@ const API = "vonix-api-v1";
 const AVATARS = "vonix-avatars-v1";
 const KEEP = new Set([SHELL, STATIC, API, AVATARS]);
 const CACHED_READS = [/^\/api\/channels\/[^/]+\/messages$/, /^\/api\/rooms$/, /^\/api\/dms$/, /^\/api\/auth\/me$/,
-  /^\/api\/notifications$/, /^\/api\/notifications\/unread$/, /^\/api\/app\/config$/];
+  /^\/api\/notifications$/, /^\/api\/notifications\/unread$/, /^\/api\/app\/config$/, /^\/api\/friends$/];
 const NAVIGATION_TIMEOUT = 5000;
 
 self.addEventListener("install", (event) => {
@@ -56,7 +57,7 @@ self.addEventListener("fetch", (event) => {
     if (!url.pathname.startsWith("/api/")) event.respondWith(navigation(request));
   } else if (url.pathname.startsWith("/static/") || url.pathname === "/manifest.json" || url.pathname === "/favicon.ico") {
     event.respondWith(cacheFirst(request));
-  } else if (url.pathname.startsWith("/avatars/")) {
+  } else if (url.pathname.startsWith("/avatars/") || url.pathname.startsWith("/media/avatars/")) {
     event.respondWith(staleWhileRevalidate(event, request));
   } else if (CACHED_READS.some((pattern) => pattern.test(url.pathname))) {
     event.respondWith(networkFirst(request));

@@ -23,7 +23,7 @@ from realtime.connection import ConnUser
 from realtime.errors import ReplyError
 from server.auth import audit, rbac
 from server.db.database import Database
-from server.db.tables import sanctions, users
+from server.db.tables import channels, sanctions, users
 from server.db.types import utcnow
 from server.observability.logging import get_logger
 from server.services.channels import ChannelMeta, Channels
@@ -184,13 +184,15 @@ class Sanctions:
         return bool(changed)
 
     async def listing(self, user_id: int | None = None) -> list[dict[str, Any]]:
-        query = sa.select(sanctions, users.c.username).select_from(
-            sanctions.join(users, users.c.id == sanctions.c.user_id)).where(
+        query = sa.select(sanctions, users.c.username, channels.c.name.label("channel")).select_from(
+            sanctions.join(users, users.c.id == sanctions.c.user_id)
+            .outerjoin(channels, channels.c.id == sanctions.c.channel_id)).where(
             sanctions.c.lifted_at.is_(None), sa.or_(sanctions.c.until.is_(None), sanctions.c.until > utcnow()))
         if user_id is not None:
             query = query.where(sanctions.c.user_id == user_id)
         rows = await self.db.fetch_all("sanctions.list", query.order_by(sanctions.c.id.desc()).limit(200))
         return [{"id": r["id"], "kind": r["kind"], "username": r["username"], "channel_id": r["channel_id"],
+                 "channel": r["channel"],
                  "until": r["until"].isoformat() if r["until"] else None, "reason": r["reason"]} for r in rows]
 
     @staticmethod

@@ -92,13 +92,15 @@ async function waitOut(seconds) {
   }
 }
 
+// `body` is sent as JSON, except a Blob (a picked File): its bytes go as they are, with its type.
 export async function api(method, path, body, { retry = true, attempt = 0 } = {}) {
   const headers = { accept: "application/json" };
-  if (body !== undefined) headers["content-type"] = "application/json";
+  const raw = typeof Blob !== "undefined" && body instanceof Blob;
+  if (body !== undefined) headers["content-type"] = raw ? body.type || "application/octet-stream" : "application/json";
   const safe = ["GET", "HEAD"].includes(method);
   if (!safe) headers["x-csrf-token"] = csrfToken();
   const response = await fetch(path, {
-    method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+    method, headers, credentials: "same-origin", body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
   });
   if (response.status === 429 && attempt < (safe ? READ_RETRIES : WRITE_RETRIES)) {
     await waitOut(retryAfter(response));
@@ -121,4 +123,5 @@ export async function api(method, path, body, { retry = true, attempt = 0 } = {}
 export const get = (path) => api("GET", path);
 export const post = (path, body) => api("POST", path, body);
 export const patch = (path, body) => api("PATCH", path, body);
+export const put = (path, body) => api("PUT", path, body);
 export const del = (path, body) => api("DELETE", path, body);

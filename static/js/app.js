@@ -4,11 +4,17 @@ import { apiLimited, apiStatus } from "./api.js";
 import { render, route } from "./router.js";
 import { bus, live, loadConfig, loadMe, loadUnread, session, startLive } from "./session.js";
 import { loadAll } from "./unread.js";
+import "./people.js"; // friends, requests and blocks: loaded on sign-in, live on the personal channel
 import { resetView, signinView, signupView, verifyView } from "./views/auth.js";
 import { chatView } from "./views/chat.js";
 import { dmsView } from "./views/dms.js";
+import { friendsView } from "./views/friends.js";
+import { moderationView, staffNav } from "./views/moderation.js"; // also: the notice of a member's own mute or ban
 import { notificationsView } from "./views/notifications.js";
+import { profileView } from "./views/profile.js";
+import { editProfileView } from "./views/profileedit.js";
 import { roomsView } from "./views/rooms.js";
+import { searchView } from "./views/search.js";
 import { settingsView } from "./views/settings.js";
 import { openView, shareView } from "./views/share.js";
 import "./send.js";
@@ -74,11 +80,16 @@ async function registerWorker() {
 function setNav(ctx) {
   const nav = document.getElementById("nav");
   nav.hidden = !session.me || !ctx.auth;
+  staffNav(); // site staff: the Moderation entry
   const section = location.pathname.split("/")[1] || "rooms";
   for (const link of nav.querySelectorAll("a")) {
     if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
+  const search = document.getElementById("top-search"); // the top bar's search button
+  search.hidden = nav.hidden;
+  if (section === "search") search.setAttribute("aria-current", "page");
+  else search.removeAttribute("aria-current");
 }
 
 render.guard = async (ctx, view) => {
@@ -107,8 +118,13 @@ route("/rooms", roomsView);
 route("/rooms/:name", chatView);
 route("/dms", dmsView);
 route("/dms/:username", chatView);
+route("/friends", friendsView);
+route("/u/:username", profileView);
 route("/notifications", notificationsView);
+route("/search", searchView);
+route("/moderation", moderationView);
 route("/settings", settingsView);
+route("/settings/profile", editProfileView);
 route("/open", openView);
 route("/share", shareView);
 render.redirect = () => { history.replaceState({}, "", session.me ? "/rooms" : "/signin"); return render(); };

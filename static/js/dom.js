@@ -44,10 +44,20 @@ export function when(value) {
   return h("time", { datetime: date.toISOString() }, today ? timeFormat.format(date) : dayFormat.format(date));
 }
 
-export function avatar(user) {
+// A member's picture: their upload (or Minecraft head) when the server gave one (`avatar.small` /
+// `avatar.large`), else the generated initial.
+export function avatar(user, { large = false, alt = "" } = {}) {
   const name = (user && user.username) || "?";
-  return h("img", { class: "avatar", src: `/avatars/${encodeURIComponent(name)}.svg`, alt: "", width: 36, height: 36,
-    loading: "lazy" });
+  const urls = user && user.avatar;
+  const src = (urls && (large ? urls.large || urls.small : urls.small || urls.large))
+    || `/avatars/${encodeURIComponent(name)}.svg`;
+  const px = large ? 96 : 36;
+  return h("img", { class: large ? "avatar avatar-lg" : "avatar", src, alt, width: px, height: px, loading: "lazy" });
+}
+
+// Where a member's profile lives.
+export function profilePath(username) {
+  return `/u/${encodeURIComponent(username)}`;
 }
 
 // Message text with @mentions emphasised (in bold and colour: readable without colour alone).

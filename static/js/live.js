@@ -4,7 +4,9 @@
 //
 // Events: "state" {state}, "message" {channel, frame}, "typing"/"presence_diff" {channel, frame},
 // "reset" {channel} (the gap could not be recovered: reload history), "subscribed" {channel, reply},
-// "localread" {channel, offset} (this tab read up to offset), "signedout".
+// "localread" {channel, offset} (this tab read up to offset), "signedout", "removed" {channel, frame}
+// (a moderator kicked or banned this member from a room: the channel is dropped and never
+// resubscribed by itself), "refused" {channel, error} (a subscription the server will not give).
 //
 // Several parts of the page may follow one channel (the open conversation and the unread store):
 // each subscribes as a `holder`; the socket unsubscribes when the last holder lets go.
@@ -141,6 +143,7 @@ export class Live extends EventTarget {
     }
     if (!frame.op) return;
     if (frame.op === "message") this.deliver(frame);
+    else if (frame.op === "removed") this.removed(frame);
     else this.dispatchEvent(new CustomEvent(frame.op, { detail: { channel: frame.channel, frame } }));
   }
 
@@ -150,6 +153,18 @@ export class Live extends EventTarget {
     if (state.since && frame.epoch === state.since.epoch && frame.offset <= state.since.offset) return; // seen
     state.since = { offset: frame.offset, epoch: frame.epoch };
     this.dispatchEvent(new CustomEvent("message", { detail: { channel: frame.channel, frame } }));
+  }
+
+  // Kicked or banned from a room (docs/protocol.md, "Pushes"): the server has unsubscribed every
+  // connection of this member from it. Forget the channel for every holder, so neither a reconnect
+  // nor a read marker asks for it again; whoever shows it hears "removed".
+  removed(frame) {
+    const { channel } = frame;
+    if (!channel) return;
+    this.channels.delete(channel);
+    const read = this.reads.get(channel);
+    if (read) { clearTimeout(read.timer); this.reads.delete(channel); }
+    this.dispatchEvent(new CustomEvent("removed", { detail: { channel, frame } }));
   }
 
   request(op, fields = {}, timeout = 10000, onReply = null) {
@@ -268,6 +283,7 @@ export class Live extends EventTarget {
   refused(channel, state, error) {
     if (error.code === "already_subscribed") { state.subscribed = true; return; }
     if (error.temporary) setTimeout(() => this.channels.has(channel) && this.connected && this.sendSubscribe(channel), 2000);
+    else if (error.code) this.dispatchEvent(new CustomEvent("refused", { detail: { channel, error } }));
   }
 
   // This tab has seen `channel` up to `offset`: tell the server, at most once a second per channel.

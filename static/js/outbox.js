@@ -80,8 +80,11 @@ export async function flushOverHttp(csrf) {
       if (body.error && body.error.code === "csrf_failed") throw new Error("csrf token out of date");
       await remove(item.cid);
       const reasons = ((body.error && body.error.details) || []).map((d) => d.message).filter(Boolean);
-      refused.push({ cid: item.cid, channel: item.channel,
-        error: reasons.join("; ") || (body.error && body.error.message) || `${response.status}` });
+      const message = (body.error && body.error.message) || "";
+      // Muted in the room: an open conversation puts the text back in its box (send.js does the same).
+      const muted = response.status === 403 && /\bmuted\b/i.test(message);
+      refused.push({ cid: item.cid, channel: item.channel, error: reasons.join("; ") || message || `${response.status}`,
+        ...(muted ? { returned: true, data: item.data, refusal: { code: "forbidden", message, temporary: true } } : {}) });
     }
   }
   return { sent, refused };

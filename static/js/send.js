@@ -35,6 +35,27 @@ function refusal(error) {
   return reasons.length ? reasons.join("; ") : error.message;
 }
 
+// Refusals that will not pass by retrying soon: muted in the room (`forbidden`, temporary, until a
+// time the message gives) and a room's slow mode (`rate_limited` naming it). The message leaves the
+// outbox — no retry loop for minutes or hours — and goes back to its author's message box: the
+// open conversation hears "outbox-failed" with `returned: true`; a closed one finds it kept under
+// RETURNED_KEY(channel) when it opens.
+export const RETURNED_KEY = (channel) => `vonix:returned:${channel}`;
+
+function returned(error) {
+  return (error.code === "forbidden" && error.temporary)
+    || (error.code === "rate_limited" && /slow mode/i.test(error.message || ""));
+}
+
+function keepReturned(item, error) {
+  try {
+    const kept = JSON.parse(localStorage.getItem(RETURNED_KEY(item.channel)) || "[]");
+    kept.push({ cid: item.cid, data: item.data, error: { code: error.code, message: error.message,
+      temporary: error.temporary, retry_after: error.retry_after } });
+    localStorage.setItem(RETURNED_KEY(item.channel), JSON.stringify(kept.slice(-20)));
+  } catch { /* storage full: the open conversation still gets the event */ }
+}
+
 let paceTimer = null;
 
 export async function flush() {
@@ -52,6 +73,15 @@ export async function flush() {
         bus.dispatchEvent(new CustomEvent("outbox-sent", { detail: { cid: item.cid, channel: item.channel,
           offset: reply.offset } }));
       } catch (error) {
+        if (returned(error)) {
+          await outbox.remove(item.cid);
+          keepReturned(item, error);
+          bus.dispatchEvent(new CustomEvent("outbox-failed", { detail: { cid: item.cid, channel: item.channel,
+            error: refusal(error), code: error.code, returned: true, data: item.data,
+            refusal: { code: error.code, message: error.message, temporary: error.temporary,
+              retry_after: error.retry_after } } }));
+          continue;
+        }
         if (error.code === "rate_limited") {
           // Sending faster than the server takes: wait as long as it says, then carry on.
           clearTimeout(paceTimer);

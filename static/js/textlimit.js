@@ -18,3 +18,11 @@ export function counter(text) {
   const label = `${number.format(length)} / ${number.format(MAX_TEXT)}${over ? " — too long" : ""}`;
   return { length, over, shown: length >= COUNTER_FROM, text: label };
 }
+
+// A form field's counter against the server's `max_length` (code points of the text as sent):
+// {length, over, text}; always shown.
+export function fieldCounter(text, max) {
+  const length = [...text].length;
+  const over = length > max;
+  return { length, over, text: `${number.format(length)} / ${number.format(max)}${over ? " — too long" : ""}` };
+}

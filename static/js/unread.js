@@ -6,8 +6,13 @@
 // is the member's own. Read markers move the count down: this tab's (`localread`) at once, and any
 // device's through the `read` push on the personal channel. Views render from here and listen for
 // "change" events; the numbers match what the server says after any sequence of reads.
+//
+// Edits, deletes and reactions are messages of their own (docs/protocol.md, "Message events") but
+// not new messages: they move the channel's position, never its count, its order in the lists or a
+// DM's preview — except that an edit or delete of the message a DM preview shows changes the preview.
 
 import { get } from "./api.js";
+import { isEvent } from "./reactions.js";
 import { bus, live, session } from "./session.js";
 
 const HOLDER = "unread";
@@ -100,6 +105,7 @@ export function loadDms() {
       if (last && (!entry.lastMessage || entry.lastMessageOffset === undefined || entry.lastMessageOffset <= dm.last_offset)) {
         entry.lastMessage = last;
         entry.lastMessageOffset = dm.last_offset;
+        if (entry.lastShownOffset !== undefined && entry.lastShownOffset < dm.last_offset) entry.lastShownOffset = undefined;
       }
       entry.lastAt = Math.max(entry.lastAt, last ? Date.parse(last.ts) || 0 : 0);
     }
@@ -142,12 +148,22 @@ live.addEventListener("message", (event) => {
   const { channel, frame } = event.detail;
   const entry = entries.get(channel);
   if (!entry || typeof frame.offset !== "number") return;
-  const mine = Boolean(session.me && frame.from && frame.from.id === session.me.id);
   entry.top = Math.max(entry.top ?? 0, frame.offset);
+  if (isEvent(frame.data)) {
+    const { type, target } = frame.data;
+    if (entry.kind === "dm" && entry.lastMessage && target === entry.lastShownOffset && type !== "reaction") {
+      entry.lastMessage = { ...entry.lastMessage, text: type === "edit" ? String(frame.data.text ?? "") : "Message deleted" };
+      changed(channel);
+    }
+    return;
+  }
+  if (frame.deleted) return; // recovered already deleted: nothing to read (the server counts it so too)
+  const mine = Boolean(session.me && frame.from && frame.from.id === session.me.id);
   if (!mine && frame.offset > entry.base && frame.offset > entry.marker) entry.extra.add(frame.offset);
   if (entry.kind === "dm" && (entry.lastMessageOffset === undefined || frame.offset >= entry.lastMessageOffset)) {
     entry.lastMessage = { text: frame.data?.text ?? "", from: frame.from ?? null, ts: frame.ts };
     entry.lastMessageOffset = frame.offset;
+    entry.lastShownOffset = frame.offset;
   }
   entry.lastAt = Date.now();
   changed(channel);
@@ -183,6 +199,9 @@ bus.addEventListener("notification", (event) => {
   const channel = event.detail.notification?.channel;
   if (channel && channel.startsWith("dm:") && !entries.has(channel)) refreshSoon("dms");
 });
+
+// Kicked or banned from a room: it is not the member's any more (live.js dropped the channel).
+live.addEventListener("removed", (event) => forget(event.detail.channel));
 
 // A gap the socket could not replay: the counts of that channel come from the server again.
 live.addEventListener("reset", (event) => {

@@ -1,15 +1,31 @@
 // A room or a direct conversation: live messages, scroll-back, presence, typing and the composer.
 // Messages written here go through the outbox (send.js): they show as pending until the server has
 // them, whether they leave over the websocket or, offline, through Background Sync later.
+//
+// Edits, deletes and reactions arrive as message events (docs/protocol.md, "Message events"),
+// wherever messages arrive: live pushes, `missed` on resubscribing, REST pages. An event is never
+// shown as a message; it changes the message at `data.target` when its offset is above that
+// message's `rev` (then `rev` is the event's offset), so history, recovery and live pushes in any
+// overlap give the same screen. Events are kept by target: a message loaded later (an older page,
+// a history reload) gets the ones newer than its `rev`. Each message has actions (hover or focus
+// on desktop, the "…" button or a long press on phones): react, reply, edit and delete (own
+// messages; delete also for the room's owner and moderators and site staff), report.
 
 import { get, post } from "../api.js";
-import { avatar, h, mount, richText, toast, when } from "../dom.js";
+import { avatar, h, mount, profilePath, richText, toast, when } from "../dom.js";
+import { mentionAutocomplete } from "../mentions.js";
 import * as outbox from "../outbox.js";
-import { send } from "../send.js";
+import { isBlocked, peopleStore } from "../people.js";
+import { amend, applyReaction, isEvent, onLongPress, openWhoReacted, panel, QUICK, reactionsFrom, refusalText,
+  renderChips } from "../reactions.js";
+import { RETURNED_KEY, send } from "../send.js";
 import { bus, live, session } from "../session.js";
 import { counter } from "../textlimit.js";
 import { track } from "../unread.js";
 import { openRoomInfo } from "./roominfo.js";
+
+const MAX_KEPT_EVENTS = 2000; // events remembered for messages not on screen (yet)
+const editedFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
 const PAGE = 50;
 const TYPING_SHOWN_MS = 3500;
@@ -83,8 +99,12 @@ export async function chatView(ctx) {
   let oldest = null;
   let newest = 0;
   let replyTo = null;
+  let editing = null; // {offset, draft}: the composer edits that message; `draft` comes back after
+  let removed = false; // kicked or banned from the room: nothing more is sent or subscribed
   let lastTypingSent = 0;
   const typers = new Map();
+  const eventsByTarget = new Map(); // target offset -> event frames (offset order)
+  const dialogs = new Set();
 
   const log = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": `Messages in ${target.title}`,
     tabindex: "0" });
@@ -101,12 +121,20 @@ export async function chatView(ctx) {
   const replying = h("p", { class: "replying", hidden: true });
   const count = h("p", { class: "replying counter", id: "composer-count", "aria-live": "polite", hidden: true });
   const sendButton = h("button", { class: "btn", type: "submit" }, "Send");
-  const composer = h("form", { class: "composer" }, replying, count, input, sendButton);
+  // What the server said about the last thing sent from here (muted, slow mode, an edit refused).
+  const note = h("p", { class: "composer-note error", role: "alert", hidden: true });
+  const removedBanner = h("div", { class: "removed-banner", role: "alert", hidden: true });
+  const composer = h("form", { class: "composer" }, removedBanner, note, replying, count, input, sendButton);
+  const mentions = mentionAutocomplete(input, composer, roomMembers);
   const title = h("h1", {}, target.title);
   if (target.meta?.topic) title.title = target.meta.topic;
   const info = target.room ? h("button", { class: "btn secondary room-info-toggle", type: "button", "aria-haspopup": "dialog",
     "aria-label": `Room info: # ${target.room}`, title: "Members, topic, invite, leave" }, "Info") : null;
-  const head = h("div", { class: "chat-head" }, title, h("span", { class: "row" }, peopleToggle, info));
+  const slow = Number(target.meta?.slow_mode) > 0 ? h("span", { class: "slow-hint",
+    title: `Slow mode: members send one message every ${target.meta.slow_mode} s` }, `Slow mode: ${target.meta.slow_mode} s`) : null;
+  // Slow mode is said under the title (beside it when there is room), never squeezing the title out.
+  const head = h("div", { class: "chat-head" }, slow ? h("div", { class: "chat-title" }, title, slow) : title,
+    h("span", { class: "row" }, peopleToggle, info));
   mount(h("section", { class: "chat" }, head, log, typingLine, composer, people));
   let infoDialog = null;
   info?.addEventListener("click", () => {
@@ -121,33 +149,432 @@ export async function chatView(ctx) {
   const atBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 60;
   const toBottom = () => { log.scrollTop = log.scrollHeight; };
 
-  function messageEl({ offset, data, from, ts }, pendingState) {
+  // A message's author and picture lead to their profile (the server's own messages have none).
+  const authorLinks = (from, who) => {
+    if (!from) return [avatar({ username: "Vonix" }), h("span", { class: "who" }, who)];
+    const href = profilePath(from.username);
+    return [h("a", { class: "avatar-link", href, "data-link": true, tabindex: "-1", "aria-hidden": "true" }, avatar(from)),
+      h("a", { class: "who", href, "data-link": true, title: `${who}'s profile` }, who)];
+  };
+
+  // The line a reply shows of the message it answers.
+  function quoteText(offset) {
+    const quote = byOffset.get(offset);
+    if (!quote) return `↪ message ${offset}`;
+    if (quote.classList.contains("deleted")) return "↪ Message deleted";
+    if (isBlocked(quote.dataset.author)) return "↪ Blocked message";
+    return `↪ ${quote.dataset.who}: ${quote.dataset.text}`;
+  }
+
+  function refreshQuotes(offset) {
+    for (const el of log.querySelectorAll(`.msg[data-reply-to="${offset}"]`)) {
+      if (el.parts?.quote) el.parts.quote.textContent = quoteText(offset);
+    }
+  }
+
+  function messageEl(frame, pendingState) {
+    if (frame.deleted) return tombstone(frame);
+    const { offset, data, from, ts } = frame;
     const text = (data && typeof data.text === "string") ? data.text : JSON.stringify(data);
     const who = from ? from.username : "Vonix";
-    const quote = data && data.reply_to ? byOffset.get(data.reply_to) : null;
+    const [picture, author] = authorLinks(from, who);
+    const reply = h("button", { type: "button", class: "act-reply", "aria-label": `Reply to ${who}`, title: "Reply" },
+      h("span", { class: "act-label" }, "Reply"), h("span", { class: "act-icon", "aria-hidden": "true" }, "↩"));
+    const actions = h("span", { class: "actions" }, reply);
+    const edited = h("span", { class: "edited", hidden: true }, "(edited)");
+    const quote = data && data.reply_to ? h("div", { class: "quote" }, quoteText(data.reply_to)) : null;
+    const textEl = h("div", { class: "text" }, richText(text, me && me.username));
+    const chips = h("div", { class: "reactions", role: "group", "aria-label": "Reactions", hidden: true });
     const el = h("article", { class: "msg", "data-offset": offset ?? "", "data-cid": data?.cid ?? "", id: offset ? `m${offset}` : null,
-      "aria-label": `${who}` },
-    avatar(from || { username: "Vonix" }),
-    h("div", { class: "meta" }, h("span", { class: "who" }, who), ts ? when(ts) : null,
-      pendingState ? h("span", { class: "state", role: "status" }, pendingState) : null,
-      h("span", { class: "actions" }, h("button", { type: "button", "aria-label": `Reply to ${who}` }, "Reply"))),
-    data && data.reply_to ? h("div", { class: "quote" }, quote ? `↪ ${quote.dataset.who}: ${quote.dataset.text}` : `↪ message ${data.reply_to}`) : null,
-    h("div", { class: "text" }, richText(text, me && me.username)));
+      "data-reply-to": data?.reply_to ?? null, "aria-label": `${who}` },
+    picture,
+    h("div", { class: "meta" }, author, ts ? when(ts) : null, edited,
+      pendingState ? h("span", { class: "state", role: "status" }, pendingState) : null, actions),
+    quote, textEl, chips);
     el.dataset.who = who;
+    el.dataset.author = from ? from.username : ""; // a member's (the server's own messages have none)
     el.dataset.text = text.slice(0, 80);
+    el.msg = { offset, from, ts, data, rev: frame.rev || 0, editedAt: frame.edited_at || null, deleted: false,
+      reactions: reactionsFrom(frame.reactions) };
+    el.parts = { text: textEl, edited, chips, quote };
     if (pendingState) el.classList.add("pending");
-    el.querySelector(".actions button").addEventListener("click", () => {
+    reply.addEventListener("click", () => {
       if (!el.dataset.offset) return toast("You can reply once the message is sent.");
-      replyTo = { offset: Number(el.dataset.offset), who };
-      replying.hidden = false;
-      replying.replaceChildren(h("span", { class: "replying-to" }, "Replying to ", h("span", { class: "who" }, who)), h("button", { type: "button", class: "btn secondary", onclick: clearReply },
-        "Cancel reply"));
-      input.focus();
+      startReply(el);
     });
+    if (offset) {
+      const react = h("button", { type: "button", class: "act-react", "aria-haspopup": "dialog",
+        "aria-label": `React to ${who}'s message` }, "React");
+      const more = h("button", { type: "button", class: "act-more", "aria-haspopup": "dialog",
+        "aria-label": `More actions on ${who}'s message`, title: "React, reply, edit, delete, report" }, "…");
+      react.addEventListener("click", () => openPicker(el));
+      more.addEventListener("click", () => openActions(el));
+      actions.prepend(react);
+      actions.append(more);
+      // Phones: hold a message for its actions (its buttons and links keep their own taps).
+      onLongPress(el, () => { if (!el.classList.contains("blocked") && !el.msg.deleted) openActions(el); },
+        { rightClick: false, skip: "button, a, .quote" });
+      if (el.msg.editedAt) showEdited(el);
+      paintReactions(el);
+    }
     return el;
   }
 
-  function clearReply() { replyTo = null; replying.hidden = true; replying.replaceChildren(); }
+  // A deleted message: one quiet row in its place, nothing to act on.
+  function tombstone({ offset, from, ts, rev }) {
+    const el = h("article", { class: "msg deleted", "data-offset": offset, id: `m${offset}`, "aria-label": "Deleted message" },
+      h("p", { class: "tombstone" }, h("span", {}, "Message deleted"), ts ? when(ts) : null));
+    el.dataset.who = from ? from.username : "Vonix";
+    el.dataset.author = from ? from.username : "";
+    el.dataset.text = "";
+    el.msg = { offset, from, ts, data: null, rev: rev || 0, deleted: true, reactions: new Map() };
+    return el;
+  }
+
+  function showEdited(el) {
+    const at = el.msg.editedAt;
+    const date = typeof at === "number" ? new Date(at * 1000) : new Date(at);
+    el.parts.edited.hidden = false;
+    el.parts.edited.title = Number.isNaN(date.getTime()) ? "Edited" : `Edited ${editedFormat.format(date)}`;
+  }
+
+  function paintReactions(el) {
+    renderChips(el.parts.chips, el.msg.reactions, {
+      toggle: (emoji, already) => react(el, emoji, already),
+      who: () => keep(openWhoReacted(channel, el.msg.offset)),
+    });
+  }
+
+  // An event changes its target only when newer than what the target shows (its `rev`).
+  // Returns the element now standing for the message (a delete swaps in a tombstone).
+  function applyEvent(el, frame) {
+    const m = el.msg;
+    if (!m || !m.offset || frame.offset <= (m.rev || 0)) return el;
+    m.rev = frame.offset;
+    if (m.deleted) return el;
+    const data = frame.data;
+    if (data.type === "edit" && typeof data.text === "string") {
+      m.data = { ...(m.data || {}), text: data.text };
+      m.editedAt = frame.ts ?? Date.now() / 1000;
+      el.parts.text.replaceChildren(...richText(data.text, me && me.username));
+      el.dataset.text = data.text.slice(0, 80);
+      showEdited(el);
+      refreshQuotes(m.offset);
+    } else if (data.type === "delete") {
+      return becomeTombstone(el);
+    } else if (data.type === "reaction" && typeof data.emoji === "string") {
+      applyReaction(m.reactions, data, frame.from);
+      paintReactions(el);
+    }
+    return el;
+  }
+
+  function becomeTombstone(el) {
+    const { offset, from, ts, rev } = el.msg;
+    const stone = tombstone({ offset, from, ts, rev });
+    if (el.isConnected) el.replaceWith(stone);
+    byOffset.set(offset, stone);
+    for (const dialog of dialogs) if (dialog.dataset.offset === String(offset)) dialog.close();
+    if (editing && editing.offset === offset) { stopEditing(); showNote("The message you were editing was deleted."); }
+    if (replyTo && replyTo.offset === offset) clearReply();
+    refreshQuotes(offset);
+    return stone;
+  }
+
+  // Events are kept by target, so a message that shows up later (an older page, a reload of the
+  // history) still gets those newer than its `rev`.
+  function remember(frame) {
+    const target = frame.data.target;
+    let list = eventsByTarget.get(target);
+    if (!list) {
+      list = [];
+      eventsByTarget.set(target, list);
+      if (eventsByTarget.size > MAX_KEPT_EVENTS) eventsByTarget.delete(eventsByTarget.keys().next().value);
+    }
+    if (list.some((e) => e.offset === frame.offset)) return;
+    list.push(frame);
+    list.sort((a, b) => a.offset - b.offset);
+  }
+
+  function addEvent(frame) {
+    newest = Math.max(newest, frame.offset); // read markers go past events too (they are never unread)
+    if (typeof frame.data.target === "number") {
+      remember(frame);
+      const el = byOffset.get(frame.data.target);
+      if (el) {
+        const stick = atBottom();
+        applyEvent(el, frame);
+        if (stick) toBottom();
+      }
+    }
+    markRead();
+  }
+
+  function startReply(el) {
+    if (removed) return;
+    stopEditing();
+    const who = el.dataset.who;
+    replyTo = { offset: Number(el.dataset.offset), who };
+    replying.hidden = false;
+    replying.replaceChildren(h("span", { class: "replying-to" }, "Replying to ", h("span", { class: "who" }, who)), h("button", { type: "button", class: "btn secondary", onclick: clearReply },
+      "Cancel reply"));
+    input.focus();
+  }
+
+  function clearReply() {
+    replyTo = null;
+    if (editing) return;
+    replying.hidden = true;
+    replying.replaceChildren();
+  }
+
+  // --- editing in the composer -------------------------------------------------------------------
+  function startEditing(el) {
+    if (removed || !el.msg || el.msg.deleted) return;
+    clearReply();
+    if (!editing) editing = { draft: input.value };
+    log.querySelector(".msg.editing")?.classList.remove("editing");
+    editing.offset = el.msg.offset;
+    el.classList.add("editing");
+    hideNote();
+    mentions.close();
+    input.value = el.msg.data.text;
+    replying.hidden = false;
+    replying.replaceChildren(h("span", { class: "replying-to" }, "Editing your message"),
+      h("button", { type: "button", class: "btn secondary", onclick: () => { stopEditing(); input.focus(); } }, "Cancel edit"));
+    sendButton.textContent = "Save";
+    showCount();
+    input.focus();
+    input.setSelectionRange(input.value.length, input.value.length);
+  }
+
+  function stopEditing() {
+    if (!editing) return;
+    const { draft, offset } = editing;
+    editing = null;
+    byOffset.get(offset)?.classList.remove("editing");
+    replying.hidden = true;
+    replying.replaceChildren();
+    sendButton.textContent = "Send";
+    input.value = draft;
+    showCount();
+  }
+
+  async function saveEdit(text) {
+    const { offset } = editing;
+    if (byOffset.get(offset)?.msg?.data?.text === text) { stopEditing(); return; }
+    sendButton.disabled = true;
+    try {
+      await amend(channel, "edit", offset, { data: { text } });
+      if (editing && editing.offset === offset) stopEditing();
+      hideNote();
+    } catch (error) {
+      showNote(refusalText(error)); // the text stays in the box, still in edit mode
+    } finally {
+      showCount();
+    }
+  }
+
+  function showNote(text) {
+    note.textContent = text;
+    note.hidden = false;
+  }
+
+  function hideNote() {
+    note.hidden = true;
+    note.textContent = "";
+  }
+
+  // --- acting on a message -----------------------------------------------------------------------
+  const own = (m) => Boolean(me && m.from && m.from.id === me.id);
+  // Deleting: your own messages; in a room, also its owner and moderators and site staff.
+  const mayDelete = (m) => own(m) || Boolean(target.room && (["owner", "moderator"].includes(target.meta?.role)
+    || ["admin", "moderator"].includes(me?.role)));
+
+  function keep(dialog) {
+    dialogs.add(dialog);
+    dialog.addEventListener("close", () => dialogs.delete(dialog));
+    return dialog;
+  }
+
+  async function react(el, emoji, already) {
+    if (removed || !el.msg?.offset) return;
+    try {
+      await amend(channel, already ? "unreact" : "react", el.msg.offset, { emoji });
+    } catch (error) {
+      toast(refusalText(error));
+    }
+  }
+
+  function pickerFor(el, done) {
+    return h("div", { class: "picker", role: "group", "aria-label": "Pick a reaction" }, QUICK.map((emoji) => {
+      const entry = el.msg.reactions.get(emoji);
+      const pressed = Boolean(entry && me && entry.users.has(me.id));
+      const button = h("button", { type: "button", "aria-pressed": String(pressed),
+        "aria-label": pressed ? `Remove your ${emoji}` : `React ${emoji}` }, emoji);
+      button.addEventListener("click", () => { done(); react(el, emoji, pressed); });
+      return button;
+    }));
+  }
+
+  function openPicker(el) {
+    if (removed || el.msg.deleted) return;
+    const dialog = keep(panel("React", pickerFor(el, () => dialog.close())));
+    dialog.dataset.offset = String(el.msg.offset);
+    dialog.classList.add("picker-panel");
+    dialog.querySelector(".picker button")?.focus();
+  }
+
+  function openActions(el) {
+    const m = el.msg;
+    if (removed || !m || m.deleted || !m.offset) return;
+    const who = el.dataset.who;
+    const close = () => dialog.close();
+    const item = (label, fn, cls = "secondary") => {
+      const button = h("button", { type: "button", class: `btn ${cls}` }, label);
+      button.addEventListener("click", fn);
+      return button;
+    };
+    const items = [item("Reply", () => { close(); startReply(el); })];
+    if (own(m) && typeof m.data?.text === "string") items.push(item("Edit", () => { close(); startEditing(el); }));
+    if (m.reactions.size) items.push(item("Who reacted", () => { close(); keep(openWhoReacted(channel, m.offset)); }));
+    if (typeof m.data?.text === "string" && navigator.clipboard) {
+      items.push(item("Copy text", () => {
+        close();
+        navigator.clipboard.writeText(m.data.text).then(() => toast("Copied."), () => toast("Could not copy."));
+      }));
+    }
+    if (mayDelete(m)) items.push(item("Delete", () => confirmDelete(dialog, el), "danger"));
+    if (!own(m) && m.from) items.push(item("Report", () => reportForm(dialog, el), "secondary"));
+    const dialog = keep(panel(`Message from ${who}`, pickerFor(el, close), h("div", { class: "menu-actions" }, items)));
+    dialog.dataset.offset = String(m.offset);
+    dialog.classList.add("msg-menu");
+    dialog.querySelector(".picker button")?.focus();
+  }
+
+  function confirmDelete(dialog, el) {
+    const error = h("p", { class: "error", role: "alert", hidden: true });
+    const yes = h("button", { type: "button", class: "btn danger" }, "Delete message");
+    const no = h("button", { type: "button", class: "btn secondary" }, "Cancel");
+    dialog.body.replaceChildren(h("p", {}, own(el.msg) ? "Delete your message? It is removed for everyone."
+      : `Delete this message from ${el.dataset.who}? It is removed for everyone.`), h("div", { class: "row" }, yes, no), error);
+    no.addEventListener("click", () => dialog.close());
+    yes.addEventListener("click", async () => {
+      yes.disabled = true;
+      error.hidden = true;
+      try {
+        await amend(channel, "delete", el.msg.offset);
+        dialog.close();
+        toast("Message deleted.");
+      } catch (e) {
+        error.hidden = false;
+        error.textContent = refusalText(e);
+        yes.disabled = false;
+      }
+    });
+    yes.focus();
+  }
+
+  function reportForm(dialog, el) {
+    const reason = h("textarea", { name: "reason", rows: 3, maxlength: 500, required: true,
+      placeholder: "Spam, harassment, something else…" });
+    const error = h("p", { class: "error", role: "alert", hidden: true });
+    const submit = h("button", { type: "submit", class: "btn" }, "Send report");
+    const cancel = h("button", { type: "button", class: "btn secondary" }, "Cancel");
+    const form = h("form", { class: "stack report-form" },
+      h("label", {}, `Why should moderators look at this message from ${el.dataset.who}?`, reason),
+      h("div", { class: "row" }, submit, cancel), error);
+    dialog.body.replaceChildren(form);
+    cancel.addEventListener("click", () => dialog.close());
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const text = reason.value.trim();
+      if (!text) { reason.focus(); return; }
+      submit.disabled = true;
+      error.hidden = true;
+      try {
+        await post("/api/reports", { channel, offset: el.msg.offset, reason: text });
+        dialog.body.replaceChildren(h("p", { class: "reported", role: "status" }, "Reported. Moderators will take a look."));
+        dialog.querySelector(".panel-close")?.focus();
+        toast("Reported.");
+      } catch (e) {
+        error.hidden = false;
+        error.textContent = refusalText(e);
+        submit.disabled = false;
+      }
+    });
+    reason.focus();
+  }
+
+  // Kicked or banned (a `removed` push), or the subscription refused: say so and stop sending.
+  function showRemoved(heading, detail = "") {
+    removed = true;
+    stopEditing();
+    clearReply();
+    mentions.close();
+    hideNote();
+    for (const dialog of [...dialogs]) dialog.close();
+    removedBanner.replaceChildren(...[h("strong", {}, heading), detail ? h("span", { class: "removed-detail" }, detail) : null,
+      h("a", { class: "btn secondary", href: "/rooms", "data-link": true }, "Back to rooms")].filter(Boolean));
+    removedBanner.hidden = false;
+    input.disabled = true;
+    input.placeholder = "You cannot send messages here";
+    showCount();
+    for (const timer of typers.values()) clearTimeout(timer);
+    typers.clear();
+    showTyping();
+    presenceUnknown();
+  }
+
+  // Messages the server sent back (muted, slow mode): their text returns to the box, nothing is lost.
+  function giveBack(items) {
+    if (!items.length) return;
+    for (const item of items) {
+      pendingEls.get(item.cid)?.remove();
+      pendingEls.delete(item.cid);
+      const text = String(item.data?.text ?? "");
+      if (!text) continue;
+      if (editing) editing.draft = editing.draft.trim() ? `${editing.draft}\n${text}` : text;
+      else input.value = input.value.trim() ? `${input.value}\n${text}` : text;
+      if (item.data?.reply_to && !replyTo && !editing && byOffset.has(item.data.reply_to)) startReply(byOffset.get(item.data.reply_to));
+    }
+    showNote(refusalText(items[items.length - 1].error));
+    showCount();
+  }
+
+  // Who may be mentioned: the room's members, or the other member of a DM.
+  async function roomMembers() {
+    if (target.dm) return [{ username: target.dm }];
+    const { members } = await get(`/api/rooms/${encodeURIComponent(target.room)}/members`);
+    return members;
+  }
+
+  // A member you blocked: their messages stay in the history but show as one collapsed row, whose
+  // "Show" reveals that message (in this view). The message's own parts wait aside meanwhile.
+  function applyBlock(el) {
+    const blocked = Boolean(el.dataset.offset) && !el.classList.contains("deleted") && isBlocked(el.dataset.author)
+      && !el.dataset.revealed;
+    if (blocked === el.classList.contains("blocked")) return el;
+    if (blocked) {
+      el.hiddenParts = [...el.childNodes];
+      const show = h("button", { class: "btn secondary", type: "button",
+        "aria-label": `Show blocked message from ${el.dataset.author}` }, "Show");
+      show.addEventListener("click", () => {
+        el.dataset.revealed = "1";
+        applyBlock(el);
+        el.querySelector(".who")?.focus();
+      });
+      el.classList.add("blocked");
+      el.setAttribute("aria-label", "Blocked message");
+      el.replaceChildren(h("p", { class: "blocked-row" }, h("span", { class: "blocked-text" }, "Blocked message"), show));
+    } else {
+      el.classList.remove("blocked");
+      el.setAttribute("aria-label", el.dataset.who);
+      el.replaceChildren(...(el.hiddenParts || []));
+      el.hiddenParts = null;
+    }
+    return el;
+  }
 
   function insert(el, offset) {
     // Keep offset order; pending (unsent) messages stay below every sent one.
@@ -161,12 +588,16 @@ export async function chatView(ctx) {
     log.insertBefore(el, before);
   }
 
+  // Every frame of the channel comes here, from pushes, recovery and pages alike.
   function addMessage(frame) {
+    if (isEvent(frame.data)) { addEvent(frame); return; }
     if (byOffset.has(frame.offset)) return;
     const stick = atBottom();
     const pending = frame.data && frame.data.cid ? pendingEls.get(frame.data.cid) : null;
     if (pending) { pending.remove(); pendingEls.delete(frame.data.cid); }
-    const el = messageEl(frame);
+    let el = messageEl(frame);
+    for (const event of eventsByTarget.get(frame.offset) || []) el = applyEvent(el, event);
+    el = applyBlock(el);
     byOffset.set(frame.offset, el);
     insert(el, frame.offset);
     newest = Math.max(newest, frame.offset);
@@ -186,7 +617,7 @@ export async function chatView(ctx) {
   // Read markers: only while this conversation is on screen (tab visible); live.read coalesces
   // them (one `read` op per second at most) and flushes when the view is left or the tab hidden.
   function markRead() {
-    if (newest && document.visibilityState === "visible") live.read(channel, newest);
+    if (newest && !removed && document.visibilityState === "visible") live.read(channel, newest);
   }
   const onVisible = () => { if (document.visibilityState === "visible") markRead(); };
   document.addEventListener("visibilitychange", onVisible);
@@ -266,7 +697,7 @@ export async function chatView(ctx) {
   const onMessage = (event) => {
     if (event.detail.channel !== channel) return;
     const frame = event.detail.frame;
-    if (frame.from && typers.has(frame.from.username)) { clearTimeout(typers.get(frame.from.username)); typers.delete(frame.from.username); showTyping(); }
+    if (frame.from && typers.has(frame.from.username) && !isEvent(frame.data)) { clearTimeout(typers.get(frame.from.username)); typers.delete(frame.from.username); showTyping(); }
     addMessage(frame);
   };
   const onReset = async (event) => { if (event.detail.channel === channel) await loadLatest().catch(() => {}); };
@@ -279,6 +710,12 @@ export async function chatView(ctx) {
     el.querySelector(".state").textContent = "Sent";
   };
   const onFailed = (event) => {
+    if (event.detail.returned) {
+      if (event.detail.channel !== channel) return;
+      localStorage.removeItem(RETURNED_KEY(channel));
+      giveBack([{ cid: event.detail.cid, data: event.detail.data, error: event.detail.refusal }]);
+      return;
+    }
     const el = pendingEls.get(event.detail.cid);
     if (!el) return;
     el.classList.add("failed");
@@ -286,6 +723,30 @@ export async function chatView(ctx) {
     state.textContent = `Not sent: ${event.detail.error}`;
     state.classList.add("failed");
   };
+  // Blocking or unblocking someone (here or in another tab) folds or unfolds their messages.
+  const onPeople = (event) => {
+    const who = event.detail.username;
+    if (who && !["blocked", "none", undefined].includes(event.detail.relationship)) return;
+    for (const el of byOffset.values()) {
+      if (who && el.dataset.author.toLowerCase() !== who.toLowerCase()) continue;
+      if (!isBlocked(el.dataset.author)) delete el.dataset.revealed; // blocked again later: folded again
+      applyBlock(el);
+    }
+  };
+  const onRemoved = (event) => {
+    if (event.detail.channel !== channel) return;
+    showRemoved(event.detail.frame.reason === "banned" ? "You are banned from this room"
+      : "You were removed from this room");
+  };
+  const onRefused = (event) => {
+    const { channel: ch, error } = event.detail;
+    if (ch !== channel || error.code !== "forbidden") return;
+    showRemoved(/banned/i.test(error.message || "") ? "You are banned from this room" : "You cannot follow this conversation",
+      refusalText(error));
+  };
+  peopleStore.addEventListener("change", onPeople);
+  live.addEventListener("removed", onRemoved);
+  live.addEventListener("refused", onRefused);
   live.addEventListener("state", onState);
   live.addEventListener("subscribed", onSubscribed);
   live.addEventListener("presence_diff", onPresence);
@@ -300,6 +761,10 @@ export async function chatView(ctx) {
     live.unsubscribe(channel);
     sentinel.disconnect();
     infoDialog?.close();
+    for (const dialog of [...dialogs]) dialog.close();
+    peopleStore.removeEventListener("change", onPeople);
+    live.removeEventListener("removed", onRemoved);
+    live.removeEventListener("refused", onRefused);
     document.removeEventListener("visibilitychange", onVisible);
     live.removeEventListener("state", onState);
     live.removeEventListener("subscribed", onSubscribed);
@@ -317,7 +782,7 @@ export async function chatView(ctx) {
     count.hidden = !state.shown;
     count.textContent = state.text;
     count.classList.toggle("error", state.over);
-    sendButton.disabled = state.over;
+    sendButton.disabled = state.over || removed;
     if (state.over) input.setAttribute("aria-invalid", "true");
     else input.removeAttribute("aria-invalid");
     input.setAttribute("aria-describedby", state.shown ? "composer-count" : "");
@@ -326,9 +791,13 @@ export async function chatView(ctx) {
 
   composer.addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (removed) return;
     const text = input.value.trim();
     if (!text) return;
     if (showCount().over) { input.focus(); return; } // never cut it short: the member decides
+    mentions.close();
+    if (editing) { await saveEdit(text); return; }
+    hideNote();
     const data = { text };
     if (replyTo) data.reply_to = replyTo.offset;
     input.value = "";
@@ -337,7 +806,13 @@ export async function chatView(ctx) {
     await send(channel, data);
   });
   input.addEventListener("keydown", (event) => {
+    if (mentions.onKey(event)) return;
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); composer.requestSubmit(); }
+    else if (event.key === "Escape" && (editing || replyTo)) {
+      event.preventDefault();
+      if (editing) stopEditing();
+      else clearReply();
+    }
   });
   input.addEventListener("input", () => {
     showCount();
@@ -363,6 +838,11 @@ export async function chatView(ctx) {
       : "You are offline and this conversation has not been saved on this device yet."));
   }
   for (const item of await outbox.all(channel)) addPending(item, live.connected ? "Sending…" : "Waiting to send");
+  try { // refused while this conversation was closed (muted, slow mode): back in the box
+    const kept = JSON.parse(localStorage.getItem(RETURNED_KEY(channel)) || "[]");
+    localStorage.removeItem(RETURNED_KEY(channel));
+    giveBack(kept);
+  } catch { /* nothing kept */ }
   live.subscribe(channel, page ? { offset: page.offset, epoch: page.epoch } : null);
   if (live.isSubscribed(channel)) {
     // Followed already (the unread counts): messages it saw before this view listened are not in

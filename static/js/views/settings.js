@@ -1,7 +1,8 @@
-// Settings: push notifications on this device, sessions, two-factor authentication, sign out.
+// Settings: your profile (edited on /settings/profile), push notifications on this device, sessions,
+// two-factor authentication, sign out.
 
 import { del, errorText, get, post } from "../api.js";
-import { ago, field, h, mount, toast, when } from "../dom.js";
+import { ago, avatar, field, h, mount, profilePath, toast, when } from "../dom.js";
 import { currentSubscription, disablePush, enablePush, pushSupported } from "../push.js";
 import { navigate } from "../router.js";
 import { session, signOut } from "../session.js";
@@ -138,7 +139,18 @@ export async function settingsView() {
   const me = session.me || {};
   const out = h("button", { class: "btn danger", type: "button" }, "Sign out");
   out.addEventListener("click", async () => { await signOut(); navigate("/signin", { replace: true }); });
-  const page = h("section", {}, h("h1", {}, "Settings"),
+  // The picture's URLs are in the profile (GET /api/users/me), not in the signed-in copy.
+  const picture = h("span", { class: "avatar-edit" }, avatar(me.avatar ? me : { username: me.username }));
+  const name = h("strong", {}, me.display_name || me.username || "?");
+  get("/api/users/me").then((mine) => {
+    picture.replaceChildren(avatar(mine));
+    name.textContent = mine.display_name || mine.username;
+  }).catch(() => { /* offline: the initial and the name kept on this device */ });
+  const profile = section("Profile", h("div", { class: "avatar-row" }, picture,
+    h("p", { class: "grow" }, name, me.username ? ` @${me.username}` : "")),
+  h("div", { class: "row" }, h("a", { class: "btn", href: "/settings/profile", "data-link": true }, "Edit profile"),
+    me.username ? h("a", { class: "btn secondary", href: profilePath(me.username), "data-link": true }, "View profile") : null));
+  const page = h("section", {}, h("h1", {}, "Settings"), profile,
     section("Account", h("p", {}, `Signed in as ${me.username || "?"}`, me.email ? ` (${me.email})` : ""), out));
   mount(page);
   page.append(await pushSection(), mfaSection(), await sessionsSection());
