@@ -123,10 +123,9 @@ class People:
 
     def user_online(self, user_id: int) -> None:
         """The user's first connection on this replica (called by the realtime node; returns at once):
-        friends are told, and the day's login XP is awarded (once a day, whatever the replica)."""
+        friends are told. (The daily-visit XP is not awarded here: a write transaction per member's
+        first connection cost the connect path dearly in `make bench`; see Xp.daily_login.)"""
         self.spawn(self._announce(user_id, True, None), "friend-presence")
-        if self.xp is not None:
-            self.spawn(self.xp.daily_login(user_id), "xp-daily-login")
 
     async def check_profile_complete(self, user_id: int) -> None:
         """+25 XP, once, when a member has a display name, a bio and a picture."""

@@ -46,8 +46,7 @@ async def test_profile_shows_a_member_and_edits_only_your_own(pair: tuple[AppSer
         assert "dm_policy" not in seen  # someone else's setting shows only as can_dm
         assert seen["can_dm"] is False  # friends only, and bob is not a friend
         assert seen["avatar"] is None and seen["minecraft"] is None
-        # alice's websocket was her first visit of the day: +5 XP (server/services/xp.py)
-        assert seen["level"] == 1 and seen["xp"] == 5 and seen["badges"] == []
+        assert seen["level"] == 1 and seen["xp"] == 0 and seen["badges"] == []
         assert seen["joined_at"].startswith("20")
         assert seen["online"] is None and seen["last_seen_at"] is None  # no friendship, no shared room
         assert (await client.get("/api/users/me", headers=alice["headers"])).json()["username"] == "alice"

@@ -41,10 +41,9 @@ async def test_friendships_award_once_level_up_live_and_rank_on_the_leaderboard(
             await befriend(client, alice, "bob", u["bob"], "alice")
             gains = [await personal(ws, "xp") for _ in range(2)]
             assert sorted((g["action"], g["gained"]) for g in gains) == [("first_friend", 30), ("friend_accepted", 10)]
-            # plus the day's first visit (her websocket): +5, without an event of its own
             profile = await xp_of(client, alice, "alice")
-            assert (profile["xp"], profile["level"]) == (45, 1)
-            assert profile["progress"] == {"level": 1, "title": "Newcomer", "colour": "#9ca3af", "xp": 45,
+            assert (profile["xp"], profile["level"]) == (40, 1)
+            assert profile["progress"] == {"level": 1, "title": "Newcomer", "colour": "#9ca3af", "xp": 40,
                                            "level_xp": 0, "next_level_xp": 50}
             # the same friend again after removing him: no second award; a new friend: +10 and level 2
             assert (await client.delete("/api/friends/bob", headers=alice["headers"])).status_code == 204
@@ -52,21 +51,21 @@ async def test_friendships_award_once_level_up_live_and_rank_on_the_leaderboard(
             await befriend(client, alice, "carol", u["carol"], "alice")
             level_up = await personal(ws, "level_up")
             assert level_up == {"type": "level_up", "level": 2, "title": "Newcomer", "colour": "#9ca3af"}
-            assert (await xp_of(client, u["bob"], "alice"))["xp"] == 55
+            assert (await xp_of(client, u["bob"], "alice"))["xp"] == 50
         finally:
             await ws.close()
 
         for period in ("all", "week"):
             board = (await client.get("/api/leaderboard", params={"period": period}, headers=alice["headers"])).json()
             ranking = [(e["user"]["username"], e["xp"]) for e in board["entries"]]
-            assert ranking[0] == ("alice", 55) and sorted(ranking[1:]) == [("bob", 40), ("carol", 40)], ranking
+            assert ranking[0] == ("alice", 50) and sorted(ranking[1:]) == [("bob", 40), ("carol", 40)], ranking
             assert [e["position"] for e in board["entries"]] == [1, 2, 3]
         redis = one.resources.redis
         if redis is not None:  # Redis lost the sorted sets: rebuilt from the table
             await redis.commands.flushall()
             board = (await client.get("/api/leaderboard", headers=alice["headers"])).json()
             assert sorted((e["user"]["username"], e["xp"]) for e in board["entries"]) == [
-                ("alice", 55), ("bob", 40), ("carol", 40)]
+                ("alice", 50), ("bob", 40), ("carol", 40)]
             assert await redis.commands.exists("vonix:lb:all")
         assert (await client.get("/api/leaderboard", params={"period": "year"},
                                  headers=alice["headers"])).status_code == 400
