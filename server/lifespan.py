@@ -55,6 +55,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if resources.node is not None:
             await resources.node.stop()
         await resources.stop_background()
+        if resources.people is not None:
+            resources.people.presence.hurry()  # friends hear now, not after the grace
         await resources.wait_spawned()
         if resources.alerter is not None:
             await resources.alerter.close()

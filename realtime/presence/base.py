@@ -114,6 +114,10 @@ class Presence(Protocol):
         """Live (unexpired) connections of a user across all replicas."""
         ...
 
+    async def connected_users(self, user_ids: Sequence[int]) -> set[int]:
+        """Which of these users hold a live connection on any replica (one round trip)."""
+        ...
+
     async def heartbeat_connections(self, entries: Sequence[tuple[int, str]]) -> None:
         """Push forward the expiry of this replica's (user_id, conn_id) connection records."""
         ...

@@ -107,6 +107,10 @@ class MemoryPresence:
         now = self.clock()
         return sum(1 for expiry in self._connections.get(user_id, {}).values() if expiry > now)
 
+    async def connected_users(self, user_ids: Sequence[int]) -> set[int]:
+        now = self.clock()
+        return {uid for uid in user_ids if any(exp > now for exp in self._connections.get(uid, {}).values())}
+
     async def heartbeat_connections(self, entries: Sequence[tuple[int, str]]) -> None:
         # Re-adds a record that expired: the connection is real, so it must count.
         expiry = self.clock() + self.ttl

@@ -312,6 +312,17 @@ class RedisPresence:
         with _guard():
             return int(await self.redis.zcount(self._conns_key(user_id), self.clock(), "+inf"))
 
+    async def connected_users(self, user_ids: Sequence[int]) -> set[int]:
+        if not user_ids:
+            return set()
+        now = self.clock()
+        with _guard():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for user_id in user_ids:
+                    pipe.zcount(self._conns_key(user_id), now, "+inf")
+                counts = await pipe.execute()
+        return {uid for uid, count in zip(user_ids, counts, strict=True) if int(count)}
+
     async def heartbeat_connections(self, entries: Sequence[tuple[int, str]]) -> None:
         # Re-adds a record that expired meanwhile: the connection is real, so it must count.
         if not entries:

@@ -8,6 +8,7 @@ a missed one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from server.observability.logging import get_logger
@@ -24,3 +25,16 @@ async def has_live_connection(node: Any, user_id: int) -> bool:
     except Exception as exc:
         log.warning("online_check_failed", user_id=user_id, error=exc.__class__.__name__)
     return False
+
+
+async def live_users(node: Any, user_ids: Sequence[int]) -> set[int]:
+    """`has_live_connection` for many users in one round trip; all count as offline if it fails."""
+    here = {uid for uid in user_ids if node.hub.by_user.get(uid)}
+    rest = [uid for uid in user_ids if uid not in here]
+    if not rest:
+        return here
+    try:
+        return here | await node.presence.connected_users(rest)
+    except Exception as exc:
+        log.warning("online_check_failed", users=len(rest), error=exc.__class__.__name__)
+    return here

@@ -10,7 +10,7 @@ anywhere (counted after this replica's record is gone) announces "offline" and s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,10 +18,10 @@ import sqlalchemy as sa
 
 from server.db.database import Database
 from server.db.tables import channel_members, channels, ranks, users
-from server.db.types import utcnow
 from server.media.urls import avatar_urls
-from server.notifications.online import has_live_connection
+from server.notifications.online import has_live_connection, live_users
 from server.observability.logging import get_logger
+from server.services.friend_presence import OFFLINE_GRACE_SECONDS, FriendPresence
 from server.services.relations import FRIENDS, Relations, public_view
 from server.services.xp import progress
 
@@ -37,7 +37,7 @@ def _iso(value: datetime | None) -> str | None:
 
 class People:
     def __init__(self, db: Database, relations: Relations, node: Any, avatar_template: str,
-                 spawn: Spawn, metrics: Any = None) -> None:
+                 spawn: Spawn, metrics: Any = None, offline_grace: float = OFFLINE_GRACE_SECONDS) -> None:
         self.db = db
         self.relations = relations
         self.node = node
@@ -47,6 +47,7 @@ class People:
             "vonix_xp_events_total", "Actions that earn XP, by action (awarded by the XP system).",
             ("action",)) if metrics is not None else None
         self.xp: Any = None  # set by Resources.build: the XP system
+        self.presence = FriendPresence(db, spawn, self.publish, self._still_connected, offline_grace)
         relations.person = self.person
         relations.xp = self.xp_event
 
@@ -123,9 +124,10 @@ class People:
 
     def user_online(self, user_id: int) -> None:
         """The user's first connection on this replica (called by the realtime node; returns at once):
-        friends are told. (The daily-visit XP is not awarded here: a write transaction per member's
-        first connection cost the connect path dearly in `make bench`; see Xp.daily_login.)"""
-        self.spawn(self._announce(user_id, True, None), "friend-presence")
+        friends are told, in a batch (`friend_presence.py`). (The daily-visit XP is not awarded here:
+        a write transaction per member's first connection cost the connect path dearly in
+        `make bench`; see Xp.daily_login.)"""
+        self.presence.online(user_id)
 
     async def check_profile_complete(self, user_id: int) -> None:
         """+25 XP, once, when a member has a display name, a bio and a picture."""
@@ -135,24 +137,9 @@ class People:
                 and (row["avatar_url"] or row["minecraft_uuid"]):
             await self.xp.award(user_id, "profile_completed", "profile")
 
+    async def _still_connected(self, user_ids: Sequence[int]) -> set[int]:
+        return await live_users(self.node, user_ids)
+
     def user_offline(self, user_id: int) -> None:
-        """The user's last connection on this replica is gone."""
-        self.spawn(self._went_offline(user_id), "friend-presence")
-
-    async def _went_offline(self, user_id: int) -> None:
-        if await has_live_connection(self.node, user_id):
-            return  # still connected elsewhere
-        now = utcnow()
-        await self.db.execute("users.last_seen", users.update().where(users.c.id == user_id).values(
-            last_seen_at=now))
-        await self._announce(user_id, False, now)
-
-    async def _announce(self, user_id: int, online: bool, last_seen: datetime | None) -> None:
-        friends = await self.relations.friend_ids(user_id)
-        if not friends:
-            return
-        username = await self.db.fetch_val("users.username", sa.select(users.c.username).where(
-            users.c.id == user_id))
-        event = {"type": "friend_presence", "username": username, "online": online, "last_seen_at": _iso(last_seen)}
-        for friend in friends:
-            await self.publish(friend, event)
+        """The user's last connection on this replica is gone (friends hear it after a grace)."""
+        self.presence.offline(user_id)

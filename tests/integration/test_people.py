@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from server.services.friend_presence import OFFLINE_GRACE_SECONDS
+
 from tests.conftest import make_settings
 from tests.support.appserver import AppServer
 from tests.support.community import people, say
@@ -320,6 +322,31 @@ async def test_a_second_connection_does_not_announce_and_the_last_one_does(app_s
                 await personal(alice_ws, "friend_presence", timeout=0.7)
             await second.close()
             assert (await personal(alice_ws, "friend_presence"))["online"] is False
+        finally:
+            await alice_ws.close()
+
+
+async def test_a_reload_within_the_grace_announces_nothing_and_leaves_last_seen(app_server: AppServer) -> None:
+    """A page reload closes the last socket and opens a new one a moment later: friends must not see
+    the member flicker offline and online (and no last_seen write happens)."""
+    async with app_server.client() as client:
+        u = await people(client, "alice", "bob")
+        await client.post("/api/friends", headers=u["alice"]["headers"], json={"username": "bob"})
+        await client.post("/api/friends/alice/accept", headers=u["bob"]["headers"])
+        alice_ws = await listen(app_server, u["alice"])
+        try:
+            first = await WsClient.connect(app_server.base_url, token_of(u["bob"]))
+            assert (await personal(alice_ws, "friend_presence"))["online"] is True
+            before = (await client.get("/api/users/bob", headers=u["alice"]["headers"])).json()["last_seen_at"]
+            await first.close()
+            second = await WsClient.connect(app_server.base_url, token_of(u["bob"]))
+            assert (await second.request("subscribe", channel=f"user:{u['bob']['id']}"))["ok"]
+            with pytest.raises(asyncio.TimeoutError):
+                await personal(alice_ws, "friend_presence", timeout=OFFLINE_GRACE_SECONDS + 1)
+            assert (await client.get("/api/users/bob", headers=u["alice"]["headers"])).json()["last_seen_at"] == before
+            await second.close()
+            gone = await personal(alice_ws, "friend_presence")
+            assert gone["online"] is False and gone["last_seen_at"]
         finally:
             await alice_ws.close()
 
