@@ -25,6 +25,9 @@ from server.routes import (
     admin_cache,
     auth,
     channels,
+    feed,
+    forum,
+    groups,
     inbox,
     media,
     messages,
@@ -51,7 +54,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         *channels.routes,
         *notifications.routes, *push.routes, *inbox.routes,
         *people.routes, *media.routes, *messages.routes, *moderation.routes, *search.routes,
-        *xp.routes,
+        *xp.routes, *forum.routes, *feed.routes, *groups.routes,
         *page_routes(settings.static_path),
     ]
 

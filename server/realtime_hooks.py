@@ -37,6 +37,7 @@ from server.notifications.events import MessageStored
 from server.services.amendments import Amendments, is_event
 from server.services.channels import PERSISTED_NAMESPACES, ChannelMeta, Channels, dm_members
 from server.services.chat_data import validate_chat_data
+from server.services.live import LiveStreams
 from server.services.people import People
 from server.services.read_markers import ReadMarkers
 from server.services.relations import DM_BLOCKED, DM_NOT_ALLOWED, Relations
@@ -69,6 +70,7 @@ class ServerHooks:
         self.slow_mode: Callable[[ChannelMeta, int], Awaitable[None]] | None = None
         # Set by Resources.build: drop a channel's cached history pages (an event changed one).
         self.forget_history: Callable[[str], Awaitable[None]] | None = None
+        self.live: LiveStreams | None = None  # set by Resources.build: who reads which `live:` stream
 
     def attach_cache(self, cache: Any) -> None:
         """Channel metadata and memberships (checked on every subscribe and publish) come from it."""
@@ -119,6 +121,11 @@ class ServerHooks:
         if namespace == "user":
             if action == "publish" or name != str(user.user_id):
                 raise ReplyError(errors.FORBIDDEN, "personal channels are for their owner, published by the server")
+            return
+        if namespace == "live":
+            if self.live is None:
+                raise ReplyError(errors.FORBIDDEN, "no such stream")
+            await self.live.authorize(user, name, action)
             return
         if namespace == "bot":
             if action == "publish" and not (user.kind == "bot" and user.username.lower() == name.lower()) \

@@ -41,7 +41,9 @@ from server.ops.stats import ClusterStats
 from server.push.sender import PushSender
 from server.ratelimit import RateLimiter, Rule, create_limiter
 from server.realtime_hooks import ServerHooks
+from server.services import feed, forum, groups
 from server.services.channels import ChannelMeta
+from server.services.live import LiveStreams
 from server.services.people import People
 from server.services.read_markers import ReadMarkers
 from server.services.relations import Relations
@@ -79,6 +81,10 @@ class Resources:
     notifications: Notifications | None = None
     relations: Relations | None = None
     people: People | None = None
+    live: LiveStreams | None = None  # `live:` community streams: who reads them, and publishing
+    forum: Any = None  # server/services/forum.py
+    feed: Any = None  # server/services/feed.py
+    groups: Any = None  # server/services/groups.py: groups and events
     sanctions: Sanctions | None = None
     xp: Xp | None = None
     _spawned: set[asyncio.Task[None]] = field(default_factory=set)
@@ -151,6 +157,11 @@ class Resources:
         resources.hooks.sanctions = resources.sanctions
         resources.hooks.slow_mode = resources.slow_mode
         resources.auth.unsuspend_if_clear = resources.sanctions.unsuspend_if_clear
+        resources.live = LiveStreams(resources.node)
+        resources.hooks.live = resources.live
+        forum.attach(resources, settings)
+        feed.attach(resources, settings)
+        groups.attach(resources, settings)
         if resources.tracing.enabled:
             db.tracer = resources.tracing.tracer
             resources.node.tracer = resources.tracing.tracer

@@ -38,6 +38,9 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "moderation.messages.delete": frozenset({Role.ADMIN, Role.MODERATOR}),
     "moderation.users.mute": frozenset({Role.ADMIN, Role.MODERATOR}),
     "admin.reports.manage": frozenset({Role.ADMIN, Role.MODERATOR}),  # the moderation queue
+    "admin.forum.manage": frozenset({Role.ADMIN}),  # forum categories
+    # pin, lock and remove forum threads, feed posts, comments, group and event content
+    "community.moderate": frozenset({Role.ADMIN, Role.MODERATOR}),
     # everyone signed in
     "rooms.create": frozenset({Role.ADMIN, Role.MODERATOR, Role.MEMBER}),
     "messages.publish": frozenset({Role.ADMIN, Role.MODERATOR, Role.MEMBER, Role.BOT}),

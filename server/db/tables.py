@@ -458,3 +458,7 @@ maintenance_runs = sa.Table(
     sa.Column("counts", Json, nullable=True),
 )
 sa.Index("ix_maintenance_runs_task_id", maintenance_runs.c.task, maintenance_runs.c.id)
+
+# The community areas keep their tables in their own modules, registered on this metadata; imported
+# here so that anything that reads `metadata` (migrations' checks, reports) sees every table.
+from server.db import tables_feed, tables_forum, tables_groups  # noqa: E402, F401

@@ -134,6 +134,30 @@ class Notifications:
                 urgency=URGENCY.get(kind, "normal"))), "web-push")
         return item
 
+    async def notify_about(self, user_ids: list[int], kind: str, *, title: str, body: str, url: str,
+                           actor: dict[str, Any] | None = None, tag: str | None = None,
+                           urgency: str = "normal") -> None:
+        """A notification that is not about a chat message (a forum reply, an event reminder, a
+        level-up): stored, pushed live, and web-pushed to members not looking (`PUSH_WHEN`).
+        Bots, suspended members and members who blocked the actor are skipped; one member's
+        failure does not stop the others."""
+        targets = await self._humans({uid: kind for uid in user_ids},
+                                     actor["id"] if actor is not None else None)
+        for user_id in targets:
+            try:
+                item = await store.insert(self.db, user_id=user_id, kind=kind, channel=None, offset=None,
+                                          actor_id=actor["id"] if actor is not None else None,
+                                          data={"title": title, "body": body[:BODY_CHARS], "url": url,
+                                                "actor": actor})
+                unread = await store.unread(self.db, user_id)
+                await self.publish(user_id, {"type": "notification", "notification": item, "unread": unread})
+                if await self.should_push(user_id):
+                    self.spawn(self.push.send_to_user(user_id, PushMessage(  # type: ignore[union-attr]
+                        title=title, body=body[:BODY_CHARS], url=url, tag=tag or kind, kind=kind,
+                        notification_id=item["id"], urgency=urgency)), "web-push")
+            except Exception:
+                log.exception("notification_failed", user_id=user_id, kind=kind)
+
     async def should_push(self, user_id: int) -> bool:
         if self.push is None or not self.push.enabled or self.push_when == "never":
             return False

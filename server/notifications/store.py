@@ -25,7 +25,8 @@ def item(row: Any) -> dict[str, Any]:
     }
 
 
-async def insert(db: Database, *, user_id: int, kind: str, channel: str, offset: int, actor_id: int | None,
+async def insert(db: Database, *, user_id: int, kind: str, channel: str | None, offset: int | None,
+                 actor_id: int | None,
                  data: dict[str, Any]) -> dict[str, Any]:
     row = await db.fetch_one("notifications.insert", notifications.insert().values(
         user_id=user_id, kind=kind, channel=channel, message_offset=offset, actor_id=actor_id, data=data,

@@ -10,7 +10,7 @@ anywhere (counted after this replica's record is gone) announces "offline" and s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from server.media.urls import avatar_urls
 from server.notifications.online import has_live_connection, live_users
 from server.observability.logging import get_logger
 from server.services.friend_presence import OFFLINE_GRACE_SECONDS, FriendPresence
-from server.services.relations import FRIENDS, Relations, public_view
+from server.services.relations import FRIENDS, PERSON_COLUMNS, Relations, public_view
 from server.services.xp import progress
 
 log = get_logger("vonix.people")
@@ -56,6 +56,21 @@ class People:
         """A member as lists show them (friends, requests, reactions)."""
         return {"username": row["username"], "display_name": row["display_name"],
                 "avatar": avatar_urls(self.avatar_template, row), "role": row["role"]}
+
+    async def authors(self, user_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Members as bylines show them (forum, feed, groups, events): `person` plus `level` and
+        `rank` (`{name, colour, badge}` or null), for many ids in one query. A deleted member is
+        missing from the result: callers show them as "deleted"."""
+        ids = list(set(user_ids))
+        if not ids:
+            return {}
+        query = sa.select(*PERSON_COLUMNS, users.c.level, ranks.c.name.label("rank_name"),
+                          ranks.c.colour.label("rank_colour"), ranks.c.badge.label("rank_badge")).select_from(
+            users.outerjoin(ranks, ranks.c.id == users.c.rank_id)).where(users.c.id.in_(ids))
+        return {row["id"]: {**self.person(row), "level": row["level"],
+                            "rank": {"name": row["rank_name"], "colour": row["rank_colour"],
+                                     "badge": row["rank_badge"]} if row["rank_name"] else None}
+                for row in await self.db.fetch_all("users.authors", query)}
 
     async def profile(self, viewer_id: int, row: Any) -> dict[str, Any]:
         me = viewer_id == row["id"]

@@ -1,0 +1,7 @@
+"""HTTP routes of the community's forum."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+routes: list[BaseRoute] = []

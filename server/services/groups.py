@@ -1,0 +1,9 @@
+"""The community's groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def attach(resources: Any, settings: Any) -> None:
+    """Wire this area into the app's resources (called at the end of Resources.build)."""
