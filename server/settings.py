@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     avatar_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, validation_alias="AVATAR_MAX_BYTES")
     # --- community (issue 17) ---
     post_image_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, validation_alias="POST_IMAGE_MAX_BYTES")
-    event_reminder_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60, validation_alias="EVENT_REMINDER_MINUTES")
+    event_reminder_minutes: int = Field(default=60, ge=1, validation_alias="EVENT_REMINDER_MINUTES")
     # "{uuid}", "{name}" and "{size}" are filled in; empty: no Minecraft heads (initials instead)
     minecraft_avatar_url: str = Field(default="https://mc-heads.net/avatar/{uuid}/{size}",
                                       validation_alias="MINECRAFT_AVATAR_URL")
