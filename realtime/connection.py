@@ -34,9 +34,13 @@ class ConnUser:
     session_id: str | None = None
     scopes: frozenset[str] = frozenset()
     expires_at: float | None = None  # access token expiry (unix time); None: no expiry (bot tokens)
+    # {name, colour, badge} of a rank an admin gave the member: shown beside their name in chat
+    rank: dict[str, Any] | None = None
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.user_id, "username": self.username}
+        if self.rank is None:
+            return {"id": self.user_id, "username": self.username}
+        return {"id": self.user_id, "username": self.username, "rank": self.rank}
 
 
 @dataclass(slots=True)  # one per connection: no instance dict

@@ -31,7 +31,7 @@ from server.db.database import Database
 from server.db.errors import IntegrityViolation
 from server.db.queries import messages as message_queries
 from server.db.queries.message_batch import ChannelGone, NewMessage, store_batch
-from server.db.tables import users
+from server.db.tables import ranks, users
 from server.db.types import utcnow
 from server.notifications.events import MessageStored
 from server.services.amendments import Amendments, is_event
@@ -50,7 +50,7 @@ DM_REFUSALS = {DM_BLOCKED: "you cannot message this member",
 def conn_user(principal: Principal, expires_at: float | None = None) -> ConnUser:
     return ConnUser(user_id=principal.user_id, username=principal.username, role=principal.role,
                     kind=principal.kind, session_id=principal.session_id, scopes=principal.scopes,
-                    expires_at=expires_at)
+                    expires_at=expires_at, rank=principal.rank)
 
 
 class ServerHooks:
@@ -245,16 +245,19 @@ class ServerHooks:
 
     async def frames(self, channel: str, epoch: str, stored: list[Any]) -> list[tuple[int, bytes]]:
         authors = {m.author_id for m in stored if m.author_id is not None}
-        names: dict[int, str] = {}
+        senders: dict[int, dict[str, Any]] = {}
         if authors:
-            rows = await self.db.fetch_all("users.names", sa.select(users.c.id, users.c.username).where(
-                users.c.id.in_(authors)))
-            names = {r["id"]: r["username"] for r in rows}
+            rows = await self.db.fetch_all("users.senders", sa.select(
+                users.c.id, users.c.username, ranks.c.name, ranks.c.colour, ranks.c.badge).select_from(
+                users.outerjoin(ranks, ranks.c.id == users.c.rank_id)).where(users.c.id.in_(authors)))
+            senders = {r["id"]: {"id": r["id"], "username": r["username"]} if r["name"] is None else
+                       {"id": r["id"], "username": r["username"],
+                        "rank": {"name": r["name"], "colour": r["colour"], "badge": r["badge"]}} for r in rows}
         states = await self.amendments.states(stored)
         return [
             (m.offset, FrameParts.message(
                 channel, None if m.deleted_at is not None else m.data,
-                {"id": m.author_id, "username": names.get(m.author_id, "deleted")} if m.author_id else None,
+                senders.get(m.author_id, {"id": m.author_id, "username": "deleted"}) if m.author_id else None,
                 m.created_at.timestamp(), states.get(m.id)).build(m.offset, epoch))
             for m in stored
         ]

@@ -37,6 +37,7 @@ class Principal:
     scopes: frozenset[str] = field(default_factory=frozenset)
     via_cookie: bool = False
     expires_at: int | None = None  # the access token's expiry (unix time); None for bot tokens
+    rank: dict[str, Any] | None = None  # {name, colour, badge}: what chat shows beside the name
 
     def can(self, permission: str) -> bool:
         if self.kind == "bot" and permission.startswith("admin."):

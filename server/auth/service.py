@@ -168,7 +168,8 @@ class AuthService:
         if not identity["active"]:
             raise InvalidToken("account inactive")
         return Principal(user_id=identity["user_id"], username=identity["username"], role=identity["role"],
-                         session_id=claims.session_id, via_cookie=via_cookie, expires_at=claims.expires_at)
+                         session_id=claims.session_id, via_cookie=via_cookie, expires_at=claims.expires_at,
+                         rank=identity.get("rank"))
 
     async def _identity(self, session_id: str) -> dict[str, Any] | None:
         if self.cache is None:
@@ -186,7 +187,18 @@ class AuthService:
         if user is None:
             return None
         return {"user_id": user["id"], "username": user["username"], "role": user["role"],
-                "active": user["status"] == "active"}
+                "active": user["status"] == "active", "rank": await self._rank(user["rank_id"])}
+
+    async def _rank(self, rank_id: int | None) -> dict[str, Any] | None:
+        if rank_id is None:
+            return None
+        import sqlalchemy as sa
+
+        from server.db.tables import ranks
+
+        row = await self.db.fetch_one("ranks.by_id", sa.select(ranks.c.name, ranks.c.colour, ranks.c.badge).where(
+            ranks.c.id == rank_id))
+        return None if row is None else {"name": row["name"], "colour": row["colour"], "badge": row["badge"]}
 
     async def forget_sessions(self, session_ids: list[str]) -> None:
         """Drop cached principals of these sessions on every replica (before the request returns)."""

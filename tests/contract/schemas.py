@@ -34,7 +34,9 @@ OFFSET = {"type": "integer", "minimum": 0}
 EPOCH = {"type": "string", "minLength": 1, "maxLength": 64}
 CHANNEL = {"type": "string", "pattern": protocol.CHANNEL_PATTERN.pattern,
            "maxLength": protocol.MAX_CHANNEL_LENGTH}
-USER = obj({"id": INT, "username": {"type": "string", "minLength": 1}})
+RANK = obj({"name": {"type": "string"}, "colour": {"type": "string", "pattern": "^#[0-9a-f]{6}$"},
+            "badge": {"anyOf": [{"type": "string"}, {"type": "null"}]}})
+USER = obj({"id": INT, "username": {"type": "string", "minLength": 1}}, {"rank": RANK})
 ANY: Schema = {}
 
 

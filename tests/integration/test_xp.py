@@ -11,7 +11,8 @@ import pytest
 from tests.support.accounts import make_admin
 from tests.support.appserver import AppServer
 from tests.support.community import people
-from tests.support.live import listen, personal, replicas
+from tests.support.live import listen, personal, replicas, token_of
+from tests.support.wsclient import WsClient
 
 
 @pytest.fixture
@@ -116,6 +117,36 @@ async def test_admins_create_and_assign_ranks(app_server: AppServer) -> None:
         assert (await client.get("/api/users/steve", headers=steve["headers"])).json()["rank"] is None
         assert [r["name"] for r in (await client.get("/api/ranks", headers=steve["headers"])).json()["ranks"]] == [
             "Diamond"]
+
+
+async def test_a_rank_shows_beside_the_name_in_chat_live_and_in_history(pair: tuple[AppServer, AppServer]) -> None:
+    """Assigned ranks reach chat: the sender of a live message (from the next connection: the
+    cached identity is dropped on every replica) and the senders of stored history."""
+    one, two = pair
+    async with one.client() as client:
+        u = await people(client, "root", "steve", "alex")
+        await make_admin(one, "root")
+        rank = (await client.post("/api/admin/ranks", json={"name": "Gold", "colour": "#FFD700", "badge": "G"},
+                                  headers=u["root"]["headers"])).json()
+        assert (await client.put("/api/admin/users/steve/rank", json={"rank_id": rank["id"]},
+                                 headers=u["root"]["headers"])).status_code == 200
+        gold = {"name": "Gold", "colour": "#ffd700", "badge": "G"}
+        watcher = await WsClient.connect(one.base_url, token_of(u["alex"]))
+        steve_ws = await WsClient.connect(two.base_url, token_of(u["steve"]))
+        try:
+            assert (await watcher.request("subscribe", channel="room:general"))["ok"]
+            assert (await steve_ws.request("publish", channel="room:general", data={"text": "gg"}))["ok"]
+            push = await watcher.push("message", timeout=5)
+            assert push["from"] == {"id": u["steve"]["id"], "username": "steve", "rank": gold}
+            reply = await watcher.request("history", channel="room:general", limit=10)
+            assert reply["messages"][-1]["from"]["rank"] == gold
+            # alex has no rank: the sender carries none
+            assert (await watcher.request("publish", channel="room:general", data={"text": "hi"}))["ok"]
+            mine = await watcher.push("message", timeout=5)
+            assert mine["from"] == {"id": u["alex"]["id"], "username": "alex"}
+        finally:
+            await watcher.close()
+            await steve_ws.close()
 
 
 async def test_daily_login_streaks_and_a_completed_profile(app_server: AppServer) -> None:
