@@ -149,6 +149,7 @@ class Resources:
         resources.hooks.forget_history = resources.forget_history
         resources.xp = Xp(db, redis.commands if redis is not None else None)
         resources.xp.publish = resources.people.publish
+        resources.xp.notify = resources.notifications.notify_about
         resources.people.xp = resources.xp
         resources.sanctions = Sanctions(db, resources.hooks.channels, resources.cache)
         resources.sanctions.node = resources.node

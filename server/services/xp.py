@@ -91,6 +91,7 @@ class Xp:
         self.db = db
         self.redis = redis  # redis.asyncio client (scaled mode) or None
         self.publish: Publish | None = None  # set by Resources.build: events on user:<id>
+        self.notify: Any = None  # set by Resources.build: Notifications.notify_about (level-ups)
         # One award transaction at a time per process: a read-then-write transaction that another
         # one overtakes fails at once on SQLite ("database is locked"); awards are rare, so the
         # queue is short on PostgreSQL too.
@@ -142,6 +143,10 @@ class Xp:
                                              **band(level)})
             if level > int(row["level"]):
                 await self.publish(user_id, {"type": "level_up", **band(level)})
+                if self.notify is not None:  # kept in the notification list (and pushed when away)
+                    info = band(level)
+                    await self.notify([user_id], "level_up", title=f"You reached level {level}",
+                                      body=f"{info['title']} — keep it up!", url="/leaderboard")
         return amount
 
     async def daily_login(self, user_id: int, now: datetime | None = None) -> int:

@@ -66,8 +66,12 @@ EVENT_DATA = {"anyOf": [
 MESSAGE = message(ANY, state=MESSAGE_STATE)
 # Notifications: messages the server publishes on `user:<id>` (server/notifications/service.py).
 PERSONAL = {"type": "string", "pattern": r"^user:[0-9]+$"}
-NOTIFICATION_ITEM = obj({"id": INT, "kind": {"enum": ["dm", "reply", "mention"]}, "channel": CHANNEL,
-                         "offset": OFFSET, "actor": {"anyOf": [USER, {"type": "null"}]},
+# Chat notifications name a channel and offset; the community's (forum, events, level-ups) none.
+NOTIFICATION_KINDS = ["dm", "reply", "mention", "forum_reply", "forum_mention", "event_reminder", "group_request",
+                      "group_approved", "level_up"]
+NOTIFICATION_ITEM = obj({"id": INT, "kind": {"enum": NOTIFICATION_KINDS},
+                         "channel": {"anyOf": [CHANNEL, {"type": "null"}]},
+                         "offset": {"anyOf": [OFFSET, {"type": "null"}]}, "actor": {"anyOf": [USER, {"type": "null"}]},
                          "title": {"type": "string"}, "body": {"type": "string"}, "url": {"type": "string"},
                          "created_at": {"type": "string"}, "read": {"type": "boolean"}})
 NOTIFICATION = message(obj({"type": {"const": "notification"}, "notification": NOTIFICATION_ITEM, "unread": INT}),

@@ -52,6 +52,11 @@ async def test_friendships_award_once_level_up_live_and_rank_on_the_leaderboard(
             await befriend(client, alice, "carol", u["carol"], "alice")
             level_up = await personal(ws, "level_up")
             assert level_up == {"type": "level_up", "level": 2, "title": "Newcomer", "colour": "#9ca3af"}
+            stored = await personal(ws, "notification")
+            assert stored["notification"]["kind"] == "level_up"
+            assert stored["notification"]["title"] == "You reached level 2"
+            listed = (await client.get("/api/notifications", headers=alice["headers"])).json()
+            assert any(n["kind"] == "level_up" and n["url"] == "/leaderboard" for n in listed["notifications"]), listed
             assert (await xp_of(client, u["bob"], "alice"))["xp"] == 50
         finally:
             await ws.close()
