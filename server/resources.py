@@ -141,7 +141,7 @@ class Resources:
         resources.hooks.read_markers = ReadMarkers(db, resources.hooks.channels, resources.notifications)
         resources.relations = Relations(db, resources.cache)
         resources.people = People(db, resources.relations, resources.node, settings.minecraft_avatar_url,
-                                  resources.spawn, metrics)
+                                  resources.spawn, metrics, daily_login=settings.xp_daily_login)
         resources.relations.publish = resources.people.publish
         resources.hooks.relations = resources.relations
         resources.hooks.people = resources.people

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     avatar_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, validation_alias="AVATAR_MAX_BYTES")
     # --- community (issue 17) ---
     post_image_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, validation_alias="POST_IMAGE_MAX_BYTES")
+    # the day's first sign-in or session refresh earns +5 XP and a streak bonus
+    xp_daily_login: bool = Field(default=True, validation_alias="XP_DAILY_LOGIN")
     event_reminder_minutes: int = Field(default=60, ge=1, validation_alias="EVENT_REMINDER_MINUTES")
     # "{uuid}", "{name}" and "{size}" are filled in; empty: no Minecraft heads (initials instead)
     minecraft_avatar_url: str = Field(default="https://mc-heads.net/avatar/{uuid}/{size}",

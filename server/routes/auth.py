@@ -40,6 +40,7 @@ from server.errors import (
     handle_app_error,
 )
 from server.jsonio import JSONResponse, read_json
+from server.resources import resources_of
 
 SESSION_COOKIE = "vonix_session"  # readable: the access token's expiry, so the PWA knows it is signed in
 USERNAME = r"^[A-Za-z0-9_]{3,32}$"
@@ -99,6 +100,9 @@ class VerifyEmailBody(BaseModel):
 def _tokens_response(request: Request, auth: AuthService, tokens: TokenPair, user: Any, mode: str,
                      status: int = 200) -> Response:
     body: dict[str, Any] = {"user": user_queries.private(user), "expires_in": tokens.expires_in}
+    people = resources_of(request).people
+    if people is not None and user["role"] != "bot":
+        people.visited(user["id"])  # sign-in and refresh are what opening the app does: daily XP
     if mode == "token":
         body.update(tokens.body())
         return JSONResponse(body, status_code=status)

@@ -99,7 +99,7 @@ async def assign_rank(request: Request) -> Response:
     await user_queries.update(db, user["id"], rank_id=body.rank_id)
     auth = resources_of(request).auth
     if auth is not None:
-        await auth.user_changed(user["id"])  # cached identities drop it: chat shows the new rank from the next connection
+        await auth.user_changed(user["id"])  # cached identities drop it: chat shows the rank on reconnect
     await audit.record(db, "rank.assigned", actor_id=principal_of(request).user_id, target_type="user",
                        target_id=user["id"], rank_id=body.rank_id)
     return JSONResponse({"username": user["username"], "rank_id": body.rank_id})

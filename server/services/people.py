@@ -11,13 +11,14 @@ anywhere (counted after this replica's record is gone) announces "offline" and s
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from server.db.database import Database
 from server.db.tables import channel_members, channels, ranks, users
+from server.db.types import utcnow
 from server.media.urls import avatar_urls
 from server.notifications.online import has_live_connection, live_users
 from server.observability.logging import get_logger
@@ -37,7 +38,8 @@ def _iso(value: datetime | None) -> str | None:
 
 class People:
     def __init__(self, db: Database, relations: Relations, node: Any, avatar_template: str,
-                 spawn: Spawn, metrics: Any = None, offline_grace: float = OFFLINE_GRACE_SECONDS) -> None:
+                 spawn: Spawn, metrics: Any = None, offline_grace: float = OFFLINE_GRACE_SECONDS,
+                 daily_login: bool = True) -> None:
         self.db = db
         self.relations = relations
         self.node = node
@@ -47,6 +49,9 @@ class People:
             "vonix_xp_events_total", "Actions that earn XP, by action (awarded by the XP system).",
             ("action",)) if metrics is not None else None
         self.xp: Any = None  # set by Resources.build: the XP system
+        self.daily_login = daily_login
+        self._visits_day: date | None = None
+        self._visited: set[int] = set()
         self.presence = FriendPresence(db, spawn, self.publish, self._still_connected, offline_grace)
         relations.person = self.person
         relations.xp = self.xp_event
@@ -136,6 +141,19 @@ class People:
             self._xp_events.labels(action).inc()
         if self.xp is not None:
             self.spawn(self.xp.award(user_id, action, source_id), "xp-award")
+
+    def visited(self, user_id: int) -> None:
+        """A member signed in or refreshed their session (what opening the app does): the day's
+        first visit earns the daily-login XP. Checked against this replica's memory of who
+        already visited today, so the award's read and write happen about once per member per
+        day (the XP table's uniqueness makes repeats on other replicas harmless)."""
+        today = utcnow().date()
+        if self._visits_day != today:
+            self._visits_day, self._visited = today, set()
+        if user_id in self._visited or self.xp is None or not self.daily_login:
+            return
+        self._visited.add(user_id)
+        self.spawn(self.xp.daily_login(user_id), "xp-daily-login")
 
     def user_online(self, user_id: int) -> None:
         """The user's first connection on this replica (called by the realtime node; returns at once):

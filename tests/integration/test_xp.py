@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.accounts import make_admin
+from tests.conftest import make_settings
+from tests.support.accounts import login, make_admin
 from tests.support.appserver import AppServer
 from tests.support.community import people
 from tests.support.live import listen, personal, replicas, token_of
@@ -152,6 +154,22 @@ async def test_a_rank_shows_beside_the_name_in_chat_live_and_in_history(pair: tu
         finally:
             await watcher.close()
             await steve_ws.close()
+
+
+async def test_the_first_sign_in_of_the_day_earns_the_daily_login_once(backend: dict[str, Any]) -> None:
+    """XP_DAILY_LOGIN on: signing in (and refreshing, and signing in again) the same day is +5 once."""
+    async with AppServer(make_settings(**backend, XP_DAILY_LOGIN="true")) as server, server.client() as client:
+        u = await people(client, "steve")  # registers and signs in
+        for _ in range(3):
+            await login(client, "steve")
+        deadline = asyncio.get_running_loop().time() + 5
+        while (profile := await xp_of(client, u["steve"], "steve"))["xp"] == 0:
+            assert asyncio.get_running_loop().time() < deadline, "no daily-login XP"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # a second award would have landed by now
+        assert (await xp_of(client, u["steve"], "steve"))["xp"] == profile["xp"] == 5
+        rows = await server.resources.db.fetch_all("t", "SELECT action, amount FROM xp_transactions")
+        assert [(r["action"], r["amount"]) for r in rows] == [("daily_login", 5)]
 
 
 async def test_daily_login_streaks_and_a_completed_profile(app_server: AppServer) -> None:
