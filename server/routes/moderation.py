@@ -22,6 +22,7 @@ from server.auth.principal import principal_of, requires
 from server.db.queries import users as user_queries
 from server.db.tables import channels, messages, reports, users
 from server.db.tables import sanctions as sanctions_table
+from server.db.tables_feed import feed_report_targets, post_comments, posts
 from server.db.types import utcnow
 from server.errors import BadRequest, Forbidden, NotFound
 from server.jsonio import JSONResponse, query_int, read_json
@@ -32,6 +33,7 @@ from server.routes.auth import USERNAME
 from server.services.amendments import is_event
 from server.services.channels import ChannelMeta
 from server.services.chat_data import control_character
+from server.services.feed import Viewer
 from server.services.sanctions import Sanctions
 
 MAX_MINUTES = 366 * 24 * 60
@@ -79,15 +81,24 @@ class RoleBody(BaseModel):
 
 
 class ReportBody(BaseModel):
+    """One target: a chat message (`channel` + `offset`), a member (`username`), or a feed post or
+    comment (`target` + `id`)."""
+
     channel: str | None = Field(default=None, pattern=r"^(room|dm):[A-Za-z0-9_\-:.]{1,150}$")
     offset: int | None = Field(default=None, ge=1, le=2**62)
     username: str | None = Field(default=None, pattern=USERNAME)
+    target: Literal["post", "comment"] | None = None
+    id: int | None = Field(default=None, ge=1, lt=2**62)
     reason: Reason
 
     @model_validator(mode="after")
     def _one_target(self) -> ReportBody:
-        if (self.username is None) == (self.channel is None or self.offset is None):
-            raise ValueError('report a message ({"channel", "offset"}) or a member ({"username"})')
+        message = self.channel is not None and self.offset is not None
+        feed = self.target is not None and self.id is not None
+        partial = (self.channel is None) != (self.offset is None) or (self.target is None) != (self.id is None)
+        if partial or [message, self.username is not None, feed].count(True) != 1:
+            raise ValueError('report a message ({"channel", "offset"}), a member ({"username"}) '
+                             'or a post or comment ({"target", "id"})')
         return self
 
 
@@ -236,6 +247,9 @@ async def create_report(request: Request) -> Response:
     if body.username is not None:
         target = await _member(request, body.username)
         values["target_user_id"] = target["id"]
+    elif body.target is not None and body.id is not None:
+        values["target_user_id"] = await resources.feed.report_target(
+            body.target, body.id, Viewer(principal.user_id, principal.role))
     else:
         assert body.channel is not None and body.offset is not None
         try:
@@ -251,8 +265,12 @@ async def create_report(request: Request) -> Response:
         values.update(channel_id=room.id, message_offset=body.offset, target_user_id=message["author_id"])
     if values.get("target_user_id") == principal.user_id:
         raise BadRequest("You cannot report yourself.", code="report_self")
-    report_id = await resources.db.fetch_val("reports.insert", reports.insert().values(**values)
-                                             .returning(reports.c.id))
+    async with resources.db.transaction():
+        report_id = await resources.db.fetch_val("reports.insert", reports.insert().values(**values)
+                                                 .returning(reports.c.id))
+        if body.target is not None:  # which post or comment: beside the shared queue's row
+            await resources.db.execute("reports.feed_target", feed_report_targets.insert().values(
+                report_id=report_id, target_kind=body.target, target_id=body.id))
     await audit.record(resources.db, "report.created", actor_id=principal.user_id, target_type="report",
                        target_id=report_id)
     item = (await _report_rows(request, [int(report_id)]))[0]
@@ -264,12 +282,19 @@ async def _report_rows(request: Request, ids: list[int] | None = None, status: s
                        before: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
     reporter, target = users.alias("reporter"), users.alias("target")
     query = sa.select(reports, reporter.c.username.label("reporter"), target.c.username.label("target"),
-                      channels.c.name.label("channel"), messages.c.data.label("message")).select_from(
+                      channels.c.name.label("channel"), messages.c.data.label("message"),
+                      feed_report_targets.c.target_kind, feed_report_targets.c.target_id,
+                      sa.func.coalesce(posts.c.content, post_comments.c.content).label("feed_text")).select_from(
         reports.outerjoin(reporter, reporter.c.id == reports.c.reporter_id)
         .outerjoin(target, target.c.id == reports.c.target_user_id)
         .outerjoin(channels, channels.c.id == reports.c.channel_id)
         .outerjoin(messages, sa.and_(messages.c.channel_id == reports.c.channel_id,
-                                     messages.c.offset == reports.c.message_offset)))
+                                     messages.c.offset == reports.c.message_offset))
+        .outerjoin(feed_report_targets, feed_report_targets.c.report_id == reports.c.id)
+        .outerjoin(posts, sa.and_(feed_report_targets.c.target_kind == "post",
+                                  posts.c.id == feed_report_targets.c.target_id))
+        .outerjoin(post_comments, sa.and_(feed_report_targets.c.target_kind == "comment",
+                                          post_comments.c.id == feed_report_targets.c.target_id)))
     if ids is not None:
         query = query.where(reports.c.id.in_(ids))
     else:
@@ -279,7 +304,8 @@ async def _report_rows(request: Request, ids: list[int] | None = None, status: s
     rows = await resources_of(request).db.fetch_all("reports.queue", query.order_by(reports.c.id.desc()).limit(limit))
     return [{"id": r["id"], "status": r["status"], "reason": r["reason"], "reporter": r["reporter"],
              "user": r["target"], "channel": r["channel"], "offset": r["message_offset"],
-             "text": (r["message"] or {}).get("text") if isinstance(r["message"], dict) else None,
+             "text": (r["message"] or {}).get("text") if isinstance(r["message"], dict) else r["feed_text"],
+             "target": {"kind": r["target_kind"], "id": r["target_id"]} if r["target_kind"] else None,
              "resolution": r["resolution"], "created_at": r["created_at"].isoformat()} for r in rows]
 
 
@@ -323,7 +349,12 @@ async def resolve_report(request: Request) -> Response:
         assert hooks is not None
         meta = await hooks.channels.meta(name)
         room = meta if meta is not None and meta.kind in ("room", "private_room") else None
-    if body.action == "delete":
+    feed_target = await resources.db.fetch_one("reports.feed_target", sa.select(feed_report_targets).where(
+        feed_report_targets.c.report_id == row["id"]))
+    if body.action == "delete" and feed_target is not None:
+        await resources.feed.remove_reported(feed_target["target_kind"], feed_target["target_id"],
+                                             Viewer(principal.user_id, principal.role))
+    elif body.action == "delete":
         if row["channel_id"] is None:
             raise BadRequest("A report about a member has no message to delete.", code="nothing_to_delete")
         assert resources.node is not None
