@@ -28,6 +28,7 @@ import hashlib
 import io
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,26 +161,31 @@ def _webp(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-class AvatarStore:
-    """The files under `<MEDIA_DIR>/avatars/`: `<key>-256.webp` and `<key>-64.webp` per upload.
+class KeyedFiles:
+    """Files named by an upload's content key and a produced size, in one directory of MEDIA_DIR.
 
     MEDIA_DIR may be a local directory or a shared mount (a volume, an object store's FUSE mount)
     that every replica sees; only whole files are ever visible there.
     """
 
-    def __init__(self, media_path: Path) -> None:
-        self.directory = media_path / "avatars"
+    def __init__(self, directory: Path, sizes: tuple[int, ...], is_key: Callable[[object], bool],
+                 name: Callable[[str, int], str], what: str) -> None:
+        self.directory = directory
+        self.sizes = sizes
+        self.is_key = is_key
+        self.name = name
+        self.what = what  # for errors: "an avatar", "a post image"
 
     def path(self, key: str, size: int) -> Path:
         """Only a content key and a produced size name a file: nothing else reaches the disk."""
-        if not is_avatar_key(key) or size not in OUTPUT_SIZES:
-            raise ValueError("not an avatar file")
-        return self.directory / file_name(key, size)
+        if not self.is_key(key) or size not in self.sizes:
+            raise ValueError(f"not {self.what} file")
+        return self.directory / self.name(key, size)
 
-    def save(self, avatar: ProcessedAvatar) -> None:
+    def save_files(self, key: str, files: dict[int, bytes]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        for size in sorted(avatar.files):  # the small one first: the large one completes the upload
-            write_atomically(self.path(avatar.key, size), avatar.files[size])
+        for size in sorted(files):  # the small one first: the large one completes the upload
+            write_atomically(self.path(key, size), files[size])
 
     def read(self, key: str, size: int) -> bytes | None:
         try:
@@ -189,10 +195,20 @@ class AvatarStore:
 
     def delete(self, key: str) -> None:
         """Remove an upload's files (missing ones are fine); values that are not keys are ignored."""
-        if not is_avatar_key(key):
+        if not self.is_key(key):
             return
-        for size in OUTPUT_SIZES:
+        for size in self.sizes:
             self.path(key, size).unlink(missing_ok=True)
+
+
+class AvatarStore(KeyedFiles):
+    """The files under `<MEDIA_DIR>/avatars/`: `<key>-256.webp` and `<key>-64.webp` per upload."""
+
+    def __init__(self, media_path: Path) -> None:
+        super().__init__(media_path / "avatars", OUTPUT_SIZES, is_avatar_key, file_name, "an avatar")
+
+    def save(self, avatar: ProcessedAvatar) -> None:
+        self.save_files(avatar.key, avatar.files)
 
 
 def write_atomically(target: Path, data: bytes) -> None:

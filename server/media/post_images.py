@@ -25,11 +25,11 @@ from server.media.avatars import (
     DECODED_FORMATS,
     DECODERS,
     MAX_PIXELS,
+    KeyedFiles,
     _in_srgb,
     _pixels,
     _upright,
     _webp,
-    write_atomically,
 )
 
 WIDTHS = (1280, 640)  # largest first: each is resized from the one before; the first names the upload
@@ -125,26 +125,12 @@ def _too_many_pixels() -> PostImageRejected:
     return PostImageRejected("too_many_pixels", f"The image has too many pixels (at most {side} x {side}).")
 
 
-class PostImageStore:
-    """The files under `<MEDIA_DIR>/posts/`: `<key>-1280.webp` and `<key>-640.webp` per upload
-    (a local directory or a mount every replica sees; only whole files are ever visible)."""
+class PostImageStore(KeyedFiles):
+    """The files under `<MEDIA_DIR>/posts/`: `<key>-1280.webp` and `<key>-640.webp` per upload."""
 
     def __init__(self, media_path: Path) -> None:
-        self.directory = media_path / "posts"
-
-    def path(self, key: str, width: int) -> Path:
-        """Only a content key and a produced width name a file: nothing else reaches the disk."""
-        if not is_key(key) or width not in WIDTHS:
-            raise ValueError("not a post image file")
-        return self.directory / file_name(key, width)
+        super().__init__(media_path / "posts", WIDTHS, is_key, file_name, "a post image")
 
     def save(self, image: ProcessedImage) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for width in sorted(image.files):  # the small one first: the large one completes the upload
-            write_atomically(self.path(image.key, width), image.files[width])
+        self.save_files(image.key, image.files)
 
-    def read(self, key: str, width: int) -> bytes | None:
-        try:
-            return self.path(key, width).read_bytes()
-        except FileNotFoundError:
-            return None
