@@ -25,7 +25,7 @@ from server.middleware.rate_limit import route_limit
 from server.observability.logging import get_logger
 from server.ratelimit import limit_action
 from server.resources import resources_of
-from server.routes.media import IMMUTABLE, _not_modified, _slots
+from server.routes.media import _slots, serve_keyed_file
 from server.services.chat_data import control_character
 from server.services.feed import MAX_ID, Feed, Viewer, decode_cursor
 
@@ -217,18 +217,7 @@ async def upload_image(request: Request) -> Response:
 
 
 async def serve_image(request: Request) -> Response:
-    """Public like avatars: the names are unguessable content hashes, and never change content."""
-    match = SERVED_NAME.fullmatch(request.path_params["name"])
-    if match is None:
-        raise NotFound()
-    key, width = match[1], int(match[2])
-    data = await asyncio.to_thread(_store(request).read, key, width)
-    if data is None:
-        raise NotFound()
-    headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{key}-{width}"'}
-    if _not_modified(request, headers["ETag"]):
-        return Response(status_code=304, headers=headers)
-    return Response(data, media_type="image/webp", headers=headers)
+    return await serve_keyed_file(request, _store(request), SERVED_NAME)
 
 
 routes: list[BaseRoute] = [

@@ -31,7 +31,14 @@ from server.db.queries import users as user_queries
 from server.db.tables import users
 from server.errors import NotFound, PayloadTooLarge, ServiceUnavailable, ValidationFailed
 from server.jsonio import JSONResponse
-from server.media.avatars import OUTPUT_SIZES, AvatarRejected, AvatarStore, ProcessedAvatar, process_avatar
+from server.media.avatars import (
+    OUTPUT_SIZES,
+    AvatarRejected,
+    AvatarStore,
+    KeyedFiles,
+    ProcessedAvatar,
+    process_avatar,
+)
 from server.media.urls import avatar_urls, is_avatar_key, uploaded_avatar
 from server.middleware.rate_limit import route_limit
 from server.observability.logging import get_logger
@@ -164,18 +171,24 @@ def _not_modified(request: Request, etag: str) -> bool:
     return etag in tags or "*" in tags
 
 
-async def serve_avatar(request: Request) -> Response:
-    match = SERVED_NAME.fullmatch(request.path_params["name"])
+async def serve_keyed_file(request: Request, store: KeyedFiles, served: re.Pattern[str]) -> Response:
+    """`/media/<kind>/<key>-<size>.webp`: public, since the names are unguessable content hashes,
+    and cached forever, since a name never changes content."""
+    match = served.fullmatch(request.path_params["name"])
     if match is None:
         raise NotFound()
     key, size = match[1], int(match[2])
-    data = await asyncio.to_thread(_store(request).read, key, size)
+    data = await asyncio.to_thread(store.read, key, size)
     if data is None:
         raise NotFound()
     headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{key}-{size}"'}
     if _not_modified(request, headers["ETag"]):
         return Response(status_code=304, headers=headers)
     return Response(data, media_type="image/webp", headers=headers)
+
+
+async def serve_avatar(request: Request) -> Response:
+    return await serve_keyed_file(request, _store(request), SERVED_NAME)
 
 
 routes: list[BaseRoute] = [
