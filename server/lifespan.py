@@ -42,6 +42,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             resources.start_background(resources.stats.run(), "replica-heartbeat")
         if settings.maintenance_enabled and resources.maintenance is not None:
             resources.start_background(resources.maintenance.run(), "maintenance-scheduler")
+        if resources.groups is not None:  # every replica runs it: a conditional UPDATE picks who sends
+            resources.start_background(resources.groups.reminders.run(), "event-reminders")
         log.info(
             "started",
             instance=settings.instance_id,
