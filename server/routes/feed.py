@@ -27,7 +27,8 @@ from server.ratelimit import limit_action
 from server.resources import resources_of
 from server.routes.media import _slots, serve_keyed_file
 from server.services.chat_data import control_character
-from server.services.feed import MAX_ID, Feed, Viewer, decode_cursor
+from server.services.cursors import MAX_ID, decode_id
+from server.services.feed import Feed, Viewer
 
 log = get_logger("vonix.feed")
 
@@ -94,7 +95,7 @@ async def _write(request: Request) -> Viewer:
 @requires()
 async def list_posts(request: Request) -> Response:
     limit = query_int(request, "limit", 1, 50, default=20)
-    cursor = decode_cursor(request.query_params.get("cursor"))
+    cursor = decode_id(request.query_params.get("cursor"))
     group = query_int(request, "group", 1, MAX_ID - 1)
     if group is not None:
         return JSONResponse((await _feed(request).group_feed(_viewer(request), group, cursor, limit)).body())
@@ -149,7 +150,7 @@ async def like_comment(request: Request) -> Response:
 @requires()
 async def list_comments(request: Request) -> Response:
     limit = query_int(request, "limit", 1, 50, default=20)
-    cursor = decode_cursor(request.query_params.get("cursor"))
+    cursor = decode_id(request.query_params.get("cursor"))
     page = await _feed(request).comments(_id(request), _viewer(request), cursor, limit)
     return JSONResponse(page.body())
 

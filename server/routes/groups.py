@@ -32,7 +32,8 @@ from server.jsonio import JSONResponse, query_int, read_json
 from server.ratelimit import limit_action
 from server.resources import resources_of
 from server.services.chat_data import control_character
-from server.services.groups import MAX_ID, Events, Groups, Viewer, check_times, decode_event_cursor, decode_id_cursor
+from server.services.cursors import MAX_ID, decode_id
+from server.services.groups import Events, Groups, Viewer, check_times, decode_event_cursor
 
 GROUP_NAME_MIN, GROUP_NAME_MAX, GROUP_DESCRIPTION_MAX = 3, 64, 2000
 EVENT_TITLE_MAX, EVENT_DESCRIPTION_MAX, PLACE_TEXT_MAX = 200, 5000, 200
@@ -246,7 +247,7 @@ def _limit(request: Request) -> int:
 
 @requires()
 async def list_groups(request: Request) -> Response:
-    cursor = decode_id_cursor(request.query_params.get("cursor"))
+    cursor = decode_id(request.query_params.get("cursor"))
     page = await _groups(request).list(_viewer(request), cursor, _limit(request))
     return JSONResponse(page.body())
 
@@ -289,14 +290,14 @@ async def leave_group(request: Request) -> Response:
 
 @requires()
 async def group_members(request: Request) -> Response:
-    cursor = decode_id_cursor(request.query_params.get("cursor"))
+    cursor = decode_id(request.query_params.get("cursor"))
     page = await _groups(request).members(_id(request), _viewer(request), cursor, _limit(request))
     return JSONResponse(page.body())
 
 
 @requires()
 async def group_requests(request: Request) -> Response:
-    cursor = decode_id_cursor(request.query_params.get("cursor"))
+    cursor = decode_id(request.query_params.get("cursor"))
     page = await _groups(request).requests(_id(request), _viewer(request), cursor, _limit(request))
     return JSONResponse(page.body())
 

@@ -15,8 +15,6 @@ toggled ten times awards the author once.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,15 +28,16 @@ from server.db.errors import UniqueViolation
 from server.db.tables import friendships
 from server.db.tables_feed import feed_likes, post_comments, posts
 from server.db.types import utcnow
-from server.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from server.errors import Conflict, Forbidden, NotFound
 from server.media.post_images import ProcessedImage, image_urls
 from server.observability.logging import get_logger
+from server.services import cursors
+from server.services.cursors import MAX_ID
 from server.services.relations import BLOCKED, FRIENDS
 
 log = get_logger("vonix.feed")
 
 EVERYONE = "live:feed:everyone"
-MAX_ID = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,30 +61,10 @@ class Page:
         return {"items": self.items, "next": self.next}
 
 
-def encode_cursor(last_id: int) -> str:
-    """Opaque to clients: the position is the last id shown (ids grow with time)."""
-    return base64.urlsafe_b64encode(f"p{last_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int | None:
-    """The id a cursor names; a cursor this server did not make is a 422 field error."""
-    if not cursor:
-        return None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        value = int(text[1:]) if text.startswith("p") else -1
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        value = -1
-    if not 0 < value < MAX_ID:
-        raise ValidationFailed(details=[{"field": "cursor", "code": "invalid_cursor",
-                                         "message": "not a cursor from this list"}])
-    return value
-
-
 def _page(rows: Sequence[Any], limit: int) -> tuple[list[Any], str | None]:
     """Rows were fetched with limit + 1: the extra one only says that a next page exists."""
     shown = list(rows[:limit])
-    return shown, encode_cursor(shown[-1]["id"]) if len(rows) > limit else None
+    return shown, cursors.encode_id(shown[-1]["id"]) if len(rows) > limit else None
 
 
 # --- the list queries (built here so tests/integration/test_feed.py EXPLAINs what runs) -----------

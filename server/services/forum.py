@@ -16,15 +16,12 @@ vote toggled ten times awards once.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -44,13 +41,13 @@ from server.db.tables_forum import (
     forum_watchers,
 )
 from server.db.types import BigId, utcnow
-from server.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from server.errors import Conflict, Forbidden, NotFound
 from server.observability.logging import get_logger
-from server.services import markdown
+from server.services import cursors, markdown
+from server.services.cursors import MAX_ID
 
 log = get_logger("vonix.forum")
 
-MAX_ID = 2**62
 ROLE_LEVELS = {"bot": 0, "member": 1, "moderator": 2, "admin": 3}
 RULE_LEVELS = {"everyone": 0, "members": 1, "moderator": 2, "admin": 3}
 VIEW_WINDOW = timedelta(hours=1)  # a member's views of a thread count once per hour
@@ -99,35 +96,7 @@ class Page:
         return {"items": self.items, "next": self.next}
 
 
-# --- cursors -------------------------------------------------------------------------------------
-
-def _bad_cursor() -> ValidationFailed:
-    return ValidationFailed(details=[{"field": "cursor", "code": "invalid_cursor",
-                                      "message": "not a cursor from this list"}])
-
-
-def encode_cursor(value: Sequence[Any]) -> str:
-    """Opaque to clients: the sort position of the last item shown (base64 of a JSON array)."""
-    return base64.urlsafe_b64encode(orjson.dumps(list(value))).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> list[Any] | None:
-    if not cursor:
-        return None
-    try:
-        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):
-        raise _bad_cursor() from None
-    if not isinstance(value, list) or not value:
-        raise _bad_cursor()
-    return value
-
-
-def _valid_id(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < MAX_ID:
-        raise _bad_cursor()
-    return value
-
+# --- cursors (server/services/cursors.py) ---------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class ThreadCursor:
@@ -138,23 +107,23 @@ class ThreadCursor:
 
     def encode(self) -> str:
         key = self.key.isoformat() if isinstance(self.key, datetime) else self.key
-        return encode_cursor([self.sort, int(self.pinned), key, self.id])
+        return cursors.encode([self.sort, int(self.pinned), key, self.id])
 
     @classmethod
     def decode(cls, cursor: str | None, sort: str) -> ThreadCursor | None:
-        value = decode_cursor(cursor)
+        value = cursors.decode(cursor, 4)
         if value is None:
             return None
-        if len(value) != 4 or value[0] != sort or value[1] not in (0, 1):
-            raise _bad_cursor()
+        if value[0] != sort or value[1] not in (0, 1):
+            raise cursors.bad_cursor()
         key = value[2]
         try:
             key = int(key) if sort == "top" and not isinstance(key, bool) else datetime.fromisoformat(key)
         except (TypeError, ValueError):
-            raise _bad_cursor() from None
+            raise cursors.bad_cursor() from None
         if isinstance(key, datetime) and key.tzinfo is None:
-            raise _bad_cursor()
-        return cls(sort, bool(value[1]), key, _valid_id(value[3]))
+            raise cursors.bad_cursor()
+        return cls(sort, bool(value[1]), key, cursors.valid_id(value[3]))
 
     @classmethod
     def after(cls, sort: str, row: Any) -> ThreadCursor:
@@ -162,12 +131,12 @@ class ThreadCursor:
 
 
 def reply_cursor(cursor: str | None) -> int | None:
-    value = decode_cursor(cursor)
+    value = cursors.decode(cursor, 2)
     if value is None:
         return None
-    if len(value) != 2 or value[0] != "r":
-        raise _bad_cursor()
-    return _valid_id(value[1])
+    if value[0] != "r":
+        raise cursors.bad_cursor()
+    return cursors.valid_id(value[1])
 
 
 def slugify(name: str) -> str:
@@ -380,7 +349,7 @@ class Forum:
             query = query.where(forum_replies.c.id > after)
         rows = await self.db.fetch_all("forum.replies", query.order_by(forum_replies.c.id).limit(limit + 1))
         shown = rows[:limit]
-        following = encode_cursor(["r", shown[-1]["id"]]) if len(rows) > limit else None
+        following = cursors.encode(["r", shown[-1]["id"]]) if len(rows) > limit else None
         return {"thread": (await self.shape_threads([row], viewer))[0],
                 "replies": Page(await self.shape_replies(shown, viewer), following).body()}
 

@@ -16,8 +16,6 @@ exceed the capacity. Live events go out after the commit: an event's own stream
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import secrets
 import unicodedata
@@ -37,10 +35,11 @@ from server.db.tables_groups import event_rsvps, events, group_members, groups
 from server.db.types import UtcDateTime, utcnow
 from server.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from server.observability.logging import get_logger
+from server.services import cursors
+from server.services.cursors import MAX_ID
 
 log = get_logger("vonix.groups")
 
-MAX_ID = 2**62
 MEMBER_ROLES = ("owner", "moderator", "member")
 STAFF_ROLES = ("owner", "moderator")
 EVENTS_ALL = "live:events:all"
@@ -70,55 +69,25 @@ class Page:
         return {"items": self.items, "next": self.next}
 
 
-# --- cursors (opaque to clients) -------------------------------------------------------------------
-
-def _b64(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def _unb64(cursor: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return ""
-
-
-def _bad_cursor() -> ValidationFailed:
-    return ValidationFailed(details=[{"field": "cursor", "code": "invalid_cursor",
-                                      "message": "not a cursor from this list"}])
-
-
-def encode_id_cursor(last_id: int) -> str:
-    return _b64(f"g{last_id}")
-
-
-def decode_id_cursor(cursor: str | None) -> int | None:
-    """The id a cursor names; a cursor this server did not make is a 422 field error."""
-    if not cursor:
-        return None
-    text = _unb64(cursor)
-    value = int(text[1:]) if text[:1] == "g" and text[1:].isdigit() else -1
-    if not 0 < value < MAX_ID:
-        raise _bad_cursor()
-    return value
-
+# --- cursors (server/services/cursors.py) ---------------------------------------------------
 
 def encode_event_cursor(starts_at: datetime, event_id: int) -> str:
-    return _b64(f"e{int(starts_at.timestamp() * 1_000_000)}.{event_id}")
+    return cursors.encode([int(starts_at.timestamp() * 1_000_000), event_id])
 
 
 def decode_event_cursor(cursor: str | None) -> tuple[datetime, int] | None:
     """(starts_at, id) of the last event shown; anything else is a 422 field error."""
-    if not cursor:
+    value = cursors.decode(cursor, 2)
+    if value is None:
         return None
-    match = re.fullmatch(r"e(-?\d{1,18})\.(\d{1,19})", _unb64(cursor))
-    if match is None or not 0 < int(match.group(2)) < MAX_ID:
-        raise _bad_cursor()
+    micros = value[0]
+    if not isinstance(micros, int) or isinstance(micros, bool):
+        raise cursors.bad_cursor()
     try:
-        starts = datetime.fromtimestamp(int(match.group(1)) / 1_000_000, UTC)
+        starts = datetime.fromtimestamp(micros / 1_000_000, UTC)
     except (OverflowError, OSError, ValueError):
-        raise _bad_cursor() from None
-    return starts, int(match.group(2))
+        raise cursors.bad_cursor() from None
+    return starts, cursors.valid_id(value[1])
 
 
 def slugify(name: str) -> str:
@@ -261,7 +230,7 @@ class Groups:
         shown = rows[:limit]
         roles = await self._roles([r["id"] for r in shown], viewer.user_id)
         return Page([self.shape(r, roles.get(r["id"])) for r in shown],
-                    encode_id_cursor(shown[-1]["id"]) if len(rows) > limit else None)
+                    cursors.encode_id(shown[-1]["id"]) if len(rows) > limit else None)
 
     async def show(self, group_id: int, viewer: Viewer) -> dict[str, Any]:
         row, role = await self.readable(group_id, viewer)
@@ -420,7 +389,7 @@ class Groups:
         people = await self.resources.people.authors(r["user_id"] for r in shown)
         items = [{"user": people.get(r["user_id"]), **({"role": r["role"]} if time_field == "joined_at" else {}),
                   time_field: r["created_at"].isoformat()} for r in shown]
-        return Page(items, encode_id_cursor(shown[-1]["user_id"]) if len(rows) > limit else None)
+        return Page(items, cursors.encode_id(shown[-1]["user_id"]) if len(rows) > limit else None)
 
     async def approve(self, group_id: int, viewer: Viewer, user_id: int) -> dict[str, Any]:
         """A pending request becomes a member (and joins the room); they are notified."""
