@@ -6,7 +6,8 @@
 //   /static/*, manifest .... cache first (precached shell, versioned caches; the precache is
 //                            fetched past the HTTP cache, and the server says no-cache too)
 //   history pages and the
-//   lists the app reads .... network first with cache fallback (vonix-api-*)
+//   lists the app reads
+//   (community included) ... network first with cache fallback (vonix-api-*)
 //   /avatars/*, uploaded
 //   /media/avatars/* ....... stale-while-revalidate
 // Background Sync "outbox" sends messages written offline through the REST fallback; push
@@ -22,7 +23,11 @@ const API = "vonix-api-v1";
 const AVATARS = "vonix-avatars-v1";
 const KEEP = new Set([SHELL, STATIC, API, AVATARS]);
 const CACHED_READS = [/^\/api\/channels\/[^/]+\/messages$/, /^\/api\/rooms$/, /^\/api\/dms$/, /^\/api\/auth\/me$/,
-  /^\/api\/notifications$/, /^\/api\/notifications\/unread$/, /^\/api\/app\/config$/, /^\/api\/friends$/];
+  /^\/api\/notifications$/, /^\/api\/notifications\/unread$/, /^\/api\/app\/config$/, /^\/api\/friends$/,
+  // the community's lists and pages (docs/community.md): read again online, the last copy offline
+  /^\/api\/forum\/categories$/, /^\/api\/forum\/categories\/\d+\/threads$/, /^\/api\/forum\/threads\/\d+$/,
+  /^\/api\/posts$/, /^\/api\/posts\/\d+$/, /^\/api\/groups$/, /^\/api\/groups\/\d+$/, /^\/api\/events$/,
+  /^\/api\/events\/\d+$/, /^\/api\/leaderboard$/];
 const NAVIGATION_TIMEOUT = 5000;
 
 self.addEventListener("install", (event) => {

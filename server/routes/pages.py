@@ -36,6 +36,8 @@ SHELL_ROUTES = (
     "/", "/signin", "/signup", "/rooms", "/rooms/{name}", "/dms", "/dms/{username}", "/notifications",
     "/settings", "/reset-password", "/verify-email", "/open", "/share",
     "/u/{username}", "/friends", "/settings/profile", "/search", "/moderation",
+    "/community", "/forum", "/forum/c/{id}", "/forum/t/{id}", "/feed", "/posts/{id}", "/groups", "/groups/{id}",
+    "/events", "/events/{id}", "/leaderboard",
 )
 NO_CACHE = {"Cache-Control": "no-cache"}
 AVATAR_COLOURS = ("#10b981", "#0ea5e9", "#8b5cf6", "#f59e0b", "#ef4444", "#14b8a6", "#6366f1", "#ec4899")

@@ -8,7 +8,13 @@ import "./people.js"; // friends, requests and blocks: loaded on sign-in, live o
 import { resetView, signinView, signupView, verifyView } from "./views/auth.js";
 import { chatView } from "./views/chat.js";
 import { dmsView } from "./views/dms.js";
+import { eventsView, eventView } from "./views/events.js";
+import { feedView, postView } from "./views/feed.js";
+import { categoryView, forumView } from "./views/forum.js";
 import { friendsView } from "./views/friends.js";
+import { groupsView, groupView } from "./views/groups.js";
+import { homeView } from "./views/home.js";
+import { leaderboardView } from "./views/leaderboard.js";
 import { moderationView, staffNav } from "./views/moderation.js"; // also: the notice of a member's own mute or ban
 import { notificationsView } from "./views/notifications.js";
 import { profileView } from "./views/profile.js";
@@ -17,6 +23,7 @@ import { roomsView } from "./views/rooms.js";
 import { searchView } from "./views/search.js";
 import { settingsView } from "./views/settings.js";
 import { openView, shareView } from "./views/share.js";
+import { threadView } from "./views/thread.js";
 import "./send.js";
 
 const STATE_TEXT = { idle: "Not connected", connecting: "Connecting…", connected: "Live", reconnecting: "Reconnecting…",
@@ -77,11 +84,14 @@ async function registerWorker() {
   setInterval(() => registration.update().catch(() => {}), 30 * 60 * 1000);
 }
 
+const COMMUNITY_SECTIONS = new Set(["community", "forum", "feed", "posts", "groups", "events", "leaderboard"]);
+
 function setNav(ctx) {
   const nav = document.getElementById("nav");
   nav.hidden = !session.me || !ctx.auth;
   staffNav(); // site staff: the Moderation entry
-  const section = location.pathname.split("/")[1] || "rooms";
+  const first = location.pathname.split("/")[1] || "rooms";
+  const section = COMMUNITY_SECTIONS.has(first) ? "community" : first; // one tab for every community screen
   for (const link of nav.querySelectorAll("a")) {
     if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -125,6 +135,17 @@ route("/search", searchView);
 route("/moderation", moderationView);
 route("/settings", settingsView);
 route("/settings/profile", editProfileView);
+route("/community", homeView);
+route("/forum", forumView);
+route("/forum/c/:id", categoryView);
+route("/forum/t/:id", threadView);
+route("/feed", feedView);
+route("/posts/:id", postView);
+route("/groups", groupsView);
+route("/groups/:id", groupView);
+route("/events", eventsView);
+route("/events/:id", eventView);
+route("/leaderboard", leaderboardView);
 route("/open", openView);
 route("/share", shareView);
 render.redirect = () => { history.replaceState({}, "", session.me ? "/rooms" : "/signin"); return render(); };

@@ -12,6 +12,7 @@
 // messages; delete also for the room's owner and moderators and site staff), report.
 
 import { get, post } from "../api.js";
+import { rankChip } from "../community.js";
 import { avatar, h, mount, profilePath, richText, toast, when } from "../dom.js";
 import { mentionAutocomplete } from "../mentions.js";
 import * as outbox from "../outbox.js";
@@ -157,16 +158,6 @@ export async function chatView(ctx) {
       h("a", { class: "who", href, "data-link": true, title: `${who}'s profile` }, who)];
   };
 
-  // A rank an admin gave the sender (donor ranks and the like), in its colour, beside the name.
-  const rankChip = (from) => {
-    const rank = from && from.rank;
-    if (!rank) return null;
-    const chip = h("span", { class: "rank-chip", title: rank.name }, rank.badge ? `${rank.badge} ${rank.name}` : rank.name);
-    chip.style.color = rank.colour; // CSSOM, allowed by the style-src policy (no inline style attribute)
-    chip.style.borderColor = rank.colour;
-    return chip;
-  };
-
   // The line a reply shows of the message it answers.
   function quoteText(offset) {
     const quote = byOffset.get(offset);
@@ -198,7 +189,7 @@ export async function chatView(ctx) {
     const el = h("article", { class: "msg", "data-offset": offset ?? "", "data-cid": data?.cid ?? "", id: offset ? `m${offset}` : null,
       "data-reply-to": data?.reply_to ?? null, "aria-label": `${who}` },
     picture,
-    h("div", { class: "meta" }, author, rankChip(from), ts ? when(ts) : null, edited,
+    h("div", { class: "meta" }, author, rankChip(from && from.rank), ts ? when(ts) : null, edited,
       pendingState ? h("span", { class: "state", role: "status" }, pendingState) : null, actions),
     quote, textEl, chips);
     el.dataset.who = who;
