@@ -28,7 +28,8 @@ from server.resources import resources_of
 from server.routes.media import _slots, serve_keyed_file
 from server.services.chat_data import control_character
 from server.services.cursors import MAX_ID, decode_id
-from server.services.feed import Feed, Viewer
+from server.services.feed import Feed
+from server.services.viewer import Viewer
 
 log = get_logger("vonix.feed")
 
@@ -74,7 +75,7 @@ def _feed(request: Request) -> Feed:
 
 def _viewer(request: Request) -> Viewer:
     principal = principal_of(request)
-    return Viewer(principal.user_id, principal.role)
+    return Viewer.of(principal)
 
 
 def _id(request: Request, name: str = "id") -> int:

@@ -22,7 +22,8 @@ from server.ratelimit import limit_action
 from server.resources import resources_of
 from server.services.chat_data import control_character
 from server.services.cursors import MAX_ID
-from server.services.forum import Forum, Viewer
+from server.services.forum import Forum
+from server.services.viewer import Viewer
 
 TITLE_MAX, THREAD_MAX, REPLY_MAX = 200, 10_000, 5_000
 NAME_MAX, DESCRIPTION_MAX = 64, 2_000

@@ -33,7 +33,8 @@ from server.ratelimit import limit_action
 from server.resources import resources_of
 from server.services.chat_data import control_character
 from server.services.cursors import MAX_ID, decode_id
-from server.services.groups import Events, Groups, Viewer, check_times, decode_event_cursor
+from server.services.groups import Events, Groups, check_times, decode_event_cursor
+from server.services.viewer import Viewer
 
 GROUP_NAME_MIN, GROUP_NAME_MAX, GROUP_DESCRIPTION_MAX = 3, 64, 2000
 EVENT_TITLE_MAX, EVENT_DESCRIPTION_MAX, PLACE_TEXT_MAX = 200, 5000, 200
@@ -226,7 +227,7 @@ def _events(request: Request) -> Events:
 
 def _viewer(request: Request) -> Viewer:
     principal = principal_of(request)
-    return Viewer(principal.user_id, principal.username, principal.role)
+    return Viewer.of(principal)
 
 
 async def _writer(request: Request) -> Viewer:

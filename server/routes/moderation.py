@@ -33,8 +33,8 @@ from server.routes.auth import USERNAME
 from server.services.amendments import is_event
 from server.services.channels import ChannelMeta
 from server.services.chat_data import control_character
-from server.services.feed import Viewer
 from server.services.sanctions import Sanctions
+from server.services.viewer import Viewer
 
 MAX_MINUTES = 366 * 24 * 60
 SLOW_MODE_MAX = 6 * 60 * 60
@@ -249,7 +249,7 @@ async def create_report(request: Request) -> Response:
         values["target_user_id"] = target["id"]
     elif body.target is not None and body.id is not None:
         values["target_user_id"] = await resources.feed.report_target(
-            body.target, body.id, Viewer(principal.user_id, principal.role))
+            body.target, body.id, Viewer.of(principal))
     else:
         assert body.channel is not None and body.offset is not None
         try:
@@ -353,7 +353,7 @@ async def resolve_report(request: Request) -> Response:
         feed_report_targets.c.report_id == row["id"]))
     if body.action == "delete" and feed_target is not None:
         await resources.feed.remove_reported(feed_target["target_kind"], feed_target["target_id"],
-                                             Viewer(principal.user_id, principal.role))
+                                             Viewer.of(principal))
     elif body.action == "delete":
         if row["channel_id"] is None:
             raise BadRequest("A report about a member has no message to delete.", code="nothing_to_delete")

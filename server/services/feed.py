@@ -16,13 +16,12 @@ toggled ten times awards the author once.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from realtime.connection import ConnUser
-from server.auth import audit, rbac
+from server.auth import audit
 from server.db.database import Database
 from server.db.errors import UniqueViolation
 from server.db.tables import friendships
@@ -34,31 +33,11 @@ from server.observability.logging import get_logger
 from server.services import cursors
 from server.services.cursors import MAX_ID
 from server.services.relations import BLOCKED, FRIENDS
+from server.services.viewer import Page, Viewer
 
 log = get_logger("vonix.feed")
 
 EVERYONE = "live:feed:everyone"
-
-
-@dataclass(frozen=True, slots=True)
-class Viewer:
-    """Who is asking (an HTTP principal or a websocket user): their id and site role."""
-
-    user_id: int
-    role: str
-
-    @property
-    def moderator(self) -> bool:
-        return rbac.allowed(self.role, "community.moderate")
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[dict[str, Any]]
-    next: str | None
-
-    def body(self) -> dict[str, Any]:
-        return {"items": self.items, "next": self.next}
 
 
 def _page(rows: Sequence[Any], limit: int) -> tuple[list[Any], str | None]:
@@ -414,7 +393,7 @@ class Feed:
         if not (key.isascii() and key.isdigit()) or len(key) > 18:
             return False
         row = await self.db.fetch_one("feed.post", sa.select(posts).where(posts.c.id == int(key)))
-        return await self.may_read(row, Viewer(user.user_id, user.role))
+        return await self.may_read(row, Viewer.of(user))
 
 
 async def _everyone(user: ConnUser, key: str) -> bool:

@@ -27,7 +27,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from realtime.connection import ConnUser
-from server.auth import rbac
 from server.db.database import Database
 from server.db.errors import UniqueViolation
 from server.db.tables import users
@@ -45,10 +44,10 @@ from server.errors import Conflict, Forbidden, NotFound
 from server.observability.logging import get_logger
 from server.services import cursors, markdown
 from server.services.cursors import MAX_ID
+from server.services.viewer import Page, Viewer
 
 log = get_logger("vonix.forum")
 
-ROLE_LEVELS = {"bot": 0, "member": 1, "moderator": 2, "admin": 3}
 RULE_LEVELS = {"everyone": 0, "members": 1, "moderator": 2, "admin": 3}
 VIEW_WINDOW = timedelta(hours=1)  # a member's views of a thread count once per hour
 NOTIFY_BODY = 200
@@ -59,41 +58,9 @@ SORT_KEYS: dict[str, sa.Column[Any]] = {"latest": forum_threads.c.last_activity_
 CATEGORY_RULES = (forum_categories.c.view.label("category_view"), forum_categories.c.post.label("category_post"))
 
 
-@dataclass(frozen=True, slots=True)
-class Viewer:
-    """Who is asking (an HTTP principal or a websocket user)."""
-
-    user_id: int
-    username: str
-    role: str
-    bot: bool = False
-
-    @property
-    def level(self) -> int:
-        return 0 if self.bot else ROLE_LEVELS.get(self.role, 0)
-
-    @property
-    def moderator(self) -> bool:
-        return not self.bot and rbac.allowed(self.role, "community.moderate")
-
-    @classmethod
-    def of(cls, user: Any) -> Viewer:
-        """From a Principal or a ConnUser (both carry id, name, role and kind)."""
-        return cls(user.user_id, user.username, user.role, user.kind == "bot" or user.role == "bot")
-
-
 def allows(rule: str, viewer: Viewer) -> bool:
     """May `viewer` do what a category rule ("everyone", "members", a role) guards?"""
     return viewer.level >= RULE_LEVELS.get(rule, 99)
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[dict[str, Any]]
-    next: str | None
-
-    def body(self) -> dict[str, Any]:
-        return {"items": self.items, "next": self.next}
 
 
 # --- cursors (server/services/cursors.py) ---------------------------------------------------

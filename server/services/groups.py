@@ -20,14 +20,12 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from realtime.connection import ConnUser
-from server.auth import rbac
 from server.db.database import Database
 from server.db.errors import UniqueViolation
 from server.db.tables import channels, users
@@ -37,6 +35,7 @@ from server.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from server.observability.logging import get_logger
 from server.services import cursors
 from server.services.cursors import MAX_ID
+from server.services.viewer import Page, Viewer
 
 log = get_logger("vonix.groups")
 
@@ -45,28 +44,6 @@ STAFF_ROLES = ("owner", "moderator")
 EVENTS_ALL = "live:events:all"
 EVENT_MAX_DAYS = 31  # an event lasts at most this long: "upcoming" scans a bounded index range
 ROOM_TOPIC = "Chat of the group {name}"
-
-
-@dataclass(frozen=True, slots=True)
-class Viewer:
-    """Who is asking (an HTTP principal or a websocket user): id, name and site role."""
-
-    user_id: int
-    username: str
-    role: str
-
-    @property
-    def moderator(self) -> bool:
-        return rbac.allowed(self.role, "community.moderate")
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[dict[str, Any]]
-    next: str | None
-
-    def body(self) -> dict[str, Any]:
-        return {"items": self.items, "next": self.next}
 
 
 # --- cursors (server/services/cursors.py) ---------------------------------------------------
