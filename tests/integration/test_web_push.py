@@ -235,3 +235,37 @@ async def test_a_connection_on_another_replica_counts_as_online(scaled_backend: 
         await asyncio.sleep(0.3)
         await say(client, u["alice"], "room:general", {"text": "@bob gone everywhere"})
         assert [d.payload["body"] for d in await push_service.wait_for(1)] == ["@bob gone everywhere"]
+
+
+async def test_community_notifications_reach_members_away_by_push(backend: dict[str, Any],
+                                                                 push_service: PushService) -> None:
+    """A reply in a thread bob watches, and the reminder of an event he is going to, are pushed to
+    him while he has no connection (the same rule as chat notifications)."""
+    from datetime import UTC, datetime, timedelta
+
+    async with AppServer(push_settings(backend)) as server, server.client() as client:
+        u = await people(client, "alice", "bob")
+        alice, bob = u["alice"]["headers"], u["bob"]["headers"]
+        assert (await subscribe(client, u["bob"], push_service.subscribe().info())).status_code == 201
+        category = (await client.get("/api/forum/categories", headers=bob)).json()["categories"][0]
+        thread = (await client.post(f"/api/forum/categories/{category['id']}/threads",
+                                    json={"title": "Castle walls", "body": "stone or brick?"}, headers=bob)).json()
+        reply = await client.post(f"/api/forum/threads/{thread['id']}/replies", json={"body": "stone"}, headers=alice)
+        assert reply.status_code == 201, reply.text
+        [delivery] = await push_service.wait_for(1)
+        assert delivery.payload["kind"] == "forum_reply"
+        assert delivery.payload["url"] == f"/forum/t/{thread['id']}#r{reply.json()['id']}"
+        assert "Castle walls" in delivery.payload["title"] + delivery.payload["body"]
+        starts = datetime.now(UTC) + timedelta(minutes=30)  # inside the 60-minute reminder window
+        event = (await client.post("/api/events", json={
+            "title": "Build night", "starts_at": starts.isoformat(),
+            "ends_at": (starts + timedelta(hours=2)).isoformat()}, headers=alice)).json()
+        assert (await client.post(f"/api/events/{event['id']}/rsvp", json={"status": "going"},
+                                  headers=bob)).status_code == 200
+        await server.resources.groups.reminders.tick()  # (or the replica's own loop, if it came first)
+        deliveries = await push_service.wait_for(2)
+        assert deliveries[1].payload["kind"] == "event_reminder"
+        assert deliveries[1].payload["url"] == f"/events/{event['id']}"
+        assert await server.resources.groups.reminders.tick() == 0  # once
+        await asyncio.sleep(0.3)
+        assert len(push_service.deliveries) == 2
