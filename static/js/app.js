@@ -1,7 +1,7 @@
 // Boot: service worker (with the "new version ready" flow), session, live connection, routes.
 
 import { apiLimited, apiStatus } from "./api.js";
-import { render, route } from "./router.js";
+import { HOME, render, route } from "./router.js";
 import { bus, live, loadConfig, loadMe, loadUnread, session, startLive } from "./session.js";
 import { loadAll } from "./unread.js";
 import "./people.js"; // friends, requests and blocks: loaded on sign-in, live on the personal channel
@@ -109,7 +109,7 @@ render.guard = async (ctx, view) => {
     return render();
   }
   if (!ctx.auth && session.me && ["/signin", "/signup"].includes(location.pathname)) {
-    history.replaceState({}, "", "/rooms");
+    history.replaceState({}, "", HOME);
     return render();
   }
   setNav(ctx);
@@ -148,7 +148,7 @@ route("/events/:id", eventView);
 route("/leaderboard", leaderboardView);
 route("/open", openView);
 route("/share", shareView);
-render.redirect = () => { history.replaceState({}, "", session.me ? "/rooms" : "/signin"); return render(); };
+render.redirect = () => { history.replaceState({}, "", session.me ? HOME : "/signin"); return render(); };
 
 async function boot() {
   registerWorker().catch((error) => console.warn("service worker", error));

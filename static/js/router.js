@@ -3,6 +3,9 @@
 const routes = [];
 let leaving = [];
 
+// Where a signed-in member lands (sign-in, "/", the logo): what is new in the community.
+export const HOME = "/community";
+
 export function route(pattern, view, { auth = true } = {}) {
   const keys = [];
   const regex = new RegExp("^" + pattern.replace(/:(\w+)/g, (_, key) => { keys.push(key); return "([^/]+)"; }) + "/?$");

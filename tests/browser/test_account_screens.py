@@ -19,7 +19,9 @@ async def test_sign_up_enable_2fa_and_sign_in_with_it(browser: Any, web: AppServ
     await page.get_by_label("Email").fill("steve@example.com")
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Create account").click()
-    await page.wait_for_url("**/rooms")
+    await page.wait_for_url("**/community")  # a member's home: what is new in the community
+    await page.get_by_role("heading", name="Community", level=1).wait_for()
+    await page.locator('#nav a[data-nav="rooms"]').click()
     await page.get_by_role("link", name="# general").wait_for()
 
     await page.get_by_role("link", name="Settings").click()
@@ -40,6 +42,6 @@ async def test_sign_up_enable_2fa_and_sign_in_with_it(browser: Any, web: AppServ
     await page.get_by_role("heading", name="Two-factor authentication").wait_for()
     await page.get_by_label("Code").fill(codes[0])  # a recovery code: the TOTP step was just used
     await page.get_by_role("button", name="Verify").click()
-    await page.wait_for_url("**/rooms")
+    await page.wait_for_url("**/community")
     await page.locator('#conn[data-state="connected"]').wait_for()
     assert page.errors == []

@@ -3,7 +3,7 @@
 
 import { api, errorText, post } from "../api.js";
 import { field, h, mount } from "../dom.js";
-import { navigate } from "../router.js";
+import { HOME, navigate } from "../router.js";
 import { session, signedIn } from "../session.js";
 
 function errorLine() {
@@ -19,7 +19,7 @@ function showError(el, error) {
 function afterSignIn(user, query) {
   signedIn(user);
   const next = query.get("next");
-  navigate(next && next.startsWith("/") && !next.startsWith("//") ? next : "/rooms", { replace: true });
+  navigate(next && next.startsWith("/") && !next.startsWith("//") ? next : HOME, { replace: true });
 }
 
 const OAUTH_ERRORS = { provider_error: "The sign-in provider refused or failed.", not_configured: "That sign-in is not set up.",
@@ -30,7 +30,7 @@ export function signinView({ query, hash }) {
   const login = h("input", { name: "login", autocomplete: "username", required: true, autofocus: true });
   const password = h("input", { name: "password", type: "password", autocomplete: "current-password", required: true });
   const providers = (session.config && session.config.oauth) || {};
-  const next = encodeURIComponent(query.get("next") || "/rooms");
+  const next = encodeURIComponent(query.get("next") || HOME);
   const oauthButton = (name, label) => providers[name]
     ? h("a", { class: "btn secondary", href: `/api/auth/oauth/${name}/login?next=${next}` }, label)
     : h("button", { type: "button", class: "btn secondary", disabled: true, title: "Not set up on this server" },
@@ -137,7 +137,7 @@ export async function verifyView({ query }) {
   mount(h("section", { class: "card narrow" }, h("h1", {}, "Email verification"), status));
   try {
     await api("POST", "/api/auth/email/verify", { token: query.get("token") || "" });
-    status.replaceChildren("Your email address is verified. ", h("a", { href: "/rooms", "data-link": true }, "Open Vonix"));
+    status.replaceChildren("Your email address is verified. ", h("a", { href: HOME, "data-link": true }, "Open Vonix"));
   } catch (e) {
     status.textContent = e.message;
     status.className = "error";
