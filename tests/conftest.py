@@ -27,7 +27,9 @@ TEMPLATE_DB = "vonix_template"
 def make_settings(**overrides: Any) -> Settings:
     """Settings for tests: never read a developer's .env."""
     # No Minecraft heads from the internet: a test that wants them sets a local stand-in template.
-    values: dict[str, Any] = {"VONIX_ENV": "test", "_env_file": None, "MINECRAFT_AVATAR_URL": "", "XP_DAILY_LOGIN": "false",
+    # No daily-login XP on sign-in: tests count the other awards exactly (test_xp turns it on).
+    values: dict[str, Any] = {"VONIX_ENV": "test", "_env_file": None, "MINECRAFT_AVATAR_URL": "",
+                              "XP_DAILY_LOGIN": "false",
                               "MEDIA_DIR": tempfile.mkdtemp(prefix="vonix-media-")}
     values.update(overrides)
     return load_settings(**values)

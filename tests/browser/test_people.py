@@ -58,7 +58,9 @@ TARGETS = """
     .filter((el) => el && !el.hidden).map((el) => el.getBoundingClientRect());
   for (const el of document.querySelectorAll(selector)) {
     const style = getComputedStyle(el);
-    if (el.closest('[hidden], details:not([open]) > :not(summary)') || style.display === 'none' || style.visibility === 'hidden') continue;
+    // hidden, or inside a closed <details> (not shown, though Chromium still gives it a box)
+    if (el.closest('[hidden], details:not([open]) > :not(summary)') || style.display === 'none'
+        || style.visibility === 'hidden') continue;
     el.scrollIntoView({ block: 'center', inline: 'nearest' });
     const r = el.getBoundingClientRect();
     if (!r.width || !r.height) continue;

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from server.services.friend_presence import OFFLINE_GRACE_SECONDS
-
 from tests.conftest import make_settings
 from tests.support.appserver import AppServer
 from tests.support.community import people, say
