@@ -32,6 +32,9 @@ groups = sa.Table(
 )
 # serves groups.insert (a name is taken whatever its case)
 sa.Index("uq_groups_name_lower", sa.func.lower(groups.c.name), unique=True)
+# serves groups.by_room (leaving or inviting into a room asks whether it is a group's; migration
+# 0014) and the SET NULL when a channel is deleted
+sa.Index("ix_groups_room_channel_id", groups.c.room_channel_id)
 
 group_members = sa.Table(  # one row per member and per pending request
     "group_members",

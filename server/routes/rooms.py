@@ -2,6 +2,8 @@
 
 A private room the caller is not in answers exactly like an unknown room (404 `room_not_found`),
 so its name cannot be probed. Admins see every room, as the realtime layer lets them subscribe.
+A group's room follows the group: its members leave it by leaving the group, and only the group's
+members are invited into a private group's room (409 `group_room` otherwise).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from server.resources import resources_of
 from server.routes.auth import USERNAME
 from server.services.channels import ROOM_NAME, TOPIC_MAX, ChannelMeta, Channels
 from server.services.chat_data import control_character
+from server.services.groups import Groups
 
 
 class CreateRoomBody(BaseModel):
@@ -57,6 +60,14 @@ def _channels(request: Request) -> Channels:
     hooks = resources_of(request).hooks
     assert hooks is not None  # set by Resources.build
     return hooks.channels
+
+
+def _group_rules(request: Request) -> Groups:
+    """A group's room follows the group (server/services/groups.py): leaving it or inviting into
+    it is checked there (409 `group_room`)."""
+    groups = resources_of(request).groups
+    assert groups is not None  # set by Resources.build
+    return groups
 
 
 async def _room(request: Request) -> ChannelMeta:
@@ -156,7 +167,9 @@ async def join_room(request: Request) -> Response:
 @requires()
 async def leave_room(request: Request) -> Response:
     room = await _room(request)
-    await _channels(request).remove_member(room.id, principal_of(request).user_id)
+    user_id = principal_of(request).user_id
+    await _group_rules(request).check_room_leave(room.id, user_id)
+    await _channels(request).remove_member(room.id, user_id)
     return Response(status_code=204)
 
 
@@ -172,6 +185,7 @@ async def invite(request: Request) -> Response:
     invitee = await user_queries.by_username(resources_of(request).db, body.username)
     if invitee is None:
         raise NotFound("No such user.", code="user_not_found")
+    await _group_rules(request).check_room_invite(room.id, invitee["id"])
     added = await channels.add_member(room.id, invitee["id"])
     return JSONResponse({"channel": room.name, "invited": invitee["username"], "already_member": not added})
 

@@ -147,11 +147,13 @@ class Channels:
             channel_members.c.channel_id == channel_id, channel_members.c.user_id == user_id))
         return (row["role"], row["muted_until"]) if row else None
 
-    async def create_room(self, name: str, *, owner_id: int, private: bool, topic: str | None) -> ChannelRow:
+    async def create_room(self, name: str, *, owner_id: int, private: bool, topic: str | None,
+                          title: str | None = None) -> ChannelRow:
+        """A room and its owner's membership; `title` (what lists show) defaults to the name."""
         now = utcnow()
         async with self.db.transaction():
             channel_id = await self.db.fetch_val("channels.insert", channels.insert().values(
-                name=f"room:{name}", kind="private_room" if private else "room", title=name, topic=topic,
+                name=f"room:{name}", kind="private_room" if private else "room", title=title or name, topic=topic,
                 owner_id=owner_id, last_offset=0, created_at=now).returning(channels.c.id))
             await self._insert_member(int(channel_id), owner_id, "owner")
         await self._forget(f"channel:room:{name}")

@@ -106,6 +106,31 @@ def reply_cursor(cursor: str | None) -> int | None:
     return cursors.valid_id(value[1])
 
 
+# --- list queries (module level, so tests/integration/test_community_query_plans.py EXPLAINs them) ---
+
+def threads_query(category_id: int, pinned: bool, sort: str, after: ThreadCursor | None,
+                  limit: int) -> sa.Select[Any]:
+    """One part (pinned or not) of a category's thread list by `sort`, after the keyset position
+    `after`: a range of ix_forum_threads_<sort> (category_id, pinned, key, id), read backwards."""
+    key = SORT_KEYS[sort]
+    query = sa.select(forum_threads).where(forum_threads.c.category_id == category_id,
+                                           forum_threads.c.pinned.is_(pinned),
+                                           forum_threads.c.deleted.is_(False))
+    if after is not None:
+        query = query.where(sa.tuple_(key, forum_threads.c.id) < sa.tuple_(
+            sa.bindparam(None, after.key, type_=key.type), sa.bindparam(None, after.id, type_=BigId)))
+    return query.order_by(key.desc(), forum_threads.c.id.desc()).limit(limit)
+
+
+def replies_query(thread_id: int, after: int | None, limit: int) -> sa.Select[Any]:
+    """A page of a thread's replies, oldest first, one more than `limit` to tell whether another
+    page follows (ix_forum_replies_thread_id_id)."""
+    query = sa.select(forum_replies).where(forum_replies.c.thread_id == thread_id)
+    if after is not None:
+        query = query.where(forum_replies.c.id > after)
+    return query.order_by(forum_replies.c.id).limit(limit + 1)
+
+
 def slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:64] or "category"
 
@@ -295,15 +320,7 @@ class Forum:
 
     async def _threads_part(self, category_id: int, pinned: bool, sort: str, after: ThreadCursor | None,
                             limit: int) -> list[Any]:
-        key = SORT_KEYS[sort]
-        query = sa.select(forum_threads).where(forum_threads.c.category_id == category_id,
-                                               forum_threads.c.pinned.is_(pinned),
-                                               forum_threads.c.deleted.is_(False))
-        if after is not None:
-            query = query.where(sa.tuple_(key, forum_threads.c.id) < sa.tuple_(
-                sa.bindparam(None, after.key, type_=key.type), sa.bindparam(None, after.id, type_=BigId)))
-        query = query.order_by(key.desc(), forum_threads.c.id.desc()).limit(limit)
-        return await self.db.fetch_all(f"forum.threads_{sort}", query)
+        return await self.db.fetch_all(f"forum.threads_{sort}", threads_query(category_id, pinned, sort, after, limit))
 
     async def thread_page(self, viewer: Viewer, thread_id: int, cursor: str | None, limit: int) -> dict[str, Any]:
         """A thread and a page of its replies (oldest first); the first page counts a view."""
@@ -311,10 +328,7 @@ class Forum:
         row = await self.readable_thread(viewer, thread_id)
         if after is None and await self._count_view(thread_id, viewer.user_id):
             row = await self.readable_thread(viewer, thread_id)
-        query = sa.select(forum_replies).where(forum_replies.c.thread_id == thread_id)
-        if after is not None:
-            query = query.where(forum_replies.c.id > after)
-        rows = await self.db.fetch_all("forum.replies", query.order_by(forum_replies.c.id).limit(limit + 1))
+        rows = await self.db.fetch_all("forum.replies", replies_query(thread_id, after, limit))
         shown = rows[:limit]
         following = cursors.encode(["r", shown[-1]["id"]]) if len(rows) > limit else None
         return {"thread": (await self.shape_threads([row], viewer))[0],

@@ -4,8 +4,10 @@ Groups: a public group is read by every signed-in member and joined at once; a p
 by its members only (anyone else gets "not found", as for an id that does not exist) and joined
 by request, approved by its owner or moderators. Each group has a chat room (created with it,
 private for a private group) whose members follow the group's: joining, being approved and leaving
-the group join and leave the room. `can_read` / `can_post` are the rule the feed asks about group
-posts.
+the group join and leave the room. The group is authoritative: the rooms API asks
+`check_room_leave` / `check_room_invite` (409 `group_room`), so a member never leaves only the
+room and nobody outside a private group is invited into its room. `can_read` / `can_post` are the
+rule the feed asks about group posts.
 
 Events: an event of a private group is seen by the group's members only; every other event by
 everyone signed in. RSVPs take the event row's lock first (a no-op UPDATE: PostgreSQL's row lock,
@@ -126,6 +128,11 @@ def due_reminders_query(now: datetime, minutes: int, limit: int = 100) -> sa.Sel
         events.c.reminder_sent_at.is_(None)).order_by(events.c.starts_at, events.c.id).limit(limit)
 
 
+def room_group_query(channel_id: int) -> sa.Select[Any]:
+    """The group whose chat room is this channel, if any (ix_groups_room_channel_id)."""
+    return sa.select(groups.c.id, groups.c.visibility).where(groups.c.room_channel_id == channel_id)
+
+
 class Groups:
     """Groups, their members and requests; `events` holds the events of the same area."""
 
@@ -227,7 +234,7 @@ class Groups:
                     group_id=group_id, user_id=viewer.user_id, role="owner", created_at=now))
                 room = await self._channels.create_room(
                     await self._free_room_name(slug, group_id), owner_id=viewer.user_id,
-                    private=visibility == "private", topic=ROOM_TOPIC.format(name=name))
+                    private=visibility == "private", topic=ROOM_TOPIC.format(name=name), title=name)
                 await self.db.execute("groups.set_room", groups.update().where(groups.c.id == group_id).values(
                     room_channel_id=room.id))
         except UniqueViolation:
@@ -344,6 +351,27 @@ class Groups:
         await self.resources.live.publish(f"live:group:{group_id}", {
             "type": "member_left", "group_id": group_id, "user": await self._person(viewer.user_id),
             "members": members})
+
+    # --- the group is authoritative over its room (server/routes/rooms.py asks) -------------------
+    async def check_room_leave(self, channel_id: int, user_id: int) -> None:
+        """A member of the group cannot leave only its room (they would stay in the group without
+        its chat): 409 `group_room`, they leave the group instead. Anyone else in the room (a
+        passer-by of a public group's room) leaves it like any room."""
+        group = await self.db.fetch_one("groups.by_room", room_group_query(channel_id))
+        if group is not None and await self.role_of(int(group["id"]), user_id) in MEMBER_ROLES:
+            raise Conflict("This is the room of a group you are in: leave the group instead.",
+                           code="group_room", details={"group_id": group["id"]})
+
+    async def check_room_invite(self, channel_id: int, user_id: int) -> None:
+        """A private group's room is for the group's members: inviting anyone else is 409
+        `group_room` (they ask to join the group, and its owner or moderators approve). A public
+        group's room is open like any public room."""
+        group = await self.db.fetch_one("groups.by_room", room_group_query(channel_id))
+        if group is None or group["visibility"] != "private":
+            return
+        if await self.role_of(int(group["id"]), user_id) not in MEMBER_ROLES:
+            raise Conflict("This is a private group's room: they must ask to join the group.",
+                           code="group_room", details={"group_id": group["id"]})
 
     async def members(self, group_id: int, viewer: Viewer, cursor: int | None, limit: int) -> Page:
         """Members (owner, moderators, members) by user id; pending requests are not members."""

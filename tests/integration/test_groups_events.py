@@ -470,3 +470,73 @@ async def test_group_posts_are_for_the_group_only_and_live_on_its_stream(pair: t
                                   headers=outsider["headers"])).status_code == 404
         outside = await client.get("/api/posts", params={"group": gid}, headers=outsider["headers"])
         assert outside.status_code == 404 or outside.json()["items"] == [], outside.text
+
+
+async def test_group_rooms_follow_their_groups(backend: dict[str, Any]) -> None:
+    """The group is authoritative over its room: its members leave the room by leaving the group
+    (the rooms API answers 409 `group_room`), only members are invited into a private group's
+    room, and the room is titled with the group's name."""
+    from tests.conftest import make_settings
+
+    async with AppServer(make_settings(**backend, **LIMITS)) as server, server.client() as client:
+        u = await people(client, "alice", "bob", "carol", "dave")
+        alice, bob, carol, dave = u["alice"], u["bob"], u["carol"], u["dave"]
+
+        def path(group: dict[str, Any], action: str | None = None) -> str:
+            """The group's room in the rooms API (`/api/rooms/<name>[/<action>]`)."""
+            room = f"/api/rooms/{group['room'].removeprefix('room:')}"
+            return f"{room}/{action}" if action else room
+
+        # a public group: its room carries the group's name as title; members cannot leave it alone
+        guild = (await client.post("/api/groups", json={"name": "Builders Guild"}, headers=alice["headers"])).json()
+        room = (await client.get(path(guild), headers=alice["headers"])).json()
+        assert (room["channel"], room["title"], room["kind"]) == (guild["room"], "Builders Guild", "room")
+        listed = (await client.get("/api/rooms", headers=bob["headers"])).json()["rooms"]
+        assert [r["title"] for r in listed if r["channel"] == guild["room"]] == ["Builders Guild"]
+        assert (await client.post(f"/api/groups/{guild['id']}/join", headers=bob["headers"])).status_code == 200
+        for who in (bob, alice):  # a member, and the owner
+            refused = await client.post(path(guild, "leave"), headers=who["headers"])
+            assert code(refused) == (409, "group_room")
+            assert "leave the group" in refused.json()["error"]["message"]
+            assert refused.json()["error"]["details"] == {"group_id": guild["id"]}
+        assert await room_state(client, bob, guild["room"]) == (200, "member")
+        assert (await client.get(f"/api/groups/{guild['id']}", headers=bob["headers"])).json()["my_role"] == "member"
+        # leaving the group leaves the room; a passer-by of the public room (not in the group)
+        # joins and leaves it like any room; inviting a non-member into a public group's room is fine
+        assert (await client.post(f"/api/groups/{guild['id']}/leave", headers=bob["headers"])).status_code == 204
+        assert await room_state(client, bob, guild["room"]) == (200, None)
+        assert (await client.post(path(guild, "join"), headers=carol["headers"])).status_code == 200
+        assert (await client.post(path(guild, "leave"), headers=carol["headers"])).status_code == 204
+        assert await room_state(client, carol, guild["room"]) == (200, None)
+        invited = await client.post(path(guild, "invite"), json={"username": "carol"}, headers=alice["headers"])
+        assert invited.json() == {"channel": guild["room"], "invited": "carol", "already_member": False}
+
+        # a private group: its room is for its members only, whoever invites
+        owls = (await client.post("/api/groups", json={"name": "Night Owls", "visibility": "private"},
+                                  headers=alice["headers"])).json()
+        room = (await client.get(path(owls), headers=alice["headers"])).json()
+        assert (room["title"], room["kind"]) == ("Night Owls", "private_room")
+        refused = await client.post(path(owls, "invite"), json={"username": "dave"}, headers=alice["headers"])
+        assert code(refused) == (409, "group_room")
+        assert "ask to join the group" in refused.json()["error"]["message"]
+        assert (await room_state(client, dave, owls["room"]))[0] == 404
+        assert (await client.post(f"/api/groups/{owls['id']}/join", headers=dave["headers"])).json()["my_role"] == (
+            "pending")
+        assert code(await client.post(path(owls, "invite"), json={"username": "dave"},
+                                      headers=alice["headers"])) == (409, "group_room")  # a request is not membership
+        assert (await room_state(client, dave, owls["room"]))[0] == 404
+        assert (await client.post(f"/api/groups/{owls['id']}/requests/dave/approve",
+                                  headers=alice["headers"])).status_code == 200
+        assert await room_state(client, dave, owls["room"]) == (200, "member")
+        again = await client.post(path(owls, "invite"), json={"username": "dave"}, headers=alice["headers"])
+        assert again.json() == {"channel": owls["room"], "invited": "dave", "already_member": True}
+        assert code(await client.post(path(owls, "leave"), headers=dave["headers"])) == (409, "group_room")
+        assert await room_state(client, dave, owls["room"]) == (200, "member")
+
+        # rooms that are not a group's are unchanged
+        assert (await client.post("/api/rooms", json={"name": "den", "private": True},
+                                  headers=alice["headers"])).status_code == 201
+        assert (await client.post("/api/rooms/den/invite", json={"username": "dave"},
+                                  headers=alice["headers"])).json()["already_member"] is False
+        assert (await client.post("/api/rooms/den/leave", headers=dave["headers"])).status_code == 204
+        assert (await room_state(client, dave, "room:den"))[0] == 404
