@@ -71,8 +71,9 @@ export function keepTimesFresh(ctx, root) {
   ctx.onLeave(() => clearInterval(timer));
 }
 
-// The author's picture and name (links to the profile), rank, level, then when.
-export function byline(author, at, { edited = null, small = false } = {}) {
+// The author's picture and name (links to the profile), rank, level, then when. `onEdited`: the
+// "(edited)" mark is a button that opens the edit history (for those who may read it).
+export function byline(author, at, { edited = null, small = false, onEdited = null } = {}) {
   const name = displayName(author);
   const parts = author
     ? [h("a", { class: "avatar-link", href: profilePath(author.username), "data-link": true, tabindex: "-1",
@@ -80,8 +81,17 @@ export function byline(author, at, { edited = null, small = false } = {}) {
     h("a", { class: "who", href: profilePath(author.username), "data-link": true, title: `@${author.username}` }, name),
     rankChip(author.rank), levelChip(author.level)]
     : [avatar(null), h("span", { class: "who muted" }, name)];
-  return h("div", { class: `byline${small ? " small" : ""}` }, ...parts, stamp(at),
-    edited ? h("span", { class: "edited", title: `Edited ${full.format(new Date(edited))}` }, "(edited)") : null);
+  return h("div", { class: `byline${small ? " small" : ""}` }, ...parts, stamp(at), editedMark(edited, onEdited));
+}
+
+function editedMark(edited, onEdited) {
+  if (!edited) return null;
+  const title = `Edited ${full.format(new Date(edited))}`;
+  if (!onEdited) return h("span", { class: "edited", title }, "(edited)");
+  const button = h("button", { class: "edited edited-button", type: "button", title, "aria-haspopup": "dialog",
+    "aria-label": "Edited: show the edit history" }, "(edited)");
+  button.addEventListener("click", () => onEdited(button));
+  return button;
 }
 
 // Event times, always in the viewer's time zone (the browser's), with the zone's name.
@@ -123,6 +133,16 @@ export function localIso(value) {
   const abs = Math.abs(offset);
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:`
     + `${pad(date.getMinutes())}:00${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+}
+
+// An ISO time as a `datetime-local` value in this device's time zone ("2030-06-01T19:00"): what
+// `localIso` reads back, so an untouched field sends the same instant.
+export function localInput(value) {
+  const date = new Date(value);
+  if (!value || Number.isNaN(date.getTime())) return "";
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:`
+    + `${pad(date.getMinutes())}`;
 }
 
 // --- the server's Markdown ------------------------------------------------------------------------
@@ -170,6 +190,18 @@ export function textField(label, { name, max = null, rows = 0, hint = null, valu
   const el = h("div", { class: "field", "data-field": name },
     h("label", { for: id }, label, hint ? h("span", { class: "hint" }, hint) : null), input, count, error);
   return { el, input, count, error, showCount, name };
+}
+
+// A labelled <select> with its error line, in the shape `formState` takes (a choice is never over a limit).
+export function selectField(label, { name, options, value = null, hint = null } = {}) {
+  const id = `f${++fieldIds}`;
+  const error = h("p", { class: "error field-error", id: `${id}-error`, role: "alert", hidden: true });
+  const input = h("select", { name, id, "aria-describedby": error.id },
+    options.map(([key, text]) => h("option", { value: key }, text)));
+  if (value !== null) input.value = value;
+  const el = h("div", { class: "field", "data-field": name },
+    h("label", { for: id }, label, hint ? h("span", { class: "hint" }, hint) : null), input, error);
+  return { el, input, count: null, error, showCount: () => ({ over: false }), name };
 }
 
 function say(line, text) {
@@ -292,6 +324,11 @@ export function subnav(current) {
 
 export function isStaff() {
   return ["admin", "moderator"].includes(session.me?.role);
+}
+
+// Forum categories are managed by admins (`admin.forum.manage`); the server checks again.
+export function isAdmin() {
+  return session.me?.role === "admin";
 }
 
 export function isMe(author) {

@@ -4,14 +4,15 @@
 // device's local time and sent as ISO 8601 with its offset, the device's IANA zone beside them.
 // Live (docs/community.md): `live:events:all` (new events wait behind a "N new events" bar;
 // changes and deletions apply in place) and, on an event's page, `live:event:<id>` (RSVP counts
-// as members answer, the event edited).
+// as members answer, the event edited). Its organisers (the author, the group's owner and
+// moderators, site moderators) edit it in a panel and delete it from its page.
 
-import { del, get, post } from "../api.js";
+import { del, get, patch, post } from "../api.js";
 import { h, mount, toast } from "../dom.js";
 import { byline, confirmAction, eventTimeEl, fill, formState, generalError, isMe, isStaff, keepTimesFresh, LIMITS,
-  liveStreams, localIso, newBar, plural, subnav, tabs, textField, viewerTimeZone } from "../community.js";
+  liveStreams, localInput, localIso, newBar, plural, subnav, tabs, textField, viewerTimeZone } from "../community.js";
 import { navigate } from "../router.js";
-import { refusalText } from "../reactions.js";
+import { panel, refusalText } from "../reactions.js";
 import { session } from "../session.js";
 
 const PAGE = 20;
@@ -48,49 +49,90 @@ export function eventRow(event) {
   return li;
 }
 
-// --- planning an event ---------------------------------------------------------------------------
+// The server's field error as the form shows it: its `place.text` / `place.server` are the "Where"
+// box, and its time rules in the form's words (the fields are "Starts" and "Ends" here).
+function readableDetail(detail) {
+  if (String(detail.field).startsWith("place")) return { ...detail, field: "place" };
+  if (detail.code === "ends_before_start") return { ...detail, message: "The event must end after it starts." };
+  return detail;
+}
 
-function eventForm({ groupId = null, groupName = null }) {
-  const title = textField("Title", { name: "title", max: LIMITS.eventTitle });
-  const description = textField("Description", { name: "description", rows: 3, required: false });
-  const starts = textField("Starts", { name: "starts_at", type: "datetime-local", hint: "your local time" });
-  const ends = textField("Ends", { name: "ends_at", type: "datetime-local", hint: "your local time" });
-  const kind = h("select", { name: "place_kind", id: "event-place-kind" }, h("option", { value: "text" }, "A place (text)"),
+// --- planning and editing an event ------------------------------------------------------------------
+
+// The event's fields: empty to plan one (POST), or filled from `event` to edit it (PATCH with only
+// what changed: an untouched start keeps its reminder). The `datetime-local` boxes are this device's
+// local time. A refusal stays beside its field (the server's `place.text` / `place.server` are the
+// "Where" box), the member's text kept. `onSaved(event)` once the server took it.
+function eventForm({ groupId = null, groupName = null, event = null, onSaved = null } = {}) {
+  const title = textField("Title", { name: "title", max: LIMITS.eventTitle, value: event?.title || "" });
+  const description = textField("Description", { name: "description", rows: 3, required: false,
+    max: LIMITS.eventDescription, value: event?.description || "" });
+  const starts = textField("Starts", { name: "starts_at", type: "datetime-local", hint: "your local time",
+    value: event ? localInput(event.starts_at) : "" });
+  const ends = textField("Ends", { name: "ends_at", type: "datetime-local", hint: "your local time",
+    value: event ? localInput(event.ends_at) : "" });
+  const kindId = `event-place-kind-${event ? event.id : "new"}`;
+  const kind = h("select", { name: "place_kind", id: kindId }, h("option", { value: "text" }, "A place (text)"),
     h("option", { value: "server" }, "A Minecraft server"));
-  const place = textField("Where", { name: "place", required: false, attrs: { placeholder: "Spawn, the nether hub…" } });
+  kind.value = event?.place?.kind || "text";
+  const place = textField("Where", { name: "place", required: false, attrs: { placeholder: "Spawn, the nether hub…" },
+    value: event?.place ? (event.place.kind === "server" ? event.place.server : event.place.text) || "" : "" });
   const capacity = textField("Capacity", { name: "capacity", type: "number", required: false,
-    hint: "empty: no limit", attrs: { min: 1, inputmode: "numeric" } });
+    hint: "empty: no limit", attrs: { min: 1, inputmode: "numeric" }, value: event?.capacity ? String(event.capacity) : "" });
   const general = generalError();
-  const submit = h("button", { class: "btn", type: "submit" }, "Create event");
+  const submit = h("button", { class: "btn", type: "submit" }, event ? "Save changes" : "Create event");
   const state = formState([title, description, starts, ends, place, capacity], general);
   const zone = viewerTimeZone();
-  const form = h("form", { class: "stack", novalidate: true },
+  const form = h("form", { class: "stack event-form", novalidate: true },
     groupName ? h("p", { class: "muted" }, `For the group ${groupName}`) : null,
     title.el, description.el, h("div", { class: "two" }, starts.el, ends.el),
-    h("div", { class: "field" }, h("label", { for: "event-place-kind" }, "Place"), kind), place.el, capacity.el,
+    h("div", { class: "field" }, h("label", { for: kindId }, "Place"), kind), place.el, capacity.el,
     zone ? h("p", { class: "muted hint-line" }, `Times are in your time zone, ${zone}.`) : null, general, submit);
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
+  const initial = { title: title.input.value, description: description.input.value, starts: starts.input.value,
+    ends: ends.input.value, kind: kind.value, place: place.input.value, capacity: capacity.input.value };
+
+  function placeValue() {
+    const where = place.input.value.trim();
+    if (!where) return null;
+    return kind.value === "server" ? { kind: "server", server: where } : { kind: "text", text: where };
+  }
+  // A new event: every field given. An edit: the fields that changed (`null` clears description, place, capacity).
+  function body() {
+    if (!event) {
+      const out = { title: title.input.value.trim(), starts_at: localIso(starts.input.value), ends_at: localIso(ends.input.value) };
+      if (description.input.value.trim()) out.description = description.input.value.trim();
+      if (zone) out.timezone = zone;
+      if (placeValue()) out.place = placeValue();
+      if (capacity.input.value) out.capacity = Number(capacity.input.value);
+      if (groupId) out.group_id = groupId;
+      return out;
+    }
+    const out = {};
+    if (title.input.value !== initial.title) out.title = title.input.value.trim();
+    if (description.input.value !== initial.description) out.description = description.input.value.trim() || null;
+    if (starts.input.value !== initial.starts) out.starts_at = localIso(starts.input.value);
+    if (ends.input.value !== initial.ends) out.ends_at = localIso(ends.input.value);
+    if (place.input.value !== initial.place || kind.value !== initial.kind) out.place = placeValue();
+    if (capacity.input.value !== initial.capacity) out.capacity = capacity.input.value ? Number(capacity.input.value) : null;
+    // The organiser's own time beside everyone's follows the zone its author now plans in.
+    if ((out.starts_at || out.ends_at) && zone && isMe(event.author) && zone !== event.timezone) out.timezone = zone;
+    return out;
+  }
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
     state.clear();
     if (!title.input.value.trim()) { title.input.focus(); return; }
     if (!starts.input.value) { starts.input.focus(); return; }
     if (!ends.input.value) { ends.input.focus(); return; }
     if (state.over()) return;
-    const body = { title: title.input.value.trim(), starts_at: localIso(starts.input.value), ends_at: localIso(ends.input.value) };
-    if (description.input.value.trim()) body.description = description.input.value.trim();
-    if (zone) body.timezone = zone;
-    const where = place.input.value.trim();
-    if (where) body.place = kind.value === "server" ? { kind: "server", server: where } : { kind: "text", text: where };
-    if (capacity.input.value) body.capacity = Number(capacity.input.value);
-    if (groupId) body.group_id = groupId;
+    const fields = body();
     submit.disabled = true;
     try {
-      const created = await post("/api/events", body);
-      navigate(`/events/${created.id}`);
-    } catch (e) {
-      // The server names place fields `place.text` / `place.server`: both are the "Where" box.
-      state.show({ ...e, message: e.message, code: e.code, status: e.status,
-        details: (e.details || []).map((d) => (String(d.field).startsWith("place") ? { ...d, field: "place" } : d)) });
+      if (!event) navigate(`/events/${(await post("/api/events", fields)).id}`);
+      else onSaved(Object.keys(fields).length ? await patch(`/api/events/${event.id}`, fields) : event);
+    } catch (error) {
+      state.show({ ...error, message: error.message, code: error.code, status: error.status,
+        details: (error.details || []).map(readableDetail) });
     } finally { submit.disabled = false; }
   });
   return form;
@@ -190,6 +232,7 @@ export async function eventView(ctx) {
   const root = h("section", { class: "community event-page" }, subnav("/events"), h("p", { class: "muted", role: "status" }, "Loading…"));
   mount(root);
   let event = null;
+  let editDialog = null;
   const streams = liveStreams(ctx, root, {
     onEvent(channel, data) {
       if (!event) return;
@@ -201,6 +244,7 @@ export async function eventView(ctx) {
         event = { ...event, ...data.event, my_status: data.event.my_status ?? event.my_status };
         paint();
       } else if (data.type === "event_deleted") {
+        editDialog?.close();
         fill(root, subnav("/events"), h("div", { class: "card narrow" }, h("h1", {}, "Event cancelled"),
           h("p", {}, "This event was deleted."), h("p", {}, h("a", { class: "btn", href: "/events", "data-link": true }, "All events"))));
       }
@@ -220,8 +264,29 @@ export async function eventView(ctx) {
     return;
   }
   if (!ctx.current()) return;
+  // A group's owner and moderators organise its events too (the server decides; this only shows the buttons).
+  let groupStaff = false;
+  if (event.group_id && !isMe(event.author) && !isStaff()) {
+    try { groupStaff = ["owner", "moderator"].includes((await get(`/api/groups/${event.group_id}`)).my_role); } catch { /* a reader */ }
+    if (!ctx.current()) return;
+  }
+  const mayManage = () => isMe(event.author) || isStaff() || groupStaff;
   const error = h("p", { class: "error", role: "alert", hidden: true });
   const card = h("article", { class: "card event" });
+
+  function openEdit(opener) {
+    const dialog = panel("Edit event", eventForm({ event, onSaved: (saved) => {
+      event = { ...event, ...saved };
+      paint();
+      dialog.close();
+      toast("Event saved.");
+    } }));
+    dialog.classList.add("event-panel", "form-panel");
+    editDialog = dialog;
+    dialog.addEventListener("close", () => { if (opener.isConnected) opener.focus(); });
+    ctx.onLeave(() => dialog.close());
+    dialog.querySelector("input")?.focus();
+  }
   fill(root, subnav("/events"), card);
   keepTimesFresh(ctx, root);
 
@@ -254,7 +319,9 @@ export async function eventView(ctx) {
     if (zone) {
       try { theirs = organiserTime(zone).format(new Date(event.starts_at)); } catch { theirs = null; }
     }
-    const canDelete = isMe(event.author) || isStaff();
+    const manage = mayManage();
+    const edit = manage ? h("button", { class: "btn secondary", type: "button", "aria-haspopup": "dialog" }, "Edit event") : null;
+    edit?.addEventListener("click", () => openEdit(edit));
     fill(card,
       h("p", { class: "crumbs" }, h("a", { href: "/events", "data-link": true }, "Events"), " ›"),
       h("h1", {}, event.title),
@@ -275,7 +342,7 @@ export async function eventView(ctx) {
       error,
       event.description ? h("p", { class: "event-description" }, event.description) : null,
       h("div", { class: "event-by" }, h("span", { class: "muted" }, "Planned by "), byline(event.author, null, { small: true })),
-      canDelete ? h("div", { class: "row" }, confirmAction("Delete event", "Delete this event for everyone?", async () => {
+      manage ? h("div", { class: "row event-manage" }, edit, confirmAction("Delete event", "Delete this event for everyone?", async () => {
         await del(`/api/events/${id}`);
         toast("Event deleted.");
         navigate("/events");

@@ -4,15 +4,20 @@
 // a moment later, since a stream's thread says its own count, not the category's); in a category,
 // a thread's replies, score, title, pin and lock change in place, a deleted thread goes, and new
 // threads wait behind a "N new threads" bar rather than pushing the list under the reader's finger.
+// Admins (`admin.forum.manage`) also manage the categories here: "New category" above the list, and
+// each category's "Edit" opens a panel to change it or delete it (only an empty one).
 
-import { get, post } from "../api.js";
+import { del, get, patch, post } from "../api.js";
 import { h, mount, toast } from "../dom.js";
-import { byline, fill, formState, generalError, keepTimesFresh, LIMITS, liveStreams, newBar, plural, stamp, subnav,
-  tabs, textField } from "../community.js";
+import { byline, confirmAction, fill, formState, generalError, isAdmin, keepTimesFresh, LIMITS, liveStreams, newBar,
+  plural, selectField, stamp, subnav, tabs, textField } from "../community.js";
+import { panel } from "../reactions.js";
 import { navigate } from "../router.js";
 
 const PAGE = 20;
 const SORTS = [["latest", "Latest"], ["top", "Top"], ["new", "New"]];
+const RULES = [["everyone", "Everyone"], ["members", "Members"], ["moderator", "Moderators"], ["admin", "Admins"]];
+const CATEGORY_LIMITS = { name: 64, description: 2000, position: 1000000 };
 
 export async function loadCategories() {
   return (await get("/api/forum/categories")).categories;
@@ -42,13 +47,119 @@ export function threadRow(thread, { category = null } = {}) {
   return el;
 }
 
+// --- managing categories (admins) ----------------------------------------------------------------
+
+// The category's fields as a form: empty (`category` null) to create one, filled to edit it. Only
+// what changed is sent on an edit (the API changes only the fields sent); a refusal stays beside its
+// field with the admin's text kept. `onSaved(category)` once the server took it.
+function categoryForm(category, onSaved) {
+  const name = textField("Name", { name: "name", max: CATEGORY_LIMITS.name, value: category?.name || "" });
+  const description = textField("Description", { name: "description", max: CATEGORY_LIMITS.description, rows: 3,
+    required: false, value: category?.description || "" });
+  const position = textField("Position", { name: "position", type: "number", required: false,
+    hint: category ? "lower comes first" : "lower comes first; empty: after the last",
+    value: category ? String(category.position) : "", attrs: { min: 0, max: CATEGORY_LIMITS.position, inputmode: "numeric" } });
+  const view = selectField("Who can read it", { name: "view", options: RULES, value: category?.view || "everyone" });
+  const postRule = selectField("Who can post", { name: "post", options: RULES, value: category?.post || "members" });
+  const general = generalError();
+  const submit = h("button", { class: "btn", type: "submit" }, category ? "Save category" : "Create category");
+  const state = formState([name, description, position, view, postRule], general);
+  const form = h("form", { class: "stack category-form", novalidate: true }, name.el, description.el, position.el,
+    h("div", { class: "two" }, view.el, postRule.el), general, submit);
+
+  // Everything the form says, as the API's fields (a blank description is none; a blank position: the server's default).
+  const values = () => ({
+    name: name.input.value.trim(),
+    description: description.input.value.trim() || null,
+    position: position.input.value.trim() === "" ? null : Number(position.input.value),
+    view: view.input.value,
+    post: postRule.input.value,
+  });
+  const body = () => {
+    const now = values();
+    if (!category) return Object.fromEntries(Object.entries(now).filter(([, v]) => v !== null));
+    const was = { name: category.name, description: category.description || null, position: category.position,
+      view: category.view, post: category.post };
+    const changed = Object.fromEntries(Object.entries(now).filter(([k, v]) => v !== was[k]));
+    if (changed.position === null) delete changed.position; // emptied: stays where it is
+    return changed;
+  };
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    state.clear();
+    if (!name.input.value.trim()) { name.input.focus(); return; }
+    if (state.over()) return;
+    const fields = body();
+    submit.disabled = true;
+    try {
+      const saved = category && !Object.keys(fields).length ? category
+        : category ? await patch(`/api/admin/forum/categories/${category.id}`, fields)
+          : await post("/api/admin/forum/categories", fields);
+      if (!category) {
+        for (const f of [name, description, position]) { f.input.value = ""; f.showCount(); }
+        view.input.value = "everyone";
+        postRule.input.value = "members";
+      }
+      onSaved(saved);
+    } catch (e) {
+      // The server's reasons in the form's words: a taken name (409) under Name, a position out of range under Position.
+      const details = e.code === "category_exists"
+        ? [{ field: "name", message: "A category with this name exists: choose another name." }]
+        : (e.details || []).map((d) => (d.field === "position"
+          ? { ...d, message: "A position is a whole number from 0 to 1,000,000." } : d));
+      state.show({ ...e, message: e.message, code: e.code, status: e.status, details });
+    } finally { submit.disabled = false; }
+  });
+  return form;
+}
+
+// The panel that edits a category and deletes it (the server keeps a category with threads: 409).
+function openCategoryPanel(ctx, category, onChanged) {
+  const refusal = h("p", { class: "error", role: "alert", hidden: true });
+  const remove = confirmAction("Delete category", `Delete “${category.name}” for everyone?`, async () => {
+    refusal.hidden = true;
+    try {
+      await del(`/api/admin/forum/categories/${category.id}`);
+    } catch (e) {
+      if (e.code !== "category_not_empty") throw e;
+      refusal.hidden = false;
+      refusal.textContent = `“${category.name}” still has threads: only an empty category can be deleted. `
+        + "Delete its threads first.";
+      return;
+    }
+    dialog.close();
+    toast("Category deleted.");
+    onChanged();
+  });
+  const dialog = panel(`Edit ${category.name}`, categoryForm(category, () => {
+    dialog.close();
+    toast("Category saved.");
+    onChanged();
+  }), h("div", { class: "danger-zone" }, h("p", { class: "muted" }, "Only a category without threads can be deleted."),
+    refusal, remove));
+  dialog.classList.add("category-panel", "form-panel");
+  ctx.onLeave(() => dialog.close());
+  dialog.querySelector("input")?.focus();
+  return dialog;
+}
+
 export async function forumView(ctx) {
   const list = h("ul", { class: "list", "aria-label": "Categories" }, h("li", { class: "muted" }, "Loading…"));
-  const root = h("section", { class: "community forum" }, subnav("/forum"), h("h1", {}, "Forum"), list);
+  const admin = isAdmin();
+  const create = admin ? h("details", { class: "card create category-create" }, h("summary", {}, "New category")) : null;
+  const root = h("section", { class: "community forum" }, subnav("/forum"), h("h1", {}, "Forum"), create, list);
   mount(root);
   keepTimesFresh(ctx, root);
   const rows = new Map(); // id -> {el, category, paint}
   let reloadTimer = null;
+  // After an admin's change: the list as the server has it now (names, order, rules and all).
+  const redraw = () => loadCategories().then((categories) => { if (ctx.current()) draw(categories); })
+    .catch((e) => toast(e.message));
+  create?.append(categoryForm(null, (saved) => {
+    create.open = false;
+    toast(`Category “${saved.name}” created.`);
+    redraw();
+  }));
 
   function row(category) {
     const stats = h("span", { class: "sub category-stats" });
@@ -65,9 +176,14 @@ export async function forumView(ctx) {
       fill(when, c.last_activity_at ? stamp(c.last_activity_at) : h("span", { class: "muted" }, "quiet"));
     };
     paint(category);
-    return { el: h("li", {}, link), category: { ...category }, paint };
+    const manage = admin ? h("button", { class: "btn secondary category-manage", type: "button", "aria-haspopup": "dialog",
+      "aria-label": `Edit category ${category.name}`, "data-manage": category.id }, "Edit") : null;
+    manage?.addEventListener("click", () => openCategoryPanel(ctx, category, redraw));
+    return { el: h("li", { class: manage ? "category-row" : null }, link, manage), category: { ...category }, paint };
   }
   function draw(categories) {
+    const known = new Set(categories.map((c) => c.id));
+    for (const id of rows.keys()) if (!known.has(id)) streams.drop(`live:forum:${id}`);
     rows.clear();
     fill(list, ...categories.map((c) => {
       const r = row(c);

@@ -5,11 +5,14 @@
 // Live on `live:thread:<id>`: new replies appear at the end (never above what is being read),
 // edits, deletes and scores change in place, and the thread's title, lock and pin follow. The
 // member's own vote (`my_vote`) is theirs: pushes say the score only.
+// An edited thread or reply's "(edited)" mark opens its edit history (the versions edits replaced)
+// in a panel, for its author and moderators — the only ones the server shows it to.
 
 import { del, get, patch, post } from "../api.js";
 import { h, mount, toast } from "../dom.js";
-import { actionButton, byline, confirmAction, fill, formatNumber, formState, generalError, isMe, isStaff,
-  keepTimesFresh, LIMITS, liveStreams, markdown, plural, subnav, textField } from "../community.js";
+import { actionButton, byline, confirmAction, displayName, fill, formatNumber, formState, generalError, isMe, isStaff,
+  keepTimesFresh, LIMITS, liveStreams, markdown, plural, stamp, subnav, textField } from "../community.js";
+import { panel, refusalText } from "../reactions.js";
 import { loadCategories } from "./forum.js";
 
 const PAGE = 50;
@@ -62,6 +65,30 @@ function editForm(source, max, label, save, done) {
   });
   queueMicrotask(() => field.input.focus());
   return form;
+}
+
+// Who may open the history: its author and site moderators (the server answers 403 to anyone else).
+const mayReadHistory = (author) => isMe(author) || isStaff();
+
+// The edit history of a thread (`kind` "thread") or a reply, newest first: each entry is a version
+// an edit replaced, with who replaced it and when. Closed when the screen is left.
+function openEditHistory(ctx, kind, id, opener) {
+  const list = h("ol", { class: "edit-history", "aria-label": "Earlier versions" }, h("li", { class: "muted" }, "Loading…"));
+  const dialog = panel(kind === "thread" ? "Thread edit history" : "Reply edit history",
+    h("p", { class: "muted" }, "Earlier versions, newest first."), list);
+  dialog.classList.add("history-panel");
+  dialog.addEventListener("close", () => { if (opener?.isConnected) opener.focus(); });
+  ctx.onLeave(() => dialog.close());
+  const path = kind === "thread" ? `/api/forum/threads/${id}/edits` : `/api/forum/replies/${id}/edits`;
+  get(path).then(({ edits }) => {
+    fill(list, ...edits.map((edit) => h("li", { class: "edit-version", "data-edit": edit.id },
+      h("p", { class: "muted edit-when" }, "Replaced ", stamp(edit.replaced_at),
+        edit.editor ? ` by ${displayName(edit.editor)}` : null),
+      edit.title ? h("p", { class: "edit-title" }, edit.title) : null,
+      markdown(edit.html))));
+    if (!edits.length) fill(list, h("li", { class: "muted" }, "No earlier versions."));
+  }).catch((error) => fill(list, h("li", { class: "error", role: "alert" }, refusalText(error))));
+  return dialog;
 }
 
 function notFound(root) {
@@ -127,7 +154,8 @@ export async function threadView(ctx) {
     document.title = `Vonix · ${thread.title || "thread"}`;
     fill(badges, ...[thread.pinned ? h("span", { class: "badge pin" }, "Pinned") : null,
       thread.locked ? h("span", { class: "badge lock" }, "Locked") : null].filter(Boolean));
-    fill(head, byline(thread.author, thread.created_at, { edited: thread.edited_at }));
+    fill(head, byline(thread.author, thread.created_at, { edited: thread.edited_at,
+      onEdited: mayReadHistory(thread.author) ? (button) => openEditHistory(ctx, "thread", id, button) : null }));
     tombstoneNote.hidden = !thread.deleted;
     if (!editing) fill(body, markdown(thread.html));
     stats.textContent = `${plural(thread.replies, "reply", "replies")} · ${plural(thread.views, "view")}`;
@@ -204,7 +232,8 @@ export async function threadView(ctx) {
         const answer = await del(`/api/forum/replies/${r.id}`);
         li.paint(answer && typeof answer === "object" && "deleted" in answer ? answer : { deleted: true }, { push: false });
       }, { attrs: { "aria-label": "Delete reply" } }) : null;
-      fill(li, byline(r.author, r.created_at, { edited: r.edited_at }), content,
+      fill(li, byline(r.author, r.created_at, { edited: r.edited_at,
+        onEdited: mayReadHistory(r.author) ? (button) => openEditHistory(ctx, "reply", r.id, button) : null }), content,
         h("div", { class: "row post-actions" }, voteBox(r, `/api/forum/replies/${r.id}/vote`, "reply").el, edit, remove));
     };
     li.paint({}, { push: false });
@@ -250,11 +279,13 @@ export async function threadView(ctx) {
   const send = h("button", { class: "btn", type: "submit" }, "Reply");
   const replyState = formState([input], general);
   const composer = h("form", { class: "card stack reply-form", "aria-label": "Reply", novalidate: true }, input.el, general, send);
-  const lockedNote = h("p", { class: "card muted locked-note", role: "status", hidden: true },
-    "This thread is locked: no new replies.");
+  const lockedNote = h("p", { class: "card muted locked-note", role: "status", hidden: true });
+  // Locked: members read only; site moderators may still reply (the server lets them).
   function paintComposer() {
-    composer.hidden = Boolean(thread.locked || thread.deleted);
+    composer.hidden = Boolean(thread.deleted || (thread.locked && !isStaff()));
     lockedNote.hidden = !thread.locked;
+    lockedNote.textContent = isStaff() ? "This thread is locked: only moderators may reply."
+      : "This thread is locked: no new replies.";
   }
   composer.addEventListener("submit", async (event) => {
     event.preventDefault();
