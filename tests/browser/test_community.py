@@ -363,6 +363,8 @@ async def test_a_rank_shows_beside_the_senders_name_in_chat(browser: Any, web: A
         bob = await new_page(browser, web.base_url, username="bob", viewport=PHONE_360)
         await bob.goto("/rooms/general")
         await connected(bob)
+        # subscribed: the presence reply that follows the subscribe counts bob himself
+        await bob.locator(".people-toggle", has_text="Online: 1").wait_for()
         await say(client, u["alice"], "room:general", {"text": "gg everyone"})
         await say(client, u["bob"], "room:general", {"text": "no rank here"})
         for _ in range(2):  # live, then from history after a reload
@@ -374,6 +376,7 @@ async def test_a_rank_shows_beside_the_senders_name_in_chat(browser: Any, web: A
             assert await mine.locator(".rank-chip").count() == 0
             await bob.reload()
             await connected(bob)
+            await bob.locator(".people-toggle", has_text="Online: 1").wait_for()
         layout = await bob.evaluate(MEASURE, {"phone": True, "chat": True})  # the chip does not widen the row
         await screenshot(bob, "community-chat-rank")
         finish(layout, bob)

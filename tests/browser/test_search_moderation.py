@@ -276,6 +276,7 @@ async def test_search_reports_and_the_moderation_queue_live(browser: Any, web: A
     await offender.reload()  # kept on the device until it runs out or is lifted
     await connected(offender)
     await notice.wait_for()
+    await offender.locator("form.composer").wait_for()  # the conversation has mounted after the reload
     found = await offender.evaluate(MEASURE, {"phone": True, "chat": True})
     found += await offender.evaluate(TARGETS, "#sanctions button")
     layout.extend(f"muted-notice-360: {p}" for p in found)
