@@ -47,13 +47,17 @@ SIXTEEN_BIT_GREYS = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 UNSUPPORTED = "The avatar must be a PNG, JPEG or WebP image."
 
 
-class AvatarRejected(ValueError):
-    """The upload is not an acceptable image; `code` and `message` become the `avatar` field error."""
+class ImageRejected(ValueError):
+    """An upload that is not an acceptable picture; `code` and `message` become a field error."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class AvatarRejected(ImageRejected):
+    """Refused as an avatar: the `avatar` field error."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from server.media.avatars import (
     DECODED_FORMATS,
     DECODERS,
     MAX_PIXELS,
+    ImageRejected,
     KeyedFiles,
     _in_srgb,
     _pixels,
@@ -38,13 +39,8 @@ KEY = re.compile(r"[0-9a-f]{64}")
 UNSUPPORTED = "The image must be a PNG, JPEG or WebP picture."
 
 
-class PostImageRejected(ValueError):
-    """The upload is not an acceptable picture; `code` and `message` become the `image` field error."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class PostImageRejected(ImageRejected):
+    """Refused as a post's picture: the `image` field error."""
 
 
 @dataclass(frozen=True)
