@@ -43,6 +43,11 @@ class ConnUser:
         return {"id": self.user_id, "username": self.username, "rank": self.rank}
 
 
+# Who a connection that has not signed in is while it follows public channels (`status:`): no
+# account, no presence, nothing but reading what the server publishes for everyone.
+GUEST = ConnUser(user_id=0, username="", role="guest", kind="guest")
+
+
 @dataclass(slots=True)  # one per connection: no instance dict
 class TokenBucket:
     """Per-connection publish limiter: `burst` at once, then `rate` per second."""

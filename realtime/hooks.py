@@ -45,6 +45,11 @@ class ChannelHooks(Protocol):
         amend: edit, delete or react to a message)."""
         ...
 
+    def public(self, channel: str) -> bool:
+        """Channels anyone may follow without signing in (the game servers' status): a connection
+        that has not authenticated may subscribe to these and nothing else."""
+        ...
+
     def persisted(self, channel: str) -> bool:
         """Chat channels are stored in the database; others are ephemeral (hot window only)."""
         ...

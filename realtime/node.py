@@ -19,7 +19,7 @@ import orjson
 
 from realtime import errors, protocol
 from realtime.batching import Batcher
-from realtime.connection import Connection, ConnUser, Flusher, TokenBucket
+from realtime.connection import GUEST, Connection, ConnUser, Flusher, TokenBucket
 from realtime.errors import Disconnect, ReplyError
 from realtime.group_commit import GroupCommit
 from realtime.history.base import FrameParts, History, open_envelope
@@ -234,7 +234,7 @@ class Node:
             elif command.op == "auth":
                 await self._auth(conn, command)
             elif conn.user is None:
-                raise ReplyError(errors.NOT_AUTHENTICATED, "send an auth frame first")
+                await self._as_guest(conn, command)
             elif command.op == "subscribe":
                 await self._subscribe(conn, command)
             elif command.op == "unsubscribe":
@@ -325,10 +325,22 @@ class Node:
         self._epochs.pop(channel, None)
         self._catching_up.pop(channel, None)
 
+    async def _as_guest(self, conn: Connection, command: protocol.Command) -> None:
+        """Before `auth`, a connection may follow public channels (and leave them): a signed-out
+        page shows the game servers' status live. Anything else asks it to sign in first."""
+        if command.op == "subscribe":
+            channels = [command.channel] if command.channels is None else [t.channel for t in command.channels]
+            if all(channel is not None and self.hooks.public(channel) for channel in channels):
+                await self._subscribe(conn, command)
+                return
+        elif command.op == "unsubscribe" and command.channel in conn.subscriptions:
+            await self._unsubscribe(conn, command)
+            return
+        raise ReplyError(errors.NOT_AUTHENTICATED, "send an auth frame first")
+
     async def _subscribe(self, conn: Connection, command: protocol.Command) -> None:
-        user = conn.user
-        assert user is not None
-        listen = command.presence if command.presence is not None else user.kind != "bot"
+        user = conn.user or GUEST
+        listen = command.presence if command.presence is not None else user.kind == "user"
         if command.channels is None:
             assert command.channel is not None
             result = await self._subscribe_one(conn, command.channel, command.since, listen)
@@ -360,8 +372,7 @@ class Node:
         """Subscribe one channel, leaving it in recovery (live frames buffered): returns the reply's
         fields and the last offset they cover, or the refusal. The caller pushes the reply, then
         ends the recovery."""
-        user = conn.user
-        assert user is not None
+        user = conn.user or GUEST
         if channel in conn.subscriptions:
             return ReplyError(errors.ALREADY_SUBSCRIBED, "already subscribed")
         if len(conn.subscriptions) >= self.settings.max_subscriptions:
@@ -663,8 +674,7 @@ class Node:
     # --- presence ----------------------------------------------------------------------------------
     async def _join_presence(self, conn: Connection, channel: str) -> None:
         user = conn.user
-        assert user is not None
-        if channel.startswith(PRESENCE_NAMESPACES):
+        if user is not None and channel.startswith(PRESENCE_NAMESPACES):  # guests follow no presence channel
             await self.presence_feed.join(channel, conn.conn_id, PresenceUser(user.user_id, user.username))
 
     async def _leave_presence(self, conn: Connection, channel: str) -> None:

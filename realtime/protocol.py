@@ -17,7 +17,7 @@ from realtime import errors
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CHANNEL_LENGTH = 160
-CHANNEL_PATTERN = re.compile(r"^(room|dm|user|bot|live):[A-Za-z0-9_\-:.]{1,150}$")
+CHANNEL_PATTERN = re.compile(r"^(room|dm|user|bot|live|status):[A-Za-z0-9_\-:.]{1,150}$")
 NONCE_PATTERN = re.compile(r"^[A-Za-z0-9_\-:.]{1,64}$")
 
 AMEND_OPS = frozenset({"edit", "delete", "react", "unreact"})  # change a stored message: an event of its own

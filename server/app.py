@@ -24,6 +24,7 @@ from server.routes import (
     admin,
     admin_cache,
     auth,
+    bridges,
     channels,
     feed,
     forum,
@@ -37,9 +38,11 @@ from server.routes import (
     observability,
     ops,
     people,
+    plugin,
     push,
     rooms,
     search,
+    servers,
     xp,
 )
 from server.routes.pages import page_routes
@@ -55,6 +58,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         *notifications.routes, *push.routes, *inbox.routes,
         *people.routes, *media.routes, *messages.routes, *moderation.routes, *search.routes,
         *xp.routes, *forum.routes, *feed.routes, *groups.routes,
+        *servers.routes, *plugin.routes, *bridges.routes,
         *page_routes(settings.static_path),
     ]
 

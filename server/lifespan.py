@@ -44,6 +44,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             resources.start_background(resources.maintenance.run(), "maintenance-scheduler")
         if resources.groups is not None:  # every replica runs it: a conditional UPDATE picks who sends
             resources.start_background(resources.groups.reminders.run(), "event-reminders")
+        if resources.mc_status is not None:  # every replica runs it: a lock picks the one that polls
+            resources.start_background(resources.mc_status.run(), "mc-status-poller")
         log.info(
             "started",
             instance=settings.instance_id,

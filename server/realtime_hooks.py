@@ -6,6 +6,8 @@ Permissions per namespace:
 - `dm:<a>:<b>`: only users a and b.
 - `user:<id>`: only that user subscribes; only the server publishes.
 - `bot:<name>`: anyone signed in subscribes; only that bot (or an admin) publishes.
+- `status:<name>`: anyone, signed in or not, subscribes (a guest connection may follow these and
+  nothing else); only the server publishes (the game servers' live status).
 Chat channels (`room:`, `dm:`) are persisted: the database assigns the offset inside the insert
 transaction (one per batch: the node group-commits) and the node publishes after the commit.
 """
@@ -88,6 +90,9 @@ class ServerHooks:
         session = await self.auth.sessions.get(session_id)
         return session is not None and session["revoked_at"] is None
 
+    def public(self, channel: str) -> bool:
+        return channel.startswith("status:")
+
     def persisted(self, channel: str) -> bool:
         return channel.startswith(PERSISTED_NAMESPACES)
 
@@ -121,6 +126,10 @@ class ServerHooks:
         if namespace == "user":
             if action == "publish" or name != str(user.user_id):
                 raise ReplyError(errors.FORBIDDEN, "personal channels are for their owner, published by the server")
+            return
+        if namespace == "status":
+            if action not in ("subscribe", "history"):
+                raise ReplyError(errors.FORBIDDEN, "status channels are published by the server")
             return
         if namespace == "live":
             if self.live is None:

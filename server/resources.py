@@ -26,6 +26,8 @@ from server.db.database import Database
 from server.infra.breaker import BreakerPolicy, Breakers
 from server.infra.locks import Lock, make_lock
 from server.infra.redis import RedisClients
+from server.minecraft import linking as mc_linking
+from server.minecraft import status as mc_status
 from server.notifications.service import Notifications
 from server.observability.alerts import Alerter
 from server.observability.errors import ErrorTracker
@@ -85,6 +87,8 @@ class Resources:
     forum: Any = None  # server/services/forum.py
     feed: Any = None  # server/services/feed.py
     groups: Any = None  # server/services/groups.py: groups and events
+    mc_status: Any = None  # server/minecraft/status.py: game servers, the status poller
+    mc_link: Any = None  # server/minecraft/linking.py: plugin API keys, link codes
     sanctions: Sanctions | None = None
     xp: Xp | None = None
     _spawned: set[asyncio.Task[None]] = field(default_factory=set)
@@ -163,6 +167,8 @@ class Resources:
         forum.attach(resources, settings)
         feed.attach(resources, settings)
         groups.attach(resources, settings)
+        mc_status.attach(resources, settings)
+        mc_linking.attach(resources, settings)
         if resources.tracing.enabled:
             db.tracer = resources.tracing.tracer
             resources.node.tracer = resources.tracing.tracer

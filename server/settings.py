@@ -95,6 +95,23 @@ class Settings(BaseSettings):
     minecraft_avatar_url: str = Field(default="https://mc-heads.net/avatar/{uuid}/{size}",
                                       validation_alias="MINECRAFT_AVATAR_URL")
 
+    # --- Minecraft (issue 18) ---
+    # how often the game servers are pinged (one replica polls at a time)
+    mc_status_interval: int = Field(default=30, ge=5, validation_alias="MC_STATUS_INTERVAL")
+    mc_status_timeout: float = Field(default=5.0, gt=0, validation_alias="MC_STATUS_TIMEOUT")
+    # per-poll rows kept this long (hourly summaries beyond 48 h; the 7-day chart needs >= 7)
+    mc_status_retention_days: int = Field(default=30, ge=7, validation_alias="MC_STATUS_RETENTION_DAYS")
+    # --- Discord bridge (issue 18): read by the `vonix discord-bridge` process only ---
+    discord_bridge_room: str = Field(default="", validation_alias="DISCORD_BRIDGE_ROOM")
+    discord_channel_id: str = Field(default="", pattern=r"^[0-9]*$", validation_alias="DISCORD_CHANNEL_ID")
+    discord_bot_token: SecretStr | None = Field(default=None, validation_alias="DISCORD_BOT_TOKEN")
+    discord_webhook_url: SecretStr | None = Field(default=None, validation_alias="DISCORD_WEBHOOK_URL")
+    discord_api_url: str = Field(default="https://discord.com/api/v10", validation_alias="DISCORD_API_URL")
+    discord_gateway_url: str = Field(default="wss://gateway.discord.gg/?v=10&encoding=json",
+                                     validation_alias="DISCORD_GATEWAY_URL")
+    bridge_server_url: str = Field(default="http://127.0.0.1:8000", validation_alias="BRIDGE_SERVER_URL")
+    bridge_bot_token: SecretStr | None = Field(default=None, validation_alias="BRIDGE_BOT_TOKEN")
+
     # --- maintenance (issue 3) ---
     maintenance_enabled: bool = Field(default=True, validation_alias="MAINTENANCE_ENABLED")
     maintenance_cleanup_interval: float = Field(

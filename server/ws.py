@@ -124,7 +124,7 @@ async def _admit(scope: Scope, receive: Receive, send: Send, resources: Resource
             conn.disconnect(refused)
     else:
         def auth_timeout() -> None:
-            if conn.user is None:
+            if conn.user is None and not conn.subscriptions:  # a guest following public channels stays
                 conn.disconnect(errors.AUTH_TIMEOUT)
 
         asyncio.get_running_loop().call_later(settings.ws_auth_timeout, auth_timeout)

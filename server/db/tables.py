@@ -461,4 +461,4 @@ sa.Index("ix_maintenance_runs_task_id", maintenance_runs.c.task, maintenance_run
 
 # The community areas keep their tables in their own modules, registered on this metadata; imported
 # here so that anything that reads `metadata` (migrations' checks, reports) sees every table.
-from server.db import tables_feed, tables_forum, tables_groups  # noqa: E402, F401
+from server.db import tables_feed, tables_forum, tables_groups, tables_linking, tables_minecraft  # noqa: E402, F401

@@ -38,6 +38,7 @@ SHELL_ROUTES = (
     "/u/{username}", "/friends", "/settings/profile", "/search", "/moderation",
     "/community", "/forum", "/forum/c/{id}", "/forum/t/{id}", "/feed", "/posts/{id}", "/groups", "/groups/{id}",
     "/events", "/events/{id}", "/leaderboard",
+    "/servers", "/servers/{id}", "/admin/servers", "/settings/minecraft",
 )
 NO_CACHE = {"Cache-Control": "no-cache"}
 AVATAR_COLOURS = ("#10b981", "#0ea5e9", "#8b5cf6", "#f59e0b", "#ef4444", "#14b8a6", "#6366f1", "#ec4899")

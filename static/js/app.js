@@ -14,13 +14,17 @@ import { categoryView, forumView } from "./views/forum.js";
 import { friendsView } from "./views/friends.js";
 import { groupsView, groupView } from "./views/groups.js";
 import { homeView } from "./views/home.js";
+import { landingView } from "./views/landing.js";
 import { leaderboardView } from "./views/leaderboard.js";
+import { minecraftLinkView } from "./views/mclink.js";
 import { moderationView, staffNav } from "./views/moderation.js"; // also: the notice of a member's own mute or ban
 import { notificationsView } from "./views/notifications.js";
 import { profileView } from "./views/profile.js";
 import { editProfileView } from "./views/profileedit.js";
 import { roomsView } from "./views/rooms.js";
 import { searchView } from "./views/search.js";
+import { serverView, serversView } from "./views/servers.js";
+import { serversAdminView } from "./views/serversadmin.js";
 import { settingsView } from "./views/settings.js";
 import { openView, shareView } from "./views/share.js";
 import { threadView } from "./views/thread.js";
@@ -119,7 +123,7 @@ render.guard = async (ctx, view) => {
   document.getElementById("main").focus({ preventScroll: true });
 };
 
-route("/", () => render.redirect(), { auth: false });
+route("/", landingView, { auth: false }); // signed out: the public home page (servers, events, posts)
 route("/signin", signinView, { auth: false });
 route("/signup", signupView, { auth: false });
 route("/reset-password", resetView, { auth: false });
@@ -146,6 +150,10 @@ route("/groups/:id", groupView);
 route("/events", eventsView);
 route("/events/:id", eventView);
 route("/leaderboard", leaderboardView);
+route("/servers", serversView, { auth: false }); // the game servers' live status is public
+route("/servers/:id", serverView, { auth: false });
+route("/admin/servers", serversAdminView);
+route("/settings/minecraft", minecraftLinkView);
 route("/open", openView);
 route("/share", shareView);
 render.redirect = () => { history.replaceState({}, "", session.me ? HOME : "/signin"); return render(); };

@@ -23,7 +23,7 @@ from tests.deploy.support import (
 )
 
 # URLs that may carry a password or a token (a Discord/Slack webhook URL is its own credential).
-CREDENTIAL_URLS = {"DATABASE_URL", "REDIS_URL", "SMTP_URL", "ALERT_WEBHOOK_URLS"}
+CREDENTIAL_URLS = {"DATABASE_URL", "REDIS_URL", "SMTP_URL", "ALERT_WEBHOOK_URLS", "DISCORD_WEBHOOK_URL"}
 
 
 def looks_secret(variable: str) -> bool:
