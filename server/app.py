@@ -29,6 +29,7 @@ from server.routes import (
     feed,
     forum,
     groups,
+    home,
     inbox,
     media,
     messages,
@@ -58,7 +59,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         *notifications.routes, *push.routes, *inbox.routes,
         *people.routes, *media.routes, *messages.routes, *moderation.routes, *search.routes,
         *xp.routes, *forum.routes, *feed.routes, *groups.routes,
-        *servers.routes, *plugin.routes, *bridges.routes,
+        *servers.routes, *plugin.routes, *bridges.routes, *home.routes,
         *page_routes(settings.static_path),
     ]
 

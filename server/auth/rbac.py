@@ -39,6 +39,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "moderation.users.mute": frozenset({Role.ADMIN, Role.MODERATOR}),
     "admin.reports.manage": frozenset({Role.ADMIN, Role.MODERATOR}),  # the moderation queue
     "admin.forum.manage": frozenset({Role.ADMIN}),  # forum categories
+    "admin.servers.manage": frozenset({Role.ADMIN}),  # game servers and their plugin API keys
     # pin, lock and remove forum threads, feed posts, comments, group and event content
     "community.moderate": frozenset({Role.ADMIN, Role.MODERATOR}),
     # everyone signed in

@@ -1,0 +1,7 @@
+"""(issue 18: filled in.)"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+routes: list[BaseRoute] = []
