@@ -54,9 +54,10 @@ class ChannelHooks(Protocol):
         """Chat channels are stored in the database; others are ephemeral (hot window only)."""
         ...
 
-    async def validate(self, channel: str, data: Any) -> Any:
+    async def validate(self, channel: str, data: Any, user: ConnUser | None) -> Any:
         """The data of a message for a persisted channel as it will be stored (normalised), or
-        ReplyError(invalid_data) with field details: one schema for the websocket and REST."""
+        ReplyError(invalid_data) with field details: one schema for the websocket and REST.
+        `user` publishes it (None: the server), since bots may say more than members (bridges)."""
         ...
 
     async def mark_read(self, user: ConnUser, channel: str, offset: int) -> dict[str, Any]:

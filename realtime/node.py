@@ -525,7 +525,7 @@ class Node:
         """
         channel, user = command.channel, conn.user
         assert channel is not None and user is not None
-        data = await self.hooks.validate(channel, command.data)
+        data = await self.hooks.validate(channel, command.data, user)
         while conn.inflight >= self.settings.max_inflight and conn.last_publish is not None:
             await asyncio.wait([conn.last_publish])
         self.published += 1
@@ -565,7 +565,7 @@ class Node:
         ts = time.time()
         self.published += 1
         if self.hooks.persisted(channel):
-            data = await self.hooks.validate(channel, data)
+            data = await self.hooks.validate(channel, data, user)
             stored = await self.commits.store(user, channel, data, nonce, ts)
             return stored.offset, stored.epoch
         sender = user.public() if user is not None else None

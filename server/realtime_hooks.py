@@ -96,11 +96,11 @@ class ServerHooks:
     def persisted(self, channel: str) -> bool:
         return channel.startswith(PERSISTED_NAMESPACES)
 
-    async def validate(self, channel: str, data: Any) -> Any:
+    async def validate(self, channel: str, data: Any, user: ConnUser | None) -> Any:
         async def last_offset() -> int:
             return (await self.position(channel))[0]
 
-        return await validate_chat_data(data, last_offset)
+        return await validate_chat_data(data, last_offset, relaying=user is not None and user.kind == "bot")
 
     async def mark_read(self, user: ConnUser, channel: str, offset: int) -> dict[str, Any]:
         assert self.read_markers is not None  # set by Resources.build

@@ -57,3 +57,32 @@ async def test_bad_data_is_refused_with_the_field(data: object, field: str, code
     detail = await refused(data)
     assert (detail["field"], detail["code"]) == (field, code)
     assert detail["message"]
+
+
+async def test_bridges_relay_for_someone_elsewhere_and_members_cannot() -> None:
+    relayed = {"text": "hi from the nether", "via": {"source": "game", "name": "  Steve  "}}
+    assert await validate_chat_data(relayed, never_read, relaying=True) == {
+        "text": "hi from the nether", "via": {"source": "game", "name": "Steve"}}
+    joined = {"text": "Steve joined the game", "system": "join",
+              "via": {"source": "discord", "name": "Alex", "avatar": "https://cdn.example/a.png"}}
+    assert await validate_chat_data(joined, never_read, relaying=True) == joined
+    assert (await refused(relayed))["code"] == "bots_only"  # a member cannot speak for Steve
+
+
+@pytest.mark.parametrize(("data", "field", "code"), [
+    ({"text": "x", "via": "Steve"}, "data.via", "invalid_type"),
+    ({"text": "x", "via": {"source": "irc", "name": "S"}}, "data.via.source", "invalid"),
+    ({"text": "x", "via": {"source": "game", "name": " "}}, "data.via.name", "empty"),
+    ({"text": "x", "via": {"source": "game", "name": "S" * 33}}, "data.via.name", "too_long"),
+    ({"text": "x", "via": {"source": "game", "name": "S\x00"}}, "data.via.name", "control_character"),
+    ({"text": "x", "via": {"source": "game", "name": "S", "avatar": "http://a/b.png"}}, "data.via.avatar", "invalid"),
+    ({"text": "x", "via": {"source": "game", "name": "S", "avatar": "javascript:alert(1)"}}, "data.via.avatar", "invalid"),
+    ({"text": "x", "via": {"source": "game", "name": "S", "colour": "red"}}, "data.via.colour", "unknown_field"),
+    ({"text": "x", "system": "join"}, "data.system", "needs_via"),
+    ({"text": "x", "system": "explode", "via": {"source": "game", "name": "S"}}, "data.system", "invalid"),
+])
+async def test_bad_relays_are_refused_by_field(data: dict[str, object], field: str, code: str) -> None:
+    with pytest.raises(ReplyError) as caught:
+        await validate_chat_data(data, last_offset_10, relaying=True)
+    [detail] = caught.value.details
+    assert (detail["field"], detail["code"]) == (field, code)
