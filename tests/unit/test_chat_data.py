@@ -76,7 +76,7 @@ async def test_bridges_relay_for_someone_elsewhere_and_members_cannot() -> None:
     ({"text": "x", "via": {"source": "game", "name": "S" * 33}}, "data.via.name", "too_long"),
     ({"text": "x", "via": {"source": "game", "name": "S\x00"}}, "data.via.name", "control_character"),
     ({"text": "x", "via": {"source": "game", "name": "S", "avatar": "http://a/b.png"}}, "data.via.avatar", "invalid"),
-    ({"text": "x", "via": {"source": "game", "name": "S", "avatar": "javascript:alert(1)"}}, "data.via.avatar", "invalid"),
+    ({"text": "x", "via": {"source": "game", "name": "S", "avatar": "javascript:x"}}, "data.via.avatar", "invalid"),
     ({"text": "x", "via": {"source": "game", "name": "S", "colour": "red"}}, "data.via.colour", "unknown_field"),
     ({"text": "x", "system": "join"}, "data.system", "needs_via"),
     ({"text": "x", "system": "explode", "via": {"source": "game", "name": "S"}}, "data.system", "invalid"),
