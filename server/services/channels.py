@@ -12,12 +12,14 @@ writers here invalidate those tags after their commit. The last offset is never 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from realtime.batching import Batcher
 from server.db.database import Database
 from server.db.errors import UniqueViolation
 from server.db.tables import channel_members, channels, messages, messages_archive, users
@@ -100,6 +102,10 @@ class Channels:
     def __init__(self, db: Database, cache: Any = None) -> None:
         self.db = db
         self.cache: Any = None
+        # Memberships the cache misses together are read together: after a restart the first
+        # message of every member of every room misses at once (thousands), one query per crowd.
+        self._member_loads: Batcher[tuple[int, int], tuple[str, Any] | None] = Batcher(
+            self._member_roles_many, max_batch=500)
         if cache is not None:
             self.attach_cache(cache)
 
@@ -134,12 +140,22 @@ class Channels:
         if self.cache is None:
             return await self.member_role(channel.id, user_id)
         return await self.cache.get(  # type: ignore[no-any-return]
-            self._member_ns, f"{channel.id}:{user_id}", lambda: self.member_role(channel.id, user_id),
+            self._member_ns, f"{channel.id}:{user_id}", lambda: self._member_loads((channel.id, user_id)),
             tags=[f"channel:{channel.name}", f"member:{channel.id}:{user_id}"])
 
     async def _forget(self, *tags: str) -> None:
         if self.cache is not None:
             await self.cache.invalidate(tags=tags)
+
+    async def _member_roles_many(self, pairs: Sequence[tuple[int, int]]) -> list[tuple[str, Any] | None]:
+        """`member_role` of each (channel, user) pair, in one query."""
+        rows = await self.db.fetch_all("channels.members_many", sa.select(
+            channel_members.c.channel_id, channel_members.c.user_id, channel_members.c.role,
+            channel_members.c.muted_until).where(
+            channel_members.c.channel_id.in_(sorted({c for c, _ in pairs})),
+            channel_members.c.user_id.in_(sorted({u for _, u in pairs}))))
+        found = {(row["channel_id"], row["user_id"]): (row["role"], row["muted_until"]) for row in rows}
+        return [found.get(pair) for pair in pairs]
 
     async def member_role(self, channel_id: int, user_id: int) -> tuple[str, Any] | None:
         row = await self.db.fetch_one("channels.member", sa.select(
