@@ -249,6 +249,17 @@ def cmd_vapid_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_discord_bridge(args: argparse.Namespace, settings: Settings) -> int:
+    """Mirror DISCORD_BRIDGE_ROOM and DISCORD_CHANNEL_ID until SIGTERM (docs/bridges.md)."""
+    from server.bridges.discord import ConfigMissing
+    from server.bridges.discord import main as bridge_main
+
+    try:
+        return bridge_main(settings)
+    except ConfigMissing as exc:
+        return _fail(f"discord-bridge: set {exc}", EXIT_CONFIG)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vonix", description="Vonix community server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -281,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     vapid = sub.add_parser("vapid-keys", help="print a new VAPID key pair for web push (VAPID_PUBLIC_KEY, "
                            "VAPID_PRIVATE_KEY)")
     vapid.set_defaults(handler=cmd_vapid_keys)
+
+    discord = sub.add_parser("discord-bridge", help="mirror a room and a Discord channel until SIGTERM "
+                             "(DISCORD_* and BRIDGE_* settings; docs/bridges.md)")
+    discord.set_defaults(handler=cmd_discord_bridge)
     return parser
 
 

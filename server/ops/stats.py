@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from server import __version__
+from server.bridges.health import BridgeHealth
 from server.observability.logging import get_logger
 
 log = get_logger("vonix.stats")
@@ -92,4 +93,5 @@ class ClusterStats:
             "database": health.get("database").as_dict() if health.get("database") else None,
             "redis": health.get("redis").as_dict() if health.get("redis") else None,
             "cache": cache.stats() if cache is not None and hasattr(cache, "stats") else None,
+            "bridges": await BridgeHealth(resources).report(),  # issue 18: {"discord": {..., "stale"}}
         }

@@ -1,7 +1,57 @@
-"""(issue 18: filled in.)"""
+"""Bridge health reports: `PUT /api/bridges/discord/health` (docs/bridges.md).
+
+The Discord bridge process (`vonix discord-bridge`) reports every 15 s and on each state change,
+signed in with its bot token; only bot principals may report. The report is kept by
+server/bridges/health.py and shown by `GET /api/admin/stats` under `"bridges"`.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from typing import Literal
 
-routes: list[BaseRoute] = []
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from server.auth.principal import principal_of, requires
+from server.bridges.health import BridgeHealth
+from server.errors import Forbidden
+from server.jsonio import JSONResponse, read_json
+from server.resources import resources_of
+from server.services.chat_data import control_character
+
+
+class HealthBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: Literal["ok", "degraded", "down"]
+    gateway: Literal["connecting", "connected", "resuming", "disconnected", "failed", "stopped"]
+    vonix: Literal["connected", "disconnected"] = "connected"
+    queue: int = Field(ge=0, le=1_000_000)
+    dropped: int = Field(default=0, ge=0)
+    breaker: Literal["closed", "open", "half_open"]
+    last_error: str | None = Field(default=None, max_length=300)
+
+    @field_validator("last_error")
+    @classmethod
+    def _line(cls, value: str | None) -> str | None:
+        if value is not None and control_character(value) is not None:
+            raise ValueError("No control characters.")
+        return value
+
+
+@requires()
+async def put_discord_health(request: Request) -> Response:
+    principal = principal_of(request)
+    if principal.kind != "bot":
+        raise Forbidden("Only a bridge's bot account reports bridge health.", code="bots_only")
+    body = await read_json(request, HealthBody)
+    stored = await BridgeHealth(resources_of(request)).put(
+        "discord", {**body.model_dump(), "bot": principal.username})
+    return JSONResponse({"ok": True, "reported_at": stored["reported_at"]})
+
+
+routes: list[BaseRoute] = [
+    Route("/api/bridges/discord/health", put_discord_health, methods=["PUT"]),
+]
