@@ -275,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     mig.set_defaults(handler=cmd_migrate)
 
     maint = sub.add_parser("maintenance", help="run database maintenance now (takes the task's lock)")
-    maint.add_argument("task", nargs="?", choices=["cleanup", "archive", "vacuum", "all"], default="all")
+    maint.add_argument("task", nargs="?", default="all",
+                       choices=["cleanup", "archive", "vacuum", "mc_status_history", "all"])
     maint.set_defaults(handler=cmd_maintenance)
 
     bot = sub.add_parser("create-bot", help="create a bot account and print its token (shown once)")

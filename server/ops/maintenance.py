@@ -6,6 +6,8 @@ Tasks (each `async (db, settings, clock, report)`, run by name):
   (`user_tokens`: password reset, email verification) and notifications older than 30 days.
 - `archive`: moves messages older than `ARCHIVE_AFTER_DAYS` into `messages_archive`.
 - `vacuum`: `VACUUM (ANALYZE)` on PostgreSQL, `ANALYZE` + `VACUUM` on SQLite.
+- `mc_status_history`: folds the game servers' per-poll status rows older than 48 hours into
+  hourly rows and prunes both past `MC_STATUS_RETENTION_DAYS` (server/minecraft/history.py).
 
 Every write is batched (`MAINTENANCE_BATCH_SIZE` rows) and each batch is one transaction, so a
 run that is cancelled or fails part way leaves every batch either fully done or untouched, and
@@ -166,7 +168,18 @@ async def _database_bytes(db: Database) -> int:
     return int(await db.fetch_val("maintenance.database_size", query))
 
 
-TASKS: Mapping[str, Task] = {"cleanup": cleanup, "archive": archive, "vacuum": vacuum}
+async def mc_status_history(db: Database, settings: Settings, clock: Clock, report: Report) -> None:
+    """Fold old game server polls into hourly rows, prune past the retention (docs/minecraft.md)."""
+    from server.minecraft.history import fold_and_prune
+
+    counts = await fold_and_prune(db, clock(), settings.mc_status_retention_days, settings.maintenance_batch_size)
+    report.add("mc_status_samples", counts["mc_status_samples"])
+    report.add("mc_status_hourly", counts["mc_status_pruned"])
+    report.details["mc_hours_written"] = counts["mc_status_hourly"]
+
+
+TASKS: Mapping[str, Task] = {"cleanup": cleanup, "archive": archive, "vacuum": vacuum,
+                             "mc_status_history": mc_status_history}
 
 
 # --- running, recording, measuring ------------------------------------------------------------

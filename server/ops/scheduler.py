@@ -25,6 +25,7 @@ log = get_logger("vonix.scheduler")
 LOCK_TTL = 300.0  # seconds; the holder extends it every third, so it only bounds a crashed holder
 BUSY_RETRY = 60.0  # another replica holds the lock (or Redis is down): look again soon
 FAILURE_RETRY = 600.0  # a run failed: retry well before its next interval, without hammering
+MC_STATUS_HISTORY_INTERVAL = 3600.0  # game server status history: fold and prune hourly
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ def schedules_from(settings: Settings) -> tuple[Schedule, ...]:
         Schedule("cleanup", settings.maintenance_cleanup_interval),
         Schedule("archive", settings.maintenance_archive_interval),
         Schedule("vacuum", settings.maintenance_vacuum_interval),
+        Schedule("mc_status_history", MC_STATUS_HISTORY_INTERVAL),
     )
 
 

@@ -468,10 +468,10 @@ async def test_the_server_runs_the_scheduler_only_when_enabled(
         deadline = asyncio.get_running_loop().time() + (5 if enabled else 0.5)
         while asyncio.get_running_loop().time() < deadline:
             runs = [run for run in await _runs(db) if run["status"] == "ok"]
-            if len(runs) == 3:
+            if len(runs) == 4:
                 break
             await asyncio.sleep(0.05)
-    assert len(runs) == (3 if enabled else 0)
+    assert len(runs) == (4 if enabled else 0)
 
 
 @pytest.mark.slow
@@ -496,7 +496,7 @@ async def test_two_app_instances_on_one_redis_run_a_scheduled_task_once(
                                             ("vonix_maintenance_skipped_total", {"reason": "not_due"})))
 
         deadline = asyncio.get_running_loop().time() + 10
-        while any(attempts(task) < 2 for task in ("cleanup", "archive", "vacuum")):
+        while any(attempts(task) < 2 for task in ("cleanup", "archive", "vacuum", "mc_status_history")):
             assert asyncio.get_running_loop().time() < deadline, "both replicas should have checked"
             await asyncio.sleep(0.05)
         db = servers[0].resources.db
@@ -505,8 +505,8 @@ async def test_two_app_instances_on_one_redis_run_a_scheduled_task_once(
         await asyncio.gather(*(server.stop() for server in servers))
 
     assert sorted((run["task"], run["status"]) for run in runs) == [
-        ("archive", "ok"), ("cleanup", "ok"), ("vacuum", "ok")]
-    for task in ("cleanup", "archive", "vacuum"):
+        ("archive", "ok"), ("cleanup", "ok"), ("mc_status_history", "ok"), ("vacuum", "ok")]
+    for task in ("cleanup", "archive", "vacuum", "mc_status_history"):
         ran = [_sample(s.resources.metrics, "vonix_maintenance_runs_total", task=task, outcome="ok")
                for s in servers]
         assert sorted(ran) == [0, 1], f"{task} ran on exactly one replica"

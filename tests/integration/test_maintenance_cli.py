@@ -50,12 +50,12 @@ async def test_maintenance_all_prints_counts(tmp_path: Path, sqlite_template: Pa
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == [
-        "maintenance cleanup", "maintenance archive", "maintenance vacuum"]
+        "maintenance cleanup", "maintenance archive", "maintenance vacuum", "maintenance mc_status_history"]
     assert "sessions=0, user_tokens=0, notifications=0" in lines[0]
     assert "messages=7, batches=2" in lines[1]
     assert "bytes_before=" in lines[2]
     assert await _count(url, messages_archive) == 7
-    assert await _count(url, maintenance_runs) == 3
+    assert await _count(url, maintenance_runs) == 4
 
 
 async def test_maintenance_refuses_while_another_replica_holds_the_lock(

@@ -25,8 +25,9 @@ def test_maintenance_defaults() -> None:
     assert (s.maintenance_archive_interval, s.maintenance_vacuum_interval) == (3600, 604800)
     assert (s.maintenance_batch_size, s.archive_after_days, s.maintenance_first_delay) == (1000, 90, 120)
     assert [(x.task, x.interval) for x in schedules_from(s)] == [
-        ("cleanup", 86400), ("archive", 3600), ("vacuum", 604800)]
-    assert set(TASKS) == {"cleanup", "archive", "vacuum"}
+        ("cleanup", 86400), ("archive", 3600), ("vacuum", 604800),
+        ("mc_status_history", 3600)]
+    assert set(TASKS) == {"cleanup", "archive", "vacuum", "mc_status_history"}
 
 
 @pytest.mark.parametrize(("variable", "value"), [
