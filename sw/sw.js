@@ -7,7 +7,8 @@
 //                            fetched past the HTTP cache, and the server says no-cache too)
 //   history pages and the
 //   lists the app reads
-//   (community included) ... network first with cache fallback (vonix-api-*)
+//   (community, home page
+//   and game servers) ...... network first with cache fallback (vonix-api-*)
 //   /avatars/*, uploaded
 //   /media/avatars/* ....... stale-while-revalidate
 // Background Sync "outbox" sends messages written offline through the REST fallback; push
@@ -27,7 +28,9 @@ const CACHED_READS = [/^\/api\/channels\/[^/]+\/messages$/, /^\/api\/rooms$/, /^
   // the community's lists and pages (docs/community.md): read again online, the last copy offline
   /^\/api\/forum\/categories$/, /^\/api\/forum\/categories\/\d+\/threads$/, /^\/api\/forum\/threads\/\d+$/,
   /^\/api\/posts$/, /^\/api\/posts\/\d+$/, /^\/api\/groups$/, /^\/api\/groups\/\d+$/, /^\/api\/events$/,
-  /^\/api\/events\/\d+$/, /^\/api\/leaderboard$/];
+  /^\/api\/events\/\d+$/, /^\/api\/leaderboard$/,
+  // the public home page and the game servers (issue 18): the last known state offline
+  /^\/api\/home$/, /^\/api\/servers$/, /^\/api\/servers\/\d+$/, /^\/api\/servers\/\d+\/history$/];
 const NAVIGATION_TIMEOUT = 5000;
 
 self.addEventListener("install", (event) => {

@@ -13,6 +13,11 @@
   previous release's CSS and JS out of the HTTP cache. Offline, the worker's caches serve them.
 - `/avatars/<name>.svg`: a generated initial-on-colour avatar (no external image hosts).
 - `GET /api/app/config`: what the client needs before sign-in (sign-in providers, push key).
+- The shell of the public pages (`/`, `/servers`, `/servers/{id}`: `BOOT_ROUTES`) carries the home
+  data inline, `<script type="application/json" id="boot">` (`server/routes/home.py`): a phone's
+  first render needs no API round trip. A JSON data block is never executed, so the CSP stays
+  `script-src 'self'`; the JSON is escaped for HTML (`<`, `>`, `&`, U+2028/2029), so a server name
+  such as `</script><script>…` stays text. If the data cannot be read, the plain shell is served.
 """
 
 from __future__ import annotations
@@ -25,12 +30,15 @@ from pathlib import Path
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import PathLike, StaticFiles
 from starlette.types import Scope
 
 from server.jsonio import JSONResponse
+from server.observability.logging import get_logger
+
+log = get_logger("vonix.pages")
 
 SHELL_ROUTES = (
     "/", "/signin", "/signup", "/rooms", "/rooms/{name}", "/dms", "/dms/{username}", "/notifications",
@@ -40,6 +48,7 @@ SHELL_ROUTES = (
     "/events", "/events/{id}", "/leaderboard",
     "/servers", "/servers/{id}", "/admin/servers", "/settings/minecraft",
 )
+BOOT_ROUTES = ("/", "/servers", "/servers/{id}")
 NO_CACHE = {"Cache-Control": "no-cache"}
 AVATAR_COLOURS = ("#10b981", "#0ea5e9", "#8b5cf6", "#f59e0b", "#ef4444", "#14b8a6", "#6366f1", "#ec4899")
 
@@ -104,6 +113,24 @@ def page_routes(static_dir: Path, sw_dir: Path | None = None) -> list[BaseRoute]
     async def shell(request: Request) -> Response:
         return FileResponse(index, media_type="text/html; charset=utf-8", headers=NO_CACHE)
 
+    page: dict[str, object] = {"stamp": None, "text": ""}
+
+    def index_text() -> str:
+        stamp = index.stat().st_mtime_ns
+        if page["stamp"] != stamp:
+            page["text"], page["stamp"] = index.read_text(encoding="utf-8"), stamp
+        return str(page["text"])
+
+    async def shell_with_boot(request: Request) -> Response:
+        from server.routes.home import boot_block, home_data
+
+        try:
+            block = boot_block(await home_data(request))
+        except Exception as exc:  # the page must load anyway: it asks the API itself
+            log.warning("boot_data_failed", error=exc.__class__.__name__)
+            return await shell(request)
+        return HTMLResponse(index_text().replace("</head>", f"  {block}\n</head>", 1), headers=NO_CACHE)
+
     async def service_worker(request: Request) -> Response:
         source = (sw_dir / "sw.js").read_text(encoding="utf-8")
         source = source.replace("__BUILD__", build.value()).replace("__PRECACHE__", orjson.dumps(precache()).decode())
@@ -135,7 +162,8 @@ def page_routes(static_dir: Path, sw_dir: Path | None = None) -> list[BaseRoute]
         }, headers=NO_CACHE)
 
     return [
-        *(Route(path, shell, methods=["GET", "HEAD"]) for path in SHELL_ROUTES),
+        *(Route(path, shell_with_boot if path in BOOT_ROUTES else shell, methods=["GET", "HEAD"])
+          for path in SHELL_ROUTES),
         Route("/sw.js", service_worker, methods=["GET", "HEAD"], name="service_worker"),
         Route("/manifest.json", file("manifest.json", "application/manifest+json"), methods=["GET", "HEAD"]),
         Route("/offline.html", file("offline.html", "text/html; charset=utf-8"), methods=["GET", "HEAD"]),

@@ -315,7 +315,7 @@ export function tabs(items, selected, label, onPick) {
 
 // The community's sections, above each of its screens.
 const SECTIONS = [["/community", "Home"], ["/forum", "Forum"], ["/feed", "Feed"], ["/groups", "Groups"],
-  ["/events", "Events"], ["/leaderboard", "Leaderboard"]];
+  ["/events", "Events"], ["/leaderboard", "Leaderboard"], ["/servers", "Servers"]];
 
 export function subnav(current) {
   return h("nav", { class: "subnav", "aria-label": "Community" }, SECTIONS.map(([href, text]) =>

@@ -11,6 +11,12 @@
 // Several parts of the page may follow one channel (the open conversation and the unread store):
 // each subscribes as a `holder`; the socket unsubscribes when the last holder lets go.
 //
+// Guests (docs/protocol.md, "Guests"): signed out, the socket opens without a session only to
+// follow public `status:` channels (the home page's live server status). Subscribing one while
+// stopped starts guest mode; the socket opens while a public channel is followed and closes when
+// none is; it reconnects and recovers with `since` like any connection. `start()` (sign-in) drops
+// the guest socket and opens the signed-in one, which resubscribes what the guest followed.
+//
 // Read markers travel on the socket (`read` op), coalesced: at most one per channel per second,
 // flushed at once when a view is left or the tab is hidden. A busy room used to cost one HTTP
 // request per message received, which exhausted the API budget.
@@ -22,6 +28,7 @@ const MAX_DELAY = 10000;
 const NO_RECONNECT = new Set([4003, 4004, 4005, 4009]);
 const REAUTH = new Set([4001, 4002, 4100]);
 const READ_EVERY_MS = 1000;
+const isPublic = (channel) => channel.startsWith("status:");
 
 export class Live extends EventTarget {
   constructor() {
@@ -35,6 +42,8 @@ export class Live extends EventTarget {
     this.attempt = 0;
     this.timer = null;
     this.stopped = true;
+    this.guest = false;
+    this.guestTimer = null;
     window.addEventListener("online", () => this.reconnectNow());
     window.addEventListener("offline", () => this.dropForOffline());
     document.addEventListener("visibilitychange", () => { if (document.hidden) this.flushReads(); });
@@ -50,12 +59,38 @@ export class Live extends EventTarget {
   }
 
   start() {
+    if (this.guest) this.dropGuest();
     this.stopped = false;
     this.connect();
   }
 
+  // Signed out: follow the public channels held (others are forgotten), over a socket without a session.
+  startGuest() {
+    this.guest = true;
+    this.stopped = false;
+    for (const channel of [...this.channels.keys()]) if (!isPublic(channel)) this.channels.delete(channel);
+    for (const entry of this.reads.values()) clearTimeout(entry.timer);
+    this.reads.clear();
+    this.attempt = 0;
+    this.connect();
+  }
+
+  // Signing in: the guest socket goes; what it followed is subscribed again, with `since`, on the new one.
+  dropGuest() {
+    this.guest = false;
+    clearTimeout(this.timer);
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close(1000, "signed in");
+    for (const state of this.channels.values()) { state.subscribed = false; state.asking = false; }
+    for (const { reject } of this.pending.values()) reject(new Error("connection closed"));
+    this.pending.clear();
+    this.attempt = 0;
+  }
+
   stop() {
     this.stopped = true;
+    this.guest = false;
     clearTimeout(this.timer);
     if (this.ws) this.ws.close(1000, "bye");
     this.ws = null;
@@ -82,6 +117,7 @@ export class Live extends EventTarget {
     clearTimeout(this.timer);
     if (this.stopped) return;
     if (!navigator.onLine) { this.setState("offline"); return; }
+    if (this.guest && !this.channels.size) { this.setState("idle"); return; } // nothing to follow yet
     this.setState(this.attempt === 0 && this.state !== "reconnecting" ? "connecting" : "reconnecting");
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
     const ws = new WebSocket(url);
@@ -109,13 +145,25 @@ export class Live extends EventTarget {
     this.pending.clear();
     if (this.stopped) return;
     if (!navigator.onLine) { this.setState("offline"); return; }
+    if (this.guest) {
+      // No session to refresh: a guest refused (a stale cookie, a foreign origin) stays closed.
+      if (NO_RECONNECT.has(code) || code === 4001) { this.setState("closed"); return; }
+      if (!this.channels.size) { this.setState("idle"); return; }
+      this.setState("reconnecting");
+      this.schedule(code === 1012 ? 0 : undefined);
+      return;
+    }
     if (NO_RECONNECT.has(code)) {
       this.setState("closed");
-      if (code === 4003) this.dispatchEvent(new CustomEvent("signedout"));
+      if (code === 4003) {
+        this.stopped = true; // signed out: a public page may follow its status channels as a guest
+        this.dispatchEvent(new CustomEvent("signedout"));
+      }
       return;
     }
     this.setState("reconnecting");
     if (REAUTH.has(code) && !(await refreshSession())) {
+      this.stopped = true;
       this.dispatchEvent(new CustomEvent("signedout"));
       return;
     }
@@ -186,8 +234,11 @@ export class Live extends EventTarget {
   subscribe(channel, since = null, holder = "view") {
     const state = this.channels.get(channel);
     if (!state) {
+      if (this.guest && !isPublic(channel)) return; // a guest follows public channels only
       this.channels.set(channel, { since, holders: new Set([holder]), subscribed: false, asking: false, wanted: null });
-      if (this.connected) this.sendSubscribe(channel);
+      if (this.stopped && isPublic(channel)) this.startGuest();
+      else if (this.guest && !this.ws) this.reconnectNow();
+      else if (this.connected) this.sendSubscribe(channel);
       return;
     }
     state.holders.add(holder);
@@ -205,6 +256,20 @@ export class Live extends EventTarget {
     if (state.holders.size) return;
     this.channels.delete(channel);
     if (this.connected) this.request("unsubscribe", { channel }).catch(() => {});
+    // A guest following nothing public closes its socket, a moment later: the next screen may follow again.
+    if (this.guest && !this.channels.size) {
+      clearTimeout(this.guestTimer);
+      this.guestTimer = setTimeout(() => this.closeIdleGuest(), 1000);
+    }
+  }
+
+  closeIdleGuest() {
+    if (!this.guest || this.channels.size) return;
+    clearTimeout(this.timer);
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close(1000, "bye");
+    if (this.state !== "offline") this.setState("idle");
   }
 
   // True once the server confirmed the subscription on the current connection.
