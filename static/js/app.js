@@ -88,11 +88,11 @@ async function registerWorker() {
   setInterval(() => registration.update().catch(() => {}), 30 * 60 * 1000);
 }
 
-const COMMUNITY_SECTIONS = new Set(["community", "forum", "feed", "posts", "groups", "events", "leaderboard"]);
+const COMMUNITY_SECTIONS = new Set(["community", "forum", "feed", "posts", "groups", "events", "leaderboard", "servers"]);
 
 function setNav(ctx) {
   const nav = document.getElementById("nav");
-  nav.hidden = !session.me || !ctx.auth;
+  nav.hidden = !session.me; // public screens (the game servers) keep a member's tabs
   staffNav(); // site staff: the Moderation entry
   const first = location.pathname.split("/")[1] || "rooms";
   const section = COMMUNITY_SECTIONS.has(first) ? "community" : first; // one tab for every community screen

@@ -95,8 +95,14 @@ async def test_admin_adds_edits_orders_and_deletes_servers_with_live_status(brow
         await bob.goto("/admin/servers")
         await bob.get_by_text("Only admins manage the game servers.").wait_for()
 
+        await bob.goto("/servers")  # members see the servers, with their tabs, and no way to manage them
+        await bob.locator('#nav a[data-nav="community"][aria-current="page"]').wait_for()
+        assert await bob.get_by_role("link", name="Manage servers").count() == 0
+
         root_desktop = await new_page(browser, web.base_url, username="root", viewport=DESKTOP)
-        await root_desktop.goto("/admin/servers")
+        await root_desktop.goto("/servers")  # the admin's way in
+        await root_desktop.get_by_role("link", name="Manage servers").click()
+        await root_desktop.wait_for_url("**/admin/servers")
         await root_desktop.locator("li[data-server] .server-status", has_text="Online").wait_for()
         await measure(root_desktop, "servers-admin-desktop", phone=False, found=layout)
         await web.resources.wait_spawned()

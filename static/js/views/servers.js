@@ -455,17 +455,6 @@ export function playersChart(ctx, serverId, { ranges = ["24h"], range = "24h" } 
 }
 
 // Signed-in members reach these public pages from the community: keep their tab bar.
-function memberFrame() {
-  if (!session.me) return;
-  const nav = document.getElementById("nav");
-  nav.hidden = false;
-  document.getElementById("top-search").hidden = false;
-  for (const link of nav.querySelectorAll("a")) {
-    if (link.dataset.nav === "community") link.setAttribute("aria-current", "page");
-    else link.removeAttribute("aria-current");
-  }
-}
-
 async function ensureData(root) {
   const at = homeData();
   if (!fetched) {
@@ -476,12 +465,13 @@ async function ensureData(root) {
 
 // --- /servers ---------------------------------------------------------------------------------------------
 export async function serversView(ctx) {
-  memberFrame();
   homeData();
   const list = serverList();
   const root = h("section", { class: "servers" },
     session.me ? subnav("/servers") : null,
-    h("h1", {}, "Game servers"), offlineNote(ctx), list);
+    h("h1", {}, "Game servers"),
+    session.me?.role === "admin" ? h("p", {}, h("a", { href: "/admin/servers", "data-link": true }, "Manage servers")) : null,
+    offlineNote(ctx), list);
   mount(root);
   follow(ctx, (detail) => list.update(detail));
   await ensureData(list);
@@ -537,7 +527,6 @@ function serverInfo(s) {
 }
 
 export async function serverView(ctx) {
-  memberFrame();
   const id = Number(ctx.params.id);
   homeData();
   const title = h("h1", {}, "Game server");
