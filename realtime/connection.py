@@ -36,6 +36,7 @@ class ConnUser:
     expires_at: float | None = None  # access token expiry (unix time); None: no expiry (bot tokens)
     # {name, colour, badge} of a rank an admin gave the member: shown beside their name in chat
     rank: dict[str, Any] | None = None
+    game_server_id: int | None = None  # a game server's bot signed in with its key (`vxs_…`)
 
     def public(self) -> dict[str, Any]:
         if self.rank is None:

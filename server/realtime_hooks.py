@@ -52,7 +52,7 @@ DM_REFUSALS = {DM_BLOCKED: "you cannot message this member",
 def conn_user(principal: Principal, expires_at: float | None = None) -> ConnUser:
     return ConnUser(user_id=principal.user_id, username=principal.username, role=principal.role,
                     kind=principal.kind, session_id=principal.session_id, scopes=principal.scopes,
-                    expires_at=expires_at, rank=principal.rank)
+                    expires_at=expires_at, rank=principal.rank, game_server_id=principal.game_server_id)
 
 
 class ServerHooks:

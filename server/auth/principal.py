@@ -38,6 +38,7 @@ class Principal:
     via_cookie: bool = False
     expires_at: int | None = None  # the access token's expiry (unix time); None for bot tokens
     rank: dict[str, Any] | None = None  # {name, colour, badge}: what chat shows beside the name
+    game_server_id: int | None = None  # a game server's bot signed in with its key (`vxs_…`)
 
     def can(self, permission: str) -> bool:
         if self.kind == "bot" and permission.startswith("admin."):

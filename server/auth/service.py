@@ -161,6 +161,8 @@ class AuthService:
     async def principal_from_token(self, token: str, *, via_cookie: bool = False) -> Principal:
         if token.startswith(BOT_TOKEN_PREFIX):
             return await self._bot_principal(token)
+        if token.startswith("vxs_"):
+            return await self._server_key_principal(token)
         claims = self.signer.verify_access(token)
         identity = await self._identity(claims.session_id)
         if identity is None or identity["user_id"] != claims.user_id:
@@ -224,6 +226,16 @@ class AuthService:
             raise InvalidToken("unknown bot token")
         return Principal(user_id=row["id"], username=row["username"], role="bot", kind="bot",
                          scopes=frozenset(row["scopes"] or []))
+
+    async def _server_key_principal(self, token: str) -> Principal:
+        """A game server's API key: its bot (server/minecraft/keys.py; never cached, so a revoked
+        key is refused at once)."""
+        from server.minecraft import keys
+
+        principal = await keys.principal(self.db, token)
+        if principal is None:
+            raise InvalidToken("unknown server key")
+        return principal
 
     # --- sessions ------------------------------------------------------------------------------
     async def revoke_sessions(

@@ -1,7 +1,242 @@
-"""(issue 18: filled in.)"""
+"""HTTP routes of game server plugins, account linking and server API keys (docs/plugins.md).
+
+- Plugin API (`Authorization: Bearer vxs_…`, a key scoped to one game server): link codes for
+  players, "is this UUID linked, and to whom", and the online list of a game chat bridge.
+- Members: link with a code, unlink, see the link; sign up with a code (anonymous).
+- Admins (`admin.servers.manage`): issue (shown once), list and revoke a server's keys.
+
+Handlers validate (pydantic, unknown fields refused, field errors) and hand over to
+server/minecraft/linking.py and server/minecraft/keys.py.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from typing import Annotated, Any
 
-routes: list[BaseRoute] = []
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from server.auth.principal import Principal, principal_of, requires, resolve
+from server.auth.service import client_info
+from server.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from server.jsonio import JSONResponse, read_json
+from server.minecraft import keys
+from server.minecraft.linking import MINECRAFT_NAME, LinkService, normalise_uuid
+from server.resources import resources_of
+from server.services.chat_data import control_character
+
+KEY_NAME_MAX = 64
+PLAYERS_MAX = 1000
+USERNAME = r"^[A-Za-z0-9_]{3,32}$"
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+def _minecraft_name(value: str) -> str:
+    if not MINECRAFT_NAME.fullmatch(value):
+        raise ValueError("A Minecraft name has 3 to 16 letters, digits or underscores.")
+    return value
+
+
+def _uuid(value: str) -> str:
+    uuid = normalise_uuid(value)
+    if uuid is None:
+        raise ValueError("Not a UUID (32 hexadecimal digits, with or without dashes).")
+    return uuid
+
+
+def _key_name(value: str) -> str:
+    if control_character(value) is not None or "\n" in value:
+        raise ValueError("The name cannot contain control characters or line breaks.")
+    value = " ".join(value.split())
+    if not value:
+        raise ValueError("Name the key (where it is used, e.g. \"Survival plugin\").")
+    return value
+
+
+MinecraftName = Annotated[str, Field(max_length=16), AfterValidator(_minecraft_name)]
+Uuid = Annotated[str, Field(max_length=36), AfterValidator(_uuid)]
+Code = Annotated[str, Field(min_length=1, max_length=16)]
+
+
+class LinkCodeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: MinecraftName
+    uuid: Uuid
+
+
+class PlayersBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    players: list[MinecraftName] = Field(max_length=PLAYERS_MAX)
+
+
+class CodeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: Code
+
+
+class SignupBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: Code
+    username: str | None = Field(default=None, pattern=USERNAME)  # default: the Minecraft name
+    email: str = Field(max_length=254, pattern=EMAIL)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class KeyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=KEY_NAME_MAX), AfterValidator(_key_name)]
+
+
+def _service(request: Request) -> LinkService:
+    service: LinkService = resources_of(request).mc_link
+    return service
+
+
+async def _plugin(request: Request) -> Principal:
+    """The caller must be a game server's plugin (its `vxs_` key)."""
+    principal = await resolve(request)
+    if principal is None:
+        raise Unauthorized("Send the game server's API key: Authorization: Bearer vxs_…", code="unauthorized")
+    if principal.game_server_id is None:
+        raise Forbidden("Only a game server's API key (vxs_…) may call the plugin API.", code="server_key_required")
+    return principal
+
+
+# --- plugin ------------------------------------------------------------------------------------------
+
+async def plugin_link_code(request: Request) -> Response:
+    principal = await _plugin(request)
+    body = await read_json(request, LinkCodeBody)
+    assert principal.game_server_id is not None
+    result = await _service(request).request_code(principal.game_server_id, body.name, body.uuid)
+    return JSONResponse(result, status_code=201)
+
+
+async def plugin_player(request: Request) -> Response:
+    await _plugin(request)
+    uuid = normalise_uuid(request.path_params["uuid"])
+    if uuid is None:
+        raise ValidationFailed(details=[{"field": "uuid", "code": "invalid",
+                                         "message": "Not a UUID (32 hexadecimal digits, with or without dashes)."}])
+    return JSONResponse(await _service(request).player(uuid))
+
+
+async def plugin_players(request: Request) -> Response:
+    """A game chat bridge's full online list (on connect and reconnect): the status becomes exact."""
+    principal = await _plugin(request)
+    body = await read_json(request, PlayersBody)
+    assert principal.game_server_id is not None
+    await _service(request).game_event(principal.game_server_id, "players", players=body.players)
+    return JSONResponse({"players": body.players})
+
+
+async def plugin_players_gone(request: Request) -> Response:
+    """The bridge stops: the status shows the server's own samples again."""
+    principal = await _plugin(request)
+    assert principal.game_server_id is not None
+    await _service(request).game_event(principal.game_server_id, "bridge_offline")
+    return Response(status_code=204)
+
+
+# --- members -----------------------------------------------------------------------------------------
+
+@requires()
+async def link_status(request: Request) -> Response:
+    return JSONResponse(await _service(request).status(principal_of(request).user_id))
+
+
+async def _member(request: Request) -> Principal:
+    principal = principal_of(request)
+    if principal.kind != "user":
+        raise Forbidden("Only members link Minecraft accounts.", code="members_only")
+    return principal
+
+
+@requires()
+async def link(request: Request) -> Response:
+    principal = await _member(request)
+    body = await read_json(request, CodeBody)
+    return JSONResponse(await _service(request).link(principal.user_id, body.code, client_info(request).ip))
+
+
+@requires()
+async def unlink(request: Request) -> Response:
+    principal = await _member(request)
+    return JSONResponse(await _service(request).unlink(principal.user_id, client_info(request).ip))
+
+
+async def code_check(request: Request) -> Response:
+    """Anonymous: what signing up with this code would link (and the username it suggests)."""
+    body = await read_json(request, CodeBody)
+    return JSONResponse(await _service(request).peek(body.code, client_info(request).ip))
+
+
+async def signup(request: Request) -> Response:
+    from server.db.queries import users as user_queries
+
+    body = await read_json(request, SignupBody)
+    user = await _service(request).signup(body.code, body.username, body.email, body.password, client_info(request))
+    return JSONResponse({"user": user_queries.private(user)}, status_code=201)
+
+
+# --- admins ------------------------------------------------------------------------------------------
+
+async def _server(request: Request) -> dict[str, Any]:
+    server_id = request.path_params["id"]
+    status = resources_of(request).mc_status
+    server = await status.get(server_id) if 0 < server_id < 2**62 and status is not None else None
+    if server is None:
+        raise NotFound("No such game server.", code="not_found")
+    return dict(server)
+
+
+@requires("admin.servers.manage")
+async def keys_list(request: Request) -> Response:
+    server = await _server(request)
+    return JSONResponse({"keys": await keys.listed(resources_of(request).db, server["id"])})
+
+
+@requires("admin.servers.manage")
+async def keys_issue(request: Request) -> Response:
+    server = await _server(request)
+    body = await read_json(request, KeyBody)
+    row, secret = await keys.issue(resources_of(request).db, server["id"], server["name"], body.name,
+                                   principal_of(request).user_id)
+    return JSONResponse({**row, "key": secret}, status_code=201, headers={"Cache-Control": "no-store"})
+
+
+@requires("admin.servers.manage")
+async def keys_revoke(request: Request) -> Response:
+    server = await _server(request)
+    key_id = request.path_params["key_id"]
+    if not 0 < key_id < 2**62:
+        raise NotFound("No such key for this server.", code="key_not_found")
+    resources = resources_of(request)
+    row, bot_id = await keys.revoke(resources.db, server["id"], key_id, principal_of(request).user_id)
+    # The key's open websockets close on every replica, like a revoked session's (code 4003).
+    assert resources.auth is not None
+    await resources.auth.publish_revocation([keys.key_session(key_id)], bot_id)
+    return JSONResponse(row)
+
+
+routes: list[BaseRoute] = [
+    Route("/api/plugin/link-codes", plugin_link_code, methods=["POST"]),
+    Route("/api/plugin/players/{uuid}", plugin_player, methods=["GET"]),
+    Route("/api/plugin/players", plugin_players, methods=["PUT"]),
+    Route("/api/plugin/players", plugin_players_gone, methods=["DELETE"]),
+    Route("/api/minecraft/link", link_status, methods=["GET"]),
+    Route("/api/minecraft/link", link, methods=["POST"]),
+    Route("/api/minecraft/link", unlink, methods=["DELETE"]),
+    Route("/api/minecraft/codes/check", code_check, methods=["POST"]),
+    Route("/api/minecraft/signup", signup, methods=["POST"]),
+    Route("/api/admin/servers/{id:int}/keys", keys_list, methods=["GET"]),
+    Route("/api/admin/servers/{id:int}/keys", keys_issue, methods=["POST"]),
+    Route("/api/admin/servers/{id:int}/keys/{key_id:int}", keys_revoke, methods=["DELETE"]),
+]

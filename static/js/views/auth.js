@@ -85,7 +85,19 @@ export function signupView({ query }) {
   const email = h("input", { name: "email", type: "email", autocomplete: "email", required: true });
   const password = h("input", { name: "password", type: "password", autocomplete: "new-password", required: true,
     minlength: 10 });
+  // /signup?code=K7Q2XM: a code from the game (/link) links the new account to the Minecraft player.
+  const given = (query.get("code") || "").trim();
+  const code = given ? h("input", { name: "code", value: given, required: true, maxlength: 16, autocomplete: "off" }) : null;
+  const player = h("p", { class: "muted", role: "status", hidden: true });
+  if (code) {
+    post("/api/minecraft/codes/check", { code: given }).then((found) => {
+      if (!username.value && found.username) username.value = found.username;
+      player.hidden = false;
+      player.textContent = `This account will be linked to the Minecraft player ${found.name}.`;
+    }).catch((e) => showError(error, e));
+  }
   const form = h("form", { class: "stack" },
+    code ? field("Code from the game", code) : null, player,
     field("Username", username, "3–32 letters, digits or _ (your Minecraft name works)"), field("Email", email),
     field("Password", password, "At least 10 characters; common passwords are refused."), error,
     h("button", { class: "btn", type: "submit" }, "Create account"));
@@ -93,7 +105,8 @@ export function signupView({ query }) {
     event.preventDefault();
     error.hidden = true;
     try {
-      await post("/api/auth/register", { username: username.value, email: email.value, password: password.value });
+      if (code) await post("/api/minecraft/signup", { code: code.value.trim(), username: username.value, email: email.value, password: password.value });
+      else await post("/api/auth/register", { username: username.value, email: email.value, password: password.value });
       const body = await post("/api/auth/login", { login: username.value, password: password.value, mode: "cookie" });
       afterSignIn(body.user, query);
     } catch (e) { showError(error, e); }

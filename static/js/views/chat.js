@@ -177,8 +177,11 @@ export async function chatView(ctx) {
     if (frame.deleted) return tombstone(frame);
     const { offset, data, from, ts } = frame;
     const text = (data && typeof data.text === "string") ? data.text : JSON.stringify(data);
-    const who = from ? from.username : "Vonix";
-    const [picture, author] = authorLinks(from, who);
+    // A bridge bot relays for someone in the game or on Discord: "[game] Steve" (text only, never HTML).
+    const via = data && data.via && typeof data.via.name === "string" ? data.via : null;
+    const who = via ? `[${via.source === "discord" ? "discord" : "game"}] ${via.name}` : from ? from.username : "Vonix";
+    const [picture, author] = via ? [avatar({ username: via.name }), h("span", { class: "who via", title: `Relayed by ${from ? from.username : "Vonix"}` }, who)]
+      : authorLinks(from, who);
     const reply = h("button", { type: "button", class: "act-reply", "aria-label": `Reply to ${who}`, title: "Reply" },
       h("span", { class: "act-label" }, "Reply"), h("span", { class: "act-icon", "aria-hidden": "true" }, "↩"));
     const actions = h("span", { class: "actions" }, reply);
@@ -199,6 +202,7 @@ export async function chatView(ctx) {
       reactions: reactionsFrom(frame.reactions) };
     el.parts = { text: textEl, edited, chips, quote };
     if (pendingState) el.classList.add("pending");
+    if (via && data.system) { el.classList.add("system"); textEl.classList.add("muted"); } // a game event: joined, died…
     reply.addEventListener("click", () => {
       if (!el.dataset.offset) return toast("You can reply once the message is sent.");
       startReply(el);

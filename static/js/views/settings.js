@@ -150,7 +150,9 @@ export async function settingsView() {
     h("p", { class: "grow" }, name, me.username ? ` @${me.username}` : "")),
   h("div", { class: "row" }, h("a", { class: "btn", href: "/settings/profile", "data-link": true }, "Edit profile"),
     me.username ? h("a", { class: "btn secondary", href: profilePath(me.username), "data-link": true }, "View profile") : null));
-  const page = h("section", {}, h("h1", {}, "Settings"), profile,
+  const minecraft = section("Minecraft", h("p", {}, "Link your Minecraft account with a code from the game."),
+    h("a", { class: "btn secondary", href: "/settings/minecraft", "data-link": true }, "Minecraft account"));
+  const page = h("section", {}, h("h1", {}, "Settings"), profile, minecraft,
     section("Account", h("p", {}, `Signed in as ${me.username || "?"}`, me.email ? ` (${me.email})` : ""), out));
   mount(page);
   page.append(await pushSection(), mfaSection(), await sessionsSection());
