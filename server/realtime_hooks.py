@@ -62,7 +62,10 @@ class ServerHooks:
         self.timings = timings
         self.channels = Channels(db)
         # Told about every newly stored message after its commit (notifications); must not block.
-        self.after_commit: Callable[[MessageStored], None] | None = None
+        # Who hears of each newly stored chat message (notifications, the game bridge's status) and
+        # of a user's last connection on this replica closing: areas add themselves at build time.
+        self.stored_observers: list[Callable[[MessageStored], None]] = []
+        self.offline_observers: list[Callable[[ConnUser], None]] = []
         self.read_markers: ReadMarkers | None = None  # set once notifications exist (Resources.build)
         self.relations: Relations | None = None  # set by Resources.build: blocks and DM settings
         self.people: People | None = None  # set by Resources.build: friends told of online changes
@@ -176,6 +179,8 @@ class ServerHooks:
     def user_offline(self, user: ConnUser) -> None:
         if self.people is not None and user.kind == "user":
             self.people.user_offline(user.user_id)
+        for observer in self.offline_observers:
+            observer(user)
 
     async def persist_many(self, batch: Sequence[PendingMessage]) -> list[Persisted | Exception]:
         """Stores the batch (group commit, `message_batch`); the database assigns offsets, and
@@ -213,10 +218,12 @@ class ServerHooks:
             parts = FrameParts.message(pending.channel, pending.data, user.public() if user else None,
                                        pending.ts)
             outcomes[index] = Persisted(result.offset, row.epoch, parts, duplicate=result.duplicate)
-            if not result.duplicate and self.after_commit is not None:
-                self.after_commit(MessageStored(
+            if not result.duplicate and self.stored_observers:
+                event = MessageStored(
                     pending.channel, row.id, row.kind, result.offset, user.user_id if user else None,
-                    user.username if user else None, user.kind if user else None, pending.data))
+                    user.username if user else None, user.kind if user else None, pending.data)
+                for observer in self.stored_observers:
+                    observer(event)
 
     async def _store_event(self, row: ChannelMeta, pending: PendingMessage) -> Persisted | Exception:
         now = datetime.fromtimestamp(pending.ts, UTC) if pending.ts else utcnow()

@@ -141,7 +141,7 @@ class Resources:
         resources.push = PushSender(settings, db, resources.breakers, metrics)
         resources.notifications = Notifications(db, resources.node, resources.push, settings.push_when,
                                                 resources.spawn)
-        resources.hooks.after_commit = resources.notifications.message_stored
+        resources.hooks.stored_observers.append(resources.notifications.message_stored)
         resources.hooks.read_markers = ReadMarkers(db, resources.hooks.channels, resources.notifications)
         resources.relations = Relations(db, resources.cache)
         resources.people = People(db, resources.relations, resources.node, settings.minecraft_avatar_url,

@@ -363,18 +363,5 @@ def attach(resources: Any, settings: Any) -> None:
     hooks = resources.hooks
     if hooks is None:
         return
-    stored = hooks.after_commit
-
-    def after_commit(event: Any) -> None:
-        if stored is not None:
-            stored(event)
-        service.message_stored(event)
-
-    hooks.after_commit = after_commit
-    offline = hooks.user_offline
-
-    def user_offline(user: Any) -> None:
-        offline(user)
-        service.bridge_gone(user)
-
-    hooks.user_offline = user_offline
+    hooks.stored_observers.append(service.message_stored)
+    hooks.offline_observers.append(service.bridge_gone)

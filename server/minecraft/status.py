@@ -204,6 +204,9 @@ class StatusService:
         return await self.snapshot()
 
     async def delete(self, server_id: int) -> None:
+        if self.resources.mc_link is not None and 0 < server_id < 2**62:
+            # its plugin keys die with it, and a bridge signed in with one is closed on every replica
+            await self.resources.mc_link.close_server(server_id)
         gone = await self.db.fetch_val("mc_status.delete", mc_servers.delete().where(
             mc_servers.c.id == server_id).returning(mc_servers.c.id)) if 0 < server_id < 2**62 else None
         if gone is None:

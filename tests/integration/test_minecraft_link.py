@@ -309,6 +309,6 @@ async def test_closing_a_server_revokes_its_keys_and_closes_the_bridge(server: A
         key = await issue_key(client, u["root"]["headers"], sid)
         ws = await WsClient.connect(server.base_url, key)
         assert (await ws.request("ping"))["ok"]
-        await server.resources.mc_link.close_server(sid)  # what deleting the game server calls first
+        assert (await client.delete(f"/api/admin/servers/{sid}", headers=u["root"]["headers"])).status_code == 204
         assert await ws.close_code(8) == 4003
         assert (await client.get(f"/api/plugin/players/{UUID}", headers=bearer(key))).status_code == 401
