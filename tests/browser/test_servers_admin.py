@@ -50,6 +50,32 @@ async def test_admin_adds_edits_orders_and_deletes_servers_with_live_status(brow
         assert await card.locator(".server-address").text_content() == f" 127.0.0.1:{game.port} · Java"
         assert await form.get_by_label("Name").input_value() == ""
 
+        # a plugin key for it: refused without a name, then shown once, working, listed, revoked
+        await card.get_by_role("button", name="Plugin keys of Survival").click()
+        keys = card.locator("section.server-keys")
+        await keys.get_by_text("No keys yet.").wait_for()
+        await keys.get_by_role("button", name="Issue key").click()
+        await keys.locator('[data-field="name"] .field-error').wait_for()
+        await keys.get_by_label("Key name").fill("Paper plugin")
+        await keys.get_by_role("button", name="Issue key").click()
+        secret = (await keys.locator(".new-key code.secret").text_content()) or ""
+        assert secret.startswith("vxs_"), secret
+        listed = keys.locator("li.plugin-key", has_text="Paper plugin")
+        assert "last used never" in (await listed.text_content() or "")
+        await measure(root, "servers-admin-key-shown-360", phone=True, found=layout)
+        async with web.client() as plugin:
+            asked = await plugin.get("/api/plugin/players/069a79f444e94726a5befca90e38aaf5",
+                                     headers={"Authorization": f"Bearer {secret}"})
+            assert asked.status_code == 200 and asked.json()["linked"] is False
+            await listed.get_by_role("button", name="Revoke Paper plugin").click()
+            await listed.get_by_role("button", name="Revoke", exact=True).click()
+            await keys.locator('li.plugin-key[data-revoked="true"]', has_text="revoked").wait_for()
+            refused = await plugin.get("/api/plugin/players/069a79f444e94726a5befca90e38aaf5",
+                                       headers={"Authorization": f"Bearer {secret}"})
+            assert refused.status_code == 401
+        await card.get_by_role("button", name="Plugin keys of Survival").click()
+        await keys.wait_for(state="detached")
+
         # the game server changes: the next poll shows on the screen without a reload
         game.online = 7
         await web.resources.mc_status.poll_now()
@@ -107,7 +133,7 @@ async def test_admin_adds_edits_orders_and_deletes_servers_with_live_status(brow
         await measure(root_desktop, "servers-admin-desktop", phone=False, found=layout)
         await web.resources.wait_spawned()
 
-    found = [clean(root, allowed=((422, "POST", "/api/admin/servers"),
+    found = [clean(root, allowed=((422, "POST", "/api/admin/servers"), (422, "POST", "/api/admin/servers/1/keys"),
                                   (409, "PATCH", "/api/admin/servers/2"))),
              clean(bob, allowed=((403, "GET", "/api/admin/servers"),)),
              clean(root_desktop)]

@@ -1,11 +1,13 @@
 // Game servers, for admins (/admin/servers; docs/minecraft.md): the list with each server's live
 // status, adding one, editing, deleting and moving it up or down the public list. The server's
-// refusals show under their fields and the admin's text stays. Live on `status:servers`: a poll's
-// result (`server_status`), another admin's edit (`server_updated`) or removal (`server_removed`).
+// refusals show under their fields and the admin's text stays; "Keys" opens the server's plugin
+// API keys (serverkeys.js). Live on `status:servers`: a poll's result (`server_status`), another
+// admin's edit (`server_updated`) or removal (`server_removed`).
 
 import { del, get, patch, post, put } from "../api.js";
 import { h, mount, toast } from "../dom.js";
 import { actionButton, confirmAction, fill, formState, generalError, liveStreams, selectField, textField } from "../community.js";
+import { keysPanel } from "./serverkeys.js";
 
 const CHANNEL = "status:servers";
 const DEFAULT_PORT = { java: 25565, bedrock: 19132 };
@@ -121,6 +123,8 @@ export async function serversAdminView(ctx) {
           actionButton("↓", () => move(s, 1), { attrs: { "aria-label": `Move ${s.name} down`,
             disabled: index < 0 || index >= servers.length - 1 } }),
           actionButton("Edit", async () => li.paint(s, true), { attrs: { "aria-label": `Edit ${s.name}` } }),
+          actionButton("Keys", async () => { li.keysOpen = !li.keysOpen; li.paint(li.server, li.editing); },
+            { attrs: { "aria-label": `Plugin keys of ${s.name}`, "aria-expanded": String(Boolean(li.keysOpen)) } }),
           confirmAction("Delete", `Delete ${s.name} and its status history?`, async () => {
             await del(`/api/admin/servers/${s.id}`);
             remove(s.id);
@@ -128,7 +132,7 @@ export async function serversAdminView(ctx) {
       fill(li, item, editing ? h("div", { class: "card" }, serverForm(s, {
         onSaved: (saved) => { upsert(saved); toast("Saved"); },
         onCancel: () => li.paint(li.server),
-      })) : null);
+      })) : null, li.keysOpen ? (li.keys ||= h("div", { class: "card" }, keysPanel(s))) : null);
       li.server = s;
       li.editing = editing;
     };
