@@ -1,12 +1,14 @@
 """Bridge health reports: `PUT /api/bridges/discord/health` (docs/bridges.md).
 
 The Discord bridge process (`vonix discord-bridge`) reports every 15 s and on each state change,
-signed in with its bot token; only bot principals may report. The report is kept by
+signed in with its bot token; only bot principals may report, and when this server knows the
+bridge's token (`BRIDGE_BOT_TOKEN`, shared in compose) only that token. The report is kept by
 server/bridges/health.py and shown by `GET /api/admin/stats` under `"bridges"`.
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -14,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from server.auth.principal import principal_of, requires
+from server.auth.principal import bearer_token, principal_of, requires
 from server.bridges.health import BridgeHealth
 from server.errors import Forbidden
 from server.jsonio import JSONResponse, read_json
@@ -46,6 +48,10 @@ async def put_discord_health(request: Request) -> Response:
     principal = principal_of(request)
     if principal.kind != "bot":
         raise Forbidden("Only a bridge's bot account reports bridge health.", code="bots_only")
+    expected = resources_of(request).settings.bridge_bot_token
+    if principal.game_server_id is not None or (expected is not None and not hmac.compare_digest(
+            (bearer_token(request) or "").encode(), expected.get_secret_value().encode())):
+        raise Forbidden("Only the Discord bridge's own bot reports its health.", code="not_the_bridge")
     body = await read_json(request, HealthBody)
     stored = await BridgeHealth(resources_of(request)).put(
         "discord", {**body.model_dump(), "bot": principal.username})

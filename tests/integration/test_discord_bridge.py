@@ -423,3 +423,24 @@ async def test_health_route_takes_bot_reports_and_stats_show_them_on_every_repli
         assert discord["bot"] == "bridge_bot" and discord["stale"] is False
         later = await BridgeHealth(b.resources, clock=lambda: time.time() + 61).get("discord")
         assert later is not None and later["stale"] is True
+
+
+async def test_only_the_configured_bridge_bot_reports_health(backend: dict[str, Any]) -> None:
+    """With BRIDGE_BOT_TOKEN known to the server (compose shares it), another bot cannot pose as the
+    bridge; without it, any bot may (the test above)."""
+    from server.auth.tokens import hash_secret
+    from server.db.tables import bot_tokens
+    from server.db.types import utcnow
+
+    bridge_token = "vxb_" + "b" * 43
+    async with replicas(backend, BRIDGE_BOT_TOKEN=bridge_token) as (a, _b):
+        bridge = await create_bot(a.resources.db, "bridge_bot", None, None)
+        await a.resources.db.execute("bot_tokens.insert", bot_tokens.insert().values(
+            bot_id=bridge.bot_id, token_hash=hash_secret(bridge_token), prefix=bridge_token[:8], created_at=utcnow()))
+        other = await create_bot(a.resources.db, "other_bot", None, None)
+        report = {"state": "ok", "gateway": "connected", "queue": 0, "breaker": "closed"}
+        async with a.client() as http:
+            posing = await http.put("/api/bridges/discord/health", json=report, headers=bearer(other.token))
+            assert posing.status_code == 403 and posing.json()["error"]["code"] == "not_the_bridge"
+            ok = await http.put("/api/bridges/discord/health", json=report, headers=bearer(bridge_token))
+            assert ok.status_code == 200, ok.text
