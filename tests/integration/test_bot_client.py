@@ -30,6 +30,7 @@ from realtime.client import Closed, Connected, Disconnected, Gap, Message, Vonix
 from tests.conftest import fresh_sqlite_url, make_settings
 from tests.support.accounts import bearer, login, make_admin, register
 from tests.support.appserver import AppServer
+from tests.support.example_process import ExampleProcess
 from tests.support.replica import Replica
 from tests.support.services import free_port
 from tests.support.wsclient import WsClient
@@ -47,64 +48,21 @@ def vonix(args: list[str], env: dict[str, str]) -> str:
     return result.stdout
 
 
-class Bot:
-    """examples/echo_bot.py as a subprocess; its stdout lines are collected as they come."""
+class Bot(ExampleProcess):
+    """examples/echo_bot.py as a subprocess; what it says (stdout) is collected as it comes."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.lines: list[str] = []
-        self.process: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
+        super().__init__("echo_bot.py", env)
 
-    async def start(self) -> Bot:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-u", str(ROOT / "examples" / "echo_bot.py"), env=self.env, cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        self._reader = asyncio.create_task(self._read())
-        return self
+    @property
+    def lines(self) -> list[str]:
+        return self.out
 
-    async def _read(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        async for raw in self.process.stdout:
-            self.lines.append(raw.decode(errors="replace").rstrip())
-            self._changed.set()
-
-    async def wait_for(self, pattern: str, count: int = 1, timeout: float = 15.0) -> list[str]:
-        async def seen() -> list[str]:
-            while True:
-                found = [line for line in self.lines if re.search(pattern, line)]
-                if len(found) >= count:
-                    return found
-                self._changed.clear()
-                await self._changed.wait()
-
-        try:
-            return await asyncio.wait_for(seen(), timeout)
-        except TimeoutError:
-            raise AssertionError(f"bot never printed {pattern!r} x{count}; it said:\n" + "\n".join(self.lines)) \
-                from None
+    async def wait_for(self, pattern: str, count: int = 1, timeout: float = 15.0) -> list[str]:  # type: ignore[override]
+        return await super().wait_for(self.out, pattern, count, timeout)
 
     def answers(self) -> list[tuple[int, bool]]:
         return [(int(m[1]), bool(m[2])) for m in map(ANSWERED.search, self.lines) if m]
-
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-
-    async def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                await asyncio.wait_for(self.process.wait(), 10)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        if self._reader is not None:
-            await self._reader
 
 
 @pytest.fixture

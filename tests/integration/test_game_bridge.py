@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,73 +23,21 @@ from tests.conftest import make_settings
 from tests.support.accounts import bearer, make_admin
 from tests.support.appserver import AppServer
 from tests.support.community import people, say
+from tests.support.example_process import ExampleProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class BridgeProcess:
+class BridgeProcess(ExampleProcess):
     """examples/minecraft_bridge.py; stdout (game commands) and stderr (status) collected apart."""
 
     def __init__(self, url: str, key: str) -> None:
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "VONIX_URL": url, "VONIX_SERVER_KEY": key,
-                    "VONIX_ROOM": "general", "VONIX_BACKOFF": "0.1,0.5"}
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self.process: asyncio.subprocess.Process | None = None
-        self._readers: list[asyncio.Task[None]] = []
-        self._changed = asyncio.Event()
-
-    async def start(self) -> BridgeProcess:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-u", str(ROOT / "examples" / "minecraft_bridge.py"), env=self.env, cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        assert self.process.stdout is not None and self.process.stderr is not None
-        self._readers = [asyncio.create_task(self._read(self.process.stdout, self.out)),
-                         asyncio.create_task(self._read(self.process.stderr, self.err))]
-        return self
-
-    async def _read(self, stream: asyncio.StreamReader, into: list[str]) -> None:
-        async for raw in stream:
-            into.append(raw.decode(errors="replace").rstrip())
-            self._changed.set()
-
-    async def feed(self, *lines: str) -> None:
-        assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write("".join(f"{line}\n" for line in lines).encode())
-        await self.process.stdin.drain()
+        super().__init__("minecraft_bridge.py", {
+            **os.environ, "PYTHONPATH": str(ROOT), "VONIX_URL": url, "VONIX_SERVER_KEY": key,
+            "VONIX_ROOM": "general", "VONIX_BACKOFF": "0.1,0.5"}, stdin=True)
 
     async def wait_for(self, lines: list[str], text: str, count: int = 1, timeout: float = 15.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [line for line in lines if text in line]
-            if len(found) >= count:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(f"never saw {text!r} x{count}; stdout:\n" + "\n".join(self.out)
-                                     + "\nstderr:\n" + "\n".join(self.err))
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), max(0.05, deadline - time.monotonic()))
-            except TimeoutError:
-                pass
-
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-
-    async def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                await asyncio.wait_for(self.process.wait(), 10)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        for reader in self._readers:
-            await reader
+        return await super().wait_for(lines, re.escape(text), count, timeout)
 
 
 async def room(client: httpx.AsyncClient, headers: dict[str, str]) -> list[dict[str, Any]]:
