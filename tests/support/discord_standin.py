@@ -234,6 +234,20 @@ class DiscordStandin:
     def _bot_ok(self, request: Request) -> bool:
         return request.headers.get("authorization") == f"Bot {self.bot_token}"
 
+    async def _admit(self, request: Request, *, webhook: bool) -> tuple[Call, Response | None]:
+        """Record the call (a scripted refusal answers first), then check its credential: the
+        webhook's id and token in the path, or the bot token in the header."""
+        call, refusal = await self._record(request)
+        if refusal is not None:
+            return call, refusal
+        if webhook and not self._webhook_ok(request):
+            call.status = 401
+            return call, JSONResponse({"message": "Invalid Webhook Token", "code": 50027}, status_code=401)
+        if not webhook and not self._bot_ok(request):
+            call.status = 401
+            return call, JSONResponse({"message": "401: Unauthorized"}, status_code=401)
+        return call, None
+
     def _new_message(self, body: dict[str, Any], *, webhook: bool) -> dict[str, Any]:
         message_id = str(next(self._ids))
         author = ({"id": self.webhook_id, "username": body.get("username") or "webhook", "bot": True}
@@ -246,12 +260,9 @@ class DiscordStandin:
         return message
 
     async def _execute(self, request: Request) -> Response:
-        call, refusal = await self._record(request)
+        call, refusal = await self._admit(request, webhook=True)
         if refusal is not None:
             return refusal
-        if not self._webhook_ok(request):
-            call.status = 401
-            return JSONResponse({"message": "Invalid Webhook Token", "code": 50027}, status_code=401)
         message = self._new_message(call.json or {}, webhook=True)
         if request.query_params.get("wait") == "true":
             return JSONResponse(message, headers=self._limits())
@@ -259,12 +270,9 @@ class DiscordStandin:
         return Response(status_code=204, headers=self._limits())
 
     async def _webhook_message(self, request: Request) -> Response:
-        call, refusal = await self._record(request)
+        call, refusal = await self._admit(request, webhook=True)
         if refusal is not None:
             return refusal
-        if not self._webhook_ok(request):
-            call.status = 401
-            return JSONResponse({"message": "Invalid Webhook Token"}, status_code=401)
         return self._change(request, call)
 
     def _change(self, request: Request, call: Call) -> Response:
@@ -280,12 +288,9 @@ class DiscordStandin:
         return JSONResponse(message, headers=self._limits())
 
     async def _channel(self, request: Request) -> Response:
-        call, refusal = await self._record(request)
+        call, refusal = await self._admit(request, webhook=False)
         if refusal is not None:
             return refusal
-        if not self._bot_ok(request):
-            call.status = 401
-            return JSONResponse({"message": "401: Unauthorized"}, status_code=401)
         name = self.channel_names.get(request.path_params["cid"])
         if name is None:
             call.status = 404
@@ -293,21 +298,15 @@ class DiscordStandin:
         return JSONResponse({"id": request.path_params["cid"], "name": name, "type": 0})
 
     async def _rest_send(self, request: Request) -> Response:
-        call, refusal = await self._record(request)
+        call, refusal = await self._admit(request, webhook=False)
         if refusal is not None:
             return refusal
-        if not self._bot_ok(request):
-            call.status = 401
-            return JSONResponse({"message": "401: Unauthorized"}, status_code=401)
         return JSONResponse(self._new_message(call.json or {}, webhook=False), headers=self._limits())
 
     async def _rest_message(self, request: Request) -> Response:
-        call, refusal = await self._record(request)
+        call, refusal = await self._admit(request, webhook=False)
         if refusal is not None:
             return refusal
-        if not self._bot_ok(request):
-            call.status = 401
-            return JSONResponse({"message": "401: Unauthorized"}, status_code=401)
         return self._change(request, call)
 
     # --- gateway ---------------------------------------------------------------------------------
