@@ -24,6 +24,7 @@ REFRESH_COOKIE = "vonix_refresh"
 CSRF_COOKIE = "vonix_csrf"
 CSRF_HEADER = "x-csrf-token"
 BOT_TOKEN_PREFIX = "vxb_"
+SERVER_KEY_PREFIX = "vxs_"  # a game server's plugin API key (server/minecraft/keys.py)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 

@@ -16,7 +16,7 @@ from server.auth.keys import Keyring
 from server.auth.lockout import Lockout, LockoutPolicy
 from server.auth.mail import ConsoleMailer, Mailer, SmtpMailer
 from server.auth.passwords import PasswordRejected, Passwords
-from server.auth.principal import BOT_TOKEN_PREFIX, Principal
+from server.auth.principal import BOT_TOKEN_PREFIX, SERVER_KEY_PREFIX, Principal
 from server.auth.sessions import ClientInfo, RefreshRejected, SessionStore, TokenPair
 from server.auth.tokens import InvalidToken, TokenSigner, hash_secret
 from server.db.database import Database
@@ -161,7 +161,7 @@ class AuthService:
     async def principal_from_token(self, token: str, *, via_cookie: bool = False) -> Principal:
         if token.startswith(BOT_TOKEN_PREFIX):
             return await self._bot_principal(token)
-        if token.startswith("vxs_"):
+        if token.startswith(SERVER_KEY_PREFIX):
             return await self._server_key_principal(token)
         claims = self.signer.verify_access(token)
         identity = await self._identity(claims.session_id)

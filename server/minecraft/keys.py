@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from server.auth import audit
 from server.auth.bots import DEFAULT_SCOPES
-from server.auth.principal import Principal
+from server.auth.principal import SERVER_KEY_PREFIX, Principal
 from server.auth.tokens import hash_secret, new_secret, same
 from server.db.database import Database
 from server.db.errors import UniqueViolation
@@ -31,7 +31,6 @@ from server.db.tables_linking import mc_api_keys, mc_server_bots
 from server.db.types import utcnow
 from server.errors import Conflict, NotFound
 
-SERVER_KEY_PREFIX = "vxs_"
 SESSION_PREFIX = "mckey:"  # a key's websockets are registered under this session id
 TOUCH_EVERY = timedelta(minutes=1)
 BOT_SCOPES = tuple(sorted(DEFAULT_SCOPES))
