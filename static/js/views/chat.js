@@ -180,7 +180,8 @@ export async function chatView(ctx) {
     // A bridge bot relays for someone in the game or on Discord: "[game] Steve" (text only, never HTML).
     const via = data && data.via && typeof data.via.name === "string" ? data.via : null;
     const who = via ? `[${via.source === "discord" ? "discord" : "game"}] ${via.name}` : from ? from.username : "Vonix";
-    const [picture, author] = via ? [avatar({ username: via.name }), h("span", { class: "who via", title: `Relayed by ${from ? from.username : "Vonix"}` }, who)]
+    const [picture, author] = via ? [avatar({ username: via.name }), h("span", { class: "who via", title: `${who}, relayed by ${from ? from.username : "Vonix"}` },
+      h("span", { class: "via-source" }, `[${via.source === "discord" ? "discord" : "game"}]`), " ", h("span", { class: "via-name" }, via.name))]
       : authorLinks(from, who);
     const reply = h("button", { type: "button", class: "act-reply", "aria-label": `Reply to ${who}`, title: "Reply" },
       h("span", { class: "act-label" }, "Reply"), h("span", { class: "act-icon", "aria-hidden": "true" }, "↩"));
@@ -850,10 +851,12 @@ export async function chatView(ctx) {
   } catch { /* nothing kept */ }
   live.subscribe(channel, page ? { offset: page.offset, epoch: page.epoch } : null);
   if (live.isSubscribed(channel)) {
-    // Followed already (the unread counts): messages it saw before this view listened are not in
-    // a page that came from before them, so load the latest again.
+    // Followed already (the unread counts): the channel moved on since the page was read, and what
+    // came meanwhile is not all here (the follower may have started after a message this page
+    // missed, while a later one reached this view live): load the latest again. Comparing with the
+    // newest message shown instead lost such a message whenever a later one had arrived.
     const position = live.position(channel);
-    if (page && position && position.offset > newest) await loadLatest().catch(() => {});
+    if (page && position && position.offset > page.offset) await loadLatest().catch(() => {});
     onSubscribed({ detail: { channel } });
   }
   if (page && (target.dm || target.meta?.member)) {
