@@ -27,6 +27,7 @@ class Batcher(Generic[Item, Result]):
         self._scheduled = False
         self._running = False
         self.batches = 0  # how many bulk calls were made (tests, stats)
+        self.items = 0  # how many calls they carried (batches/items: the crowd a round trip serves)
 
     async def __call__(self, item: Item) -> Result:
         loop = asyncio.get_running_loop()
@@ -47,6 +48,7 @@ class Batcher(Generic[Item, Result]):
 
     async def _run(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         self.batches += 1
+        self.items += len(batch)
         try:
             results = await self._run_many([item for item, _ in batch])
         except BaseException as exc:  # every caller hears the failure; the batcher goes on

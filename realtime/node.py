@@ -93,7 +93,6 @@ class Node:
         self._catching_up: dict[str, list[tuple[Connection, int]]] = {}  # held until the stream reaches an offset
         self._filling: dict[str, list[tuple[int, bytes]]] = {}  # channels whose gap is being filled
         self._broker_was_down = False
-        self._metrics = _Metrics(metrics, self) if metrics is not None else None
         # persisted channels: stored in batches, published after the commit in commit order
         self.commits = GroupCommit(hooks, history, self._deliver_local, window=self.settings.commit_window)
         self.presence_feed = PresenceFeed(presence, history.publish_control,
@@ -103,6 +102,7 @@ class Node:
         # resubscribes with `since` read the hot window together: one pipeline for a crowd
         self._recoveries: Batcher[tuple[str, int, int], list[tuple[int, bytes]] | None] = Batcher(
             history.recover_many)
+        self._metrics = _Metrics(metrics, self) if metrics is not None else None
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -868,3 +868,11 @@ class _Metrics:
         subscriptions.set_function(node.hub.subscription_count)
         channels = metrics.gauge("vonix_ws_channels", "Channels with at least one local subscriber.")
         channels.set_function(lambda: len(node.hub.channels))
+        # Store calls per round trip: how well a crowd's calls share pipelines (see batching.py).
+        batches = metrics.gauge("vonix_ws_store_batches", "Round trips made by each batcher so far.", ("batcher",))
+        items = metrics.gauge("vonix_ws_store_batch_items", "Calls carried by each batcher's round trips so far.",
+                              ("batcher",))
+        for name, batcher in (("registrations", node._registrations), ("unregistrations", node._unregistrations),
+                              ("recoveries", node._recoveries), ("presence", node.presence_feed._changes)):
+            batches.labels(batcher=name).set_function(lambda b=batcher: b.batches)
+            items.labels(batcher=name).set_function(lambda b=batcher: b.items)

@@ -31,7 +31,7 @@ async def test_calls_made_together_share_one_bulk_call_in_order() -> None:
     await asyncio.sleep(0.001)
     later = await asyncio.gather(*(batcher(i) for i in range(10, 14)))
     assert await started == [0, 2, 4] and later == [20, 22, 24, 26]
-    assert calls[1:] == [[0, 1, 2], [10, 11, 12, 13]] and batcher.batches == 3
+    assert calls[1:] == [[0, 1, 2], [10, 11, 12, 13]] and batcher.batches == 3 and batcher.items == 12
 
 
 async def test_a_failed_bulk_call_fails_its_callers_and_the_next_batch_runs() -> None:
