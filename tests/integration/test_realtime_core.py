@@ -172,7 +172,7 @@ async def test_protocol_errors(app_server: AppServer) -> None:
 
 
 async def test_publish_flood_is_limited_then_cut(backend: dict[str, Any]) -> None:
-    settings = make_settings(WS_PUBLISH_RATE=5, WS_PUBLISH_BURST=5, **backend)
+    settings = make_settings(WS_PUBLISH_RATE=0.5, WS_PUBLISH_BURST=5, **backend)
     async with AppServer(settings) as server:
         tokens = await tokens_for(server, "Flo")
         client = await WsClient.connect(server.base_url, tokens["Flo"])

@@ -149,7 +149,7 @@ async def test_the_commit_window_groups_a_steady_stream_and_spares_a_lone_messag
     windowed.window = 0.02
     lone_latency = await stream(windowed)
 
-    assert len(eager_store.batches) > 25
+    assert len(eager_store.batches) > 15  # ~40-60 on an idle machine; timers bunch up under load
     assert len(windowed_store.batches) <= 8, windowed_store.batches
     assert max(len(b) for b in windowed_store.batches[:-1]) >= 10
     assert windowed_store.batches[-1] == ["lone"] and lone_latency < 0.015
