@@ -256,7 +256,9 @@ class Groups:
         return name
 
     async def _name_taken(self, name: str, other_than: int | None = None) -> bool:
-        query = sa.select(groups.c.id).where(sa.func.lower(groups.c.name) == name.lower())
+        # The same lower() as the unique index: SQLite's folds ASCII only, so a Python lower()
+        # would miss the clash the index just reported (a 500 instead of 409).
+        query = sa.select(groups.c.id).where(sa.func.lower(groups.c.name) == sa.func.lower(name))
         if other_than is not None:
             query = query.where(groups.c.id != other_than)
         return await self.db.fetch_val("groups.name_taken", query) is not None

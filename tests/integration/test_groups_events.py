@@ -540,3 +540,16 @@ async def test_group_rooms_follow_their_groups(backend: dict[str, Any]) -> None:
                                   headers=alice["headers"])).json()["already_member"] is False
         assert (await client.post("/api/rooms/den/leave", headers=dave["headers"])).status_code == 204
         assert (await room_state(client, dave, "room:den"))[0] == 404
+
+
+async def test_a_non_ascii_group_name_taken_again_is_a_conflict(backend: dict[str, Any]) -> None:
+    """SQLite's lower() folds ASCII only: the service must compare names as the unique index does,
+    or the clash the index reports is a 500 (found by schemathesis)."""
+    from tests.conftest import make_settings
+
+    async with AppServer(make_settings(**backend, **LIMITS)) as server, server.client() as client:
+        u = await people(client, "alice", "bob")
+        first = await client.post("/api/groups", json={"name": "Ïûç"}, headers=u["alice"]["headers"])
+        assert first.status_code == 201, first.text
+        again = await client.post("/api/groups", json={"name": "Ïûç"}, headers=u["bob"]["headers"])
+        assert code(again) == (409, "group_name_taken")
