@@ -23,13 +23,19 @@ WORKDIR /src
 COPY . .
 
 # The venv lives at the same path in every stage: its scripts' shebangs point at it.
+# Dependencies come from the hashed lock files (`make lock`), the versions `make test` ran:
+# build.txt (pip, setuptools) first, then the runtime set; --no-build-isolation makes the lock's
+# one sdist and the project's wheel build with that hashed setuptools, not an unpinned download;
+# the project goes in with --no-deps and `pip check` proves the lock covers what it declares.
 # The last step fails the build when the installed package lacks a data file the server reads
 # (pyproject package-data: the common-passwords list, the migrations); -P keeps /src off sys.path
 # so the check sees the installed copy, not the sources.
 RUN python -m venv /opt/vonix \
-    && /opt/vonix/bin/pip install --no-cache-dir --upgrade "pip>=24" \
-    && /opt/vonix/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheels . \
-    && /opt/vonix/bin/pip install --no-cache-dir /tmp/wheels/vonix-*.whl \
+    && /opt/vonix/bin/pip install --no-cache-dir --require-hashes -r requirements/build.txt \
+    && /opt/vonix/bin/pip install --no-cache-dir --require-hashes --no-build-isolation -r requirements/runtime.txt \
+    && /opt/vonix/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
+    && /opt/vonix/bin/pip install --no-cache-dir --no-deps /tmp/wheels/vonix-*.whl \
+    && /opt/vonix/bin/pip check \
     && /opt/vonix/bin/vonix --help > /dev/null \
     && /opt/vonix/bin/python -P -c "from server.auth.passwords import COMMON_PASSWORDS as c; from server.db.migrate import MIGRATIONS as m; assert c.is_file() and (m / 'script.py.mako').is_file() and any((m / 'versions').glob('0001_*.py')), 'package data missing'"
 

@@ -4,27 +4,48 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# Exact versions with hashes (`make lock` writes them from pyproject.toml): build.txt first (pip,
+# setuptools), then everything `make run`/`make test` need, then the project itself without deps.
+LOCKS := requirements/build.txt requirements/test.txt
+# The stamp follows the lock files and pyproject.toml (the project's own metadata: entry points,
+# the dependency bounds server/dependency_check.py reads), so a change to either re-installs.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCKS) | sha1sum | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 
-.PHONY: run test lint bench services-bin clean
+.PHONY: run test lint lock bench services-bin clean
 
-$(STAMP): pyproject.toml
+# --no-build-isolation: the one sdist in the lock (http-ece) and the project build with the
+# hashed setuptools of build.txt instead of one pip would fetch, unpinned, for each build.
+$(STAMP): pyproject.toml $(LOCKS)
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv)
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -U pip setuptools wheel
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PIP) --require-hashes -r requirements/build.txt
+	$(PIP) --require-hashes --no-build-isolation -r requirements/test.txt
+	$(BIN)/python scripts/check_lock.py
+	$(PIP) --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
+
+## lock: re-resolve requirements/*.txt after editing pyproject.toml's dependencies (keeps the other
+## pins; UPGRADE=1 moves every package to the newest release its bounds allow)
+lock:
+	VENV=$(VENV) PYTHON=$(PYTHON) scripts/lock.sh
 
 ## run: install, migrate the embedded SQLite database and serve on http://127.0.0.1:8000
 run: $(STAMP)
 	$(BIN)/vonix migrate
 	exec $(BIN)/vonix serve
 
-## test: install, make sure redis-server and PostgreSQL exist, run every test (both backends)
+## test: install, make sure redis-server and PostgreSQL exist, run every test (both backends):
+## TEST_WORKERS processes share the suite (each starts its own Redis and PostgreSQL), then the
+## `serial` tests (benchmark smoke runs that pin servers to a core and read CPU times) run alone.
+TEST_WORKERS ?= 2
 test: $(STAMP) services-bin
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@rc=0; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS) || { c=$$?; [ $$c = 5 ] || rc=$$c; }; \
+	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS) || { c=$$?; [ $$c = 5 ] || rc=$$c; }; \
+	exit $$rc
 
 services-bin:
 	@scripts/ensure-test-binaries.sh

@@ -50,6 +50,10 @@ def _somaxconn() -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from server.dependency_check import startup_problem
+
+    if (problem := startup_problem()) is not None:  # before importing what builds on their internals
+        return _fail(problem, EXIT_CONFIG)
     import uvicorn
 
     from server.app import create_app

@@ -115,8 +115,10 @@ def build_context(destination: Path) -> list[str]:
 def test_build_context_holds_only_what_the_image_needs(tmp_path: Path) -> None:
     kept = build_context(tmp_path)
     tops = {name.split("/")[0] for name in kept}
-    assert tops <= {"pyproject.toml", "README.md", "server", "realtime", "static", "sw", "examples"}, tops
+    allowed = {"pyproject.toml", "README.md", "server", "realtime", "static", "sw", "examples", "requirements"}
+    assert tops <= allowed, tops
     assert {"pyproject.toml", "server", "static"} <= tops
+    assert {"requirements/build.txt", "requirements/runtime.txt"} <= set(kept), "the builder installs from the locks"
     assert not [n for n in kept if n.endswith((".db", ".env")) or "__pycache__" in n]
 
 
