@@ -19,6 +19,7 @@ from server.middleware.request_context import RequestContextMiddleware
 from server.middleware.security_headers import SecurityHeadersMiddleware
 from server.middleware.tracing import TracingMiddleware
 from server.observability.logging import configure_logging
+from server.openapi.serve import openapi_routes
 from server.resources import Resources
 from server.routes import (
     admin,
@@ -38,6 +39,7 @@ from server.routes import (
     oauth,
     observability,
     ops,
+    passkeys,
     people,
     plugin,
     push,
@@ -54,12 +56,13 @@ from server.ws_entry import VonixApp
 def build_routes(settings: Settings) -> list[BaseRoute]:
     return [
         *ops.routes, *auth.routes, *oauth.routes, *admin.routes, *admin_cache.routes, *observability.routes,
-        *rooms.routes,
+        *rooms.routes, *passkeys.routes,
         *channels.routes,
         *notifications.routes, *push.routes, *inbox.routes,
         *people.routes, *media.routes, *messages.routes, *moderation.routes, *search.routes,
         *xp.routes, *forum.routes, *feed.routes, *groups.routes,
         *servers.routes, *plugin.routes, *bridges.routes, *home.routes,
+        *openapi_routes(settings.static_path),
         *page_routes(settings.static_path),
     ]
 

@@ -190,6 +190,54 @@ class Settings(BaseSettings):
     oauth_discord_base_url: str = Field(default="https://discord.com", validation_alias="OAUTH_DISCORD_BASE_URL")
     oauth_timeout: float = Field(default=10.0, gt=0, validation_alias="OAUTH_TIMEOUT")
 
+    # --- passkeys (issue 20; server/auth/passkeys.py) ---
+    # Unset: the host / the origin of PUBLIC_URL. The RP ID is a registrable domain the origins sit
+    # under; a passkey is bound to it for good, so changing it orphans every registered passkey.
+    webauthn_rp_id_setting: str | None = Field(default=None, validation_alias="WEBAUTHN_RP_ID")
+    webauthn_rp_name: str = Field(default="Vonix", min_length=1, max_length=64, validation_alias="WEBAUTHN_RP_NAME")
+    webauthn_origins_setting: CommaList = Field(default_factory=list, validation_alias="WEBAUTHN_ORIGINS")
+    webauthn_challenge_ttl: int = Field(default=300, ge=30, le=900, validation_alias="WEBAUTHN_CHALLENGE_TTL")
+
+    @field_validator("webauthn_rp_id_setting", mode="before")
+    @classmethod
+    def _webauthn_rp_id(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower() or None
+        if value is not None and ("/" in value or ":" in value):
+            raise ValueError("must be a bare host name such as vonix.example.org (no scheme or port)")
+        return value
+
+    @field_validator("webauthn_origins_setting", mode="before")
+    @classmethod
+    def _webauthn_origins(cls, value: Any) -> Any:
+        origins = _split_list(value)
+        for origin in origins if isinstance(origins, list) else []:
+            if not str(origin).startswith(("https://", "http://")) or str(origin).count("/") != 2:
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], no path)")
+        return origins
+
+    @property
+    def webauthn_rp_id(self) -> str:
+        """WEBAUTHN_RP_ID, else PUBLIC_URL's host; a loopback address becomes `localhost`, because
+        browsers refuse IP addresses as RP IDs (so in development open http://localhost:8000)."""
+        from urllib.parse import urlsplit
+
+        host = urlsplit(self.public_url).hostname or "localhost"
+        return self.webauthn_rp_id_setting or ("localhost" if host in ("127.0.0.1", "::1") else host)
+
+    @property
+    def webauthn_origins(self) -> list[str]:
+        """WEBAUTHN_ORIGINS, else PUBLIC_URL's origin (loopback as localhost): what a browser's
+        clientDataJSON must name."""
+        if self.webauthn_origins_setting:
+            return [origin.rstrip("/") for origin in self.webauthn_origins_setting]
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.public_url)
+        host = parts.hostname or "localhost"
+        netloc = f"localhost:{parts.port}" if host in ("127.0.0.1", "::1") and parts.port else parts.netloc
+        return [f"{parts.scheme}://{netloc}"]
+
     # --- cache and rate limits (issue 6) ---
     cache_enabled: bool = Field(default=True, validation_alias="CACHE_ENABLED")
     cache_max_entries: int = Field(default=10000, ge=1, validation_alias="CACHE_MAX_ENTRIES")

@@ -2,8 +2,15 @@
 
 Order of the callback: a known (provider, subject) signs its user in; a flow started while logged
 in links to that user; a verified provider email that matches a user's verified email links to and
-signs in that user; a match with an unverified side is refused (whoever registered that address
-first may not own it); otherwise a new account is made, with no password.
+signs in that user; a verified provider email that matches an unverified one (an account from
+before migration 0017 that never confirmed its address) is refused (whoever registered that
+address first may not own it); otherwise a new account is made, with no password.
+
+An email the provider did not verify is never compared with accounts: anyone can put any address
+on a provider account, so a refusal there would tell them whether the address has a Vonix account.
+It becomes the new account's pending address (shown to the member, never owned until confirmed).
+A provider-verified address is the member's own: it is stored as confirmed, and accounts that only
+claimed it at sign-up (pending) do not block it; they can no longer confirm it.
 """
 
 from __future__ import annotations
@@ -45,10 +52,10 @@ async def resolve(auth: AuthService, profile: Profile, flow: Flow, client: Clien
         await audit.record(db, "oauth.login", actor_id=user["id"], target_type="user", target_id=user["id"],
                            ip=client.ip, provider=profile.provider)
         return Outcome(user, "login", new_session=True)
-    if profile.email is not None:
+    if profile.email is not None and profile.email_verified:
         match = await user_queries.by_email(db, profile.email)
         if match is not None:
-            if not profile.email_verified or match["email_verified_at"] is None:
+            if match["email_verified_at"] is None:  # only says so to whoever the provider verified
                 raise Refused("email_unverified_conflict",
                               f"email matches user {match['id']}; one side is not verified")
             user = _active(match)
@@ -106,16 +113,18 @@ async def _sign_up(auth: AuthService, profile: Profile) -> Any:
             continue
         try:
             async with db.transaction():
+                verified = profile.email_verified
                 user_id = await user_queries.insert(
-                    db, username=username, email=profile.email, password_hash=None,
-                    email_verified_at=utcnow() if profile.email_verified else None,
+                    db, username=username, password_hash=None,
+                    email=profile.email if verified else None, pending_email=None if verified else profile.email,
+                    email_verified_at=utcnow() if verified and profile.email else None,
                     display_name=profile.display_name or username, avatar_url=profile.avatar_url)
                 await oauth_queries.insert(db, user_id, profile.provider, profile.subject, profile.email)
         except UniqueViolation as exc:
             constraint = exc.constraint or ""
             if "username" in constraint:
                 continue  # taken between the check and the insert
-            if "email" in constraint:
+            if "email" in constraint:  # only a provider-verified address is unique: confirmed concurrently
                 raise Refused("email_unverified_conflict", "the email was registered concurrently") from None
             raise Refused("already_linked", "signed up concurrently") from None
         return await user_queries.by_id(db, user_id)

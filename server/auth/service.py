@@ -23,6 +23,7 @@ from server.db.database import Database
 from server.db.errors import UniqueViolation
 from server.db.queries import users as user_queries
 from server.errors import AppError, Conflict, Forbidden, Unauthorized, ValidationFailed
+from server.ratelimit.client_ip import TrustedProxies, client_ip
 from server.settings import Settings
 
 REVOCATIONS_CHANNEL = "_sys:revocations"
@@ -64,6 +65,7 @@ class AuthService:
             if settings.smtp_url is not None else ConsoleMailer(settings.mail_from)
         )
         self._publish = publish  # async (channel, bytes) -> None; set once the broker exists
+        self.trusted_proxies = TrustedProxies(settings.trusted_proxies)
 
     def attach_publisher(self, publish: Any) -> None:
         self._publish = publish
@@ -77,6 +79,11 @@ class AuthService:
 
     # --- registration ------------------------------------------------------------------------
     async def register(self, username: str, email: str, password: str, client: ClientInfo) -> Any:
+        """A new account whose address is only pending (see `mailed_tokens.mail_after_signup`).
+
+        The same statements run whether or not another account owns the address, and nothing
+        here looks that up: only `username_taken` can be refused, because usernames are public.
+        """
         try:
             self.passwords.check_policy(password, username=username, email=email)
         except PasswordRejected as exc:
@@ -84,7 +91,8 @@ class AuthService:
                                              "message": str(exc)}]) from None
         password_hash = await self.passwords.hash(password)
         try:
-            user_id = await user_queries.insert(self.db, username=username, email=email.lower(),
+            user_id = await user_queries.insert(self.db, username=username, email=None,
+                                                pending_email=email.strip().lower(),
                                                 password_hash=password_hash, display_name=username)
         except UniqueViolation as exc:
             raise _taken(exc) from None
@@ -114,7 +122,7 @@ class AuthService:
             raise Unauthorized("Wrong login or password.", code=INVALID_CREDENTIALS)
         await self.lockout.record(user_id, key, client.ip, success=True)
         assert user_id is not None  # user["id"]: user is not None past the check above
-        if self.settings.require_verified_email and user["email"] and user["email_verified_at"] is None:
+        if self.settings.require_verified_email and user_queries.email_unconfirmed(user):
             raise Forbidden("Confirm your email address first; we sent you a link.", code="email_unverified")
         if self.passwords.needs_rehash(user["password_hash"]):
             await user_queries.update(self.db, user_id, password_hash=await self.passwords.hash(password))
@@ -261,11 +269,10 @@ class AuthService:
 
 
 def _taken(exc: UniqueViolation) -> Conflict:
+    """Only usernames are unique at sign-up (a pending email is not), and they are public anyway."""
     constraint = exc.constraint or ""
     if "username" in constraint:
         return Conflict("That username is taken.", code="username_taken")
-    if "email" in constraint:
-        return Conflict("An account with that email exists.", code="email_taken")
     return Conflict()
 
 
@@ -276,8 +283,12 @@ def _now() -> Any:
 
 
 def client_info(connection: HTTPConnection) -> ClientInfo:
+    """Who is asking: the IP is found by the same rule as the rate limiter's key (`client_ip`:
+    X-Forwarded-For only from a peer in TRUSTED_PROXIES), so the lockout's per-IP count, sessions
+    and the audit log agree with it in any ASGI server, not only where uvicorn rewrote the peer."""
     client = connection.client
-    return ClientInfo(ip=client.host if client else None, user_agent=connection.headers.get("user-agent"))
+    ip = client_ip(connection.scope, auth_of(connection).trusted_proxies) if client else None
+    return ClientInfo(ip=ip, user_agent=connection.headers.get("user-agent"))
 
 
 def auth_of(connection: HTTPConnection) -> AuthService:

@@ -48,8 +48,14 @@ users = sa.Table(
     metadata,
     _id(),
     sa.Column("username", sa.String(32), nullable=False),
+    # The address the account owns: confirmed through a mailed link (or provider-verified), unique;
+    # sign-in by email and reset mails use only this. Rows older than migration 0017 may hold an
+    # unconfirmed one (email_verified_at NULL), claimed under the old unique rule.
     sa.Column("email", sa.String(254), nullable=True),
     sa.Column("email_verified_at", UtcDateTime(), nullable=True),
+    # The address typed at sign-up, until its link is opened; not unique, so registering never
+    # reveals whether an address has an account (docs: README "Accounts").
+    sa.Column("pending_email", sa.String(254), nullable=True),
     sa.Column("password_hash", sa.String(255), nullable=True),  # NULL: OAuth-only or bot
     sa.Column("display_name", sa.String(64), nullable=True),
     sa.Column("avatar_url", sa.String(512), nullable=True),
@@ -461,4 +467,11 @@ sa.Index("ix_maintenance_runs_task_id", maintenance_runs.c.task, maintenance_run
 
 # The community areas keep their tables in their own modules, registered on this metadata; imported
 # here so that anything that reads `metadata` (migrations' checks, reports) sees every table.
-from server.db import tables_feed, tables_forum, tables_groups, tables_linking, tables_minecraft  # noqa: E402, F401
+from server.db import (  # noqa: E402, F401
+    tables_feed,
+    tables_forum,
+    tables_groups,
+    tables_linking,
+    tables_minecraft,
+    tables_passkeys,
+)

@@ -31,7 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from server.auth import audit
-from server.auth.mailed_tokens import MailedTokens
+from server.auth.mailed_tokens import mail_after_signup
 from server.auth.passwords import PasswordRejected
 from server.auth.sessions import ClientInfo
 from server.auth.tokens import hash_secret
@@ -271,7 +271,8 @@ class LinkService:
         try:
             async with self.db.transaction():
                 user_id = await user_queries.insert(
-                    self.db, username=username, email=email.lower(), password_hash=password_hash,
+                    self.db, username=username, email=None, pending_email=email.strip().lower(),
+                    password_hash=password_hash,
                     display_name=username, minecraft_uuid=row["minecraft_uuid"],
                     minecraft_username=row["minecraft_name"])
                 if not await self._claim(row, user_id):
@@ -281,8 +282,8 @@ class LinkService:
             if "minecraft" in constraint:
                 raise Conflict("That Minecraft player is linked to an account already.", code="minecraft_taken") \
                     from None
-            if "email" in constraint:
-                raise Conflict("An account with that email exists.", code="email_taken") from None
+            # No email branch: the address is only pending (as for /api/auth/register), so signing up
+            # never reveals whether it belongs to an account.
             raise Conflict("That username is taken.", code="username_taken") from None
         await auth.lockout.record(None, subject, client.ip, success=True)
         await audit.record(self.db, "user.registered", actor_id=user_id, target_type="user", target_id=user_id,
@@ -291,10 +292,8 @@ class LinkService:
                            ip=client.ip, minecraft_uuid=row["minecraft_uuid"], minecraft_name=row["minecraft_name"],
                            game_server_id=row["server_id"])
         user = await user_queries.by_id(self.db, user_id)
-        token = await MailedTokens(self.db).issue(user_id, "verify", 24 * 3600)
-        link = f"{self.settings.public_url.rstrip('/')}/verify-email?token={token}"
-        await auth.mailer.send(user["email"], "Confirm your Vonix email",
-                               f"Hello {user['username']},\n\nConfirm your email address:\n{link}\n")
+        # After the answer, either way: a verification link, or a notice to the address's owner.
+        self.resources.spawn(mail_after_signup(self.db, auth.mailer, self.settings.public_url, user), "signup-mail")
         return user
 
     # --- the game chat bridge ---------------------------------------------------------------------

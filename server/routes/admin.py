@@ -5,7 +5,6 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from server.auth import audit
 from server.auth.bots import ALLOWED_SCOPES, create_bot
@@ -13,6 +12,7 @@ from server.auth.principal import principal_of, requires
 from server.db.report import database_report
 from server.errors import ValidationFailed
 from server.jsonio import JSONResponse, query_int, read_json
+from server.openapi import api
 from server.resources import resources_of
 from server.routes.auth import USERNAME
 
@@ -51,7 +51,7 @@ async def database(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/admin/audit", audit_log, methods=["GET"]),
-    Route("/api/admin/bots", create_bot_route, methods=["POST"]),
-    Route("/api/admin/db", database, methods=["GET"]),
+    api("/api/admin/audit", audit_log, ["GET"]),
+    api("/api/admin/bots", create_bot_route, ["POST"]),
+    api("/api/admin/db", database, ["GET"]),
 ]

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from server.auth import audit
 from server.auth.principal import principal_of, requires
 from server.errors import ServiceUnavailable, ValidationFailed
 from server.jsonio import JSONResponse
+from server.openapi import api
 from server.ratelimit.client_ip import TrustedProxies, client_ip
 from server.resources import resources_of
 
@@ -60,7 +60,7 @@ async def ratelimit_report(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/admin/cache", cache_report, methods=["GET"]),
-    Route("/api/admin/cache", cache_invalidate, methods=["DELETE"]),
-    Route("/api/admin/ratelimits", ratelimit_report, methods=["GET"]),
+    api("/api/admin/cache", cache_report, ["GET"]),
+    api("/api/admin/cache", cache_invalidate, ["DELETE"]),
+    api("/api/admin/ratelimits", ratelimit_report, ["GET"]),
 ]

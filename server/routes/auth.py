@@ -13,10 +13,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from server.auth import audit
-from server.auth.mailed_tokens import MailedTokens
+from server.auth.mailed_tokens import MailedTokens, mail_after_signup, mail_reset_if_owned
+from server.auth.mailed_tokens import resend_verification as resend_mail
 from server.auth.mfa import CodeCheck, Mfa
 from server.auth.passwords import PasswordRejected
 from server.auth.principal import (
@@ -40,6 +40,7 @@ from server.errors import (
     handle_app_error,
 )
 from server.jsonio import JSONResponse, read_json
+from server.openapi import api
 from server.resources import resources_of
 
 SESSION_COOKIE = "vonix_session"  # readable: the access token's expiry, so the PWA knows it is signed in
@@ -155,18 +156,15 @@ def _code_refused(check: CodeCheck, *, status: int, code: str) -> AppError:
 
 
 async def register(request: Request) -> Response:
+    """201 with the new account whether or not the address belongs to another account: the answer,
+    the statements run and the work spawned are the same either way; only the mail differs (a
+    verification link, or a notice to the address's owner), and it is sent after the answer."""
     body = await read_json(request, RegisterBody)
     auth = auth_of(request)
     user = await auth.register(body.username, body.email, body.password, client_info(request))
-    await _send_verification(auth, user)
+    resources_of(request).spawn(mail_after_signup(auth.db, auth.mailer, auth.settings.public_url, user),
+                                "signup-mail")
     return JSONResponse({"user": user_queries.private(user)}, status_code=201)
-
-
-async def _send_verification(auth: AuthService, user: Any) -> None:
-    token = await MailedTokens(auth.db).issue(user["id"], "verify", 24 * 3600)
-    link = f"{auth.settings.public_url.rstrip('/')}/verify-email?token={token}"
-    await auth.mailer.send(user["email"], "Confirm your Vonix email",
-                           f"Hello {user['username']},\n\nConfirm your email address:\n{link}\n")
 
 
 async def login(request: Request) -> Response:
@@ -331,23 +329,13 @@ async def mfa_disable(request: Request) -> Response:
 
 
 async def password_forgot(request: Request) -> Response:
+    """202 whatever the address: even the lookup runs in the background task, so the answer takes
+    the same path (and time) whether or not an account owns the address."""
     body = await read_json(request, ForgotBody)
     auth = auth_of(request)
-    user = await user_queries.by_email(auth.db, body.email)
-    if user is not None and user["status"] == "active" and user["email"]:
-        # Mail in the background: the answer must take the same time whether or not the account exists.
-        request.app.state.vonix.spawn(_send_reset(auth, user), "password-reset-mail")
+    resources_of(request).spawn(mail_reset_if_owned(auth.db, auth.mailer, auth.settings.public_url, body.email,
+                                                    auth.settings.reset_token_ttl), "password-reset-mail")
     return JSONResponse({"status": "accepted"}, status_code=202)
-
-
-async def _send_reset(auth: AuthService, user: Any) -> None:
-    token = await MailedTokens(auth.db).issue(user["id"], "reset", auth.settings.reset_token_ttl)
-    link = f"{auth.settings.public_url.rstrip('/')}/reset-password?token={token}"
-    minutes = auth.settings.reset_token_ttl // 60
-    await auth.mailer.send(user["email"], "Reset your Vonix password",
-                           f"Hello {user['username']},\n\nReset your password within {minutes} minutes:\n"
-                           f"{link}\n\nIf you didn't ask for this, ignore this mail.\n")
-    await audit.record(auth.db, "password.reset_requested", target_type="user", target_id=user["id"])
 
 
 async def password_reset(request: Request) -> Response:
@@ -378,27 +366,46 @@ async def verify_email(request: Request) -> Response:
     user_id = await MailedTokens(auth.db).consume(body.token, "verify")
     if user_id is None:
         raise BadRequest("The verification link is invalid or has expired.", code="invalid_verify_token")
-    from server.db.types import utcnow
-
-    await user_queries.update(auth.db, user_id, email_verified_at=utcnow())
+    try:
+        await user_queries.confirm_email(auth.db, user_id)
+    except user_queries.EmailOwnedElsewhere:
+        # Reachable only with a link mailed to that address, i.e. by whoever reads its mail.
+        raise Conflict("That address now belongs to another account: sign in to that one, or reset its "
+                       "password.", code="email_in_use") from None
+    await audit.record(auth.db, "email.verified", actor_id=user_id, target_type="user", target_id=user_id)
     return Response(status_code=204)
 
 
+@requires()
+async def resend_verification(request: Request) -> Response:
+    """202 whatever happens next: whether a link is mailed (see `mailed_tokens.resend_verification`)
+    must not tell a member whether another account owns the address they typed."""
+    principal = principal_of(request)
+    if principal.kind == "bot":
+        raise BadRequest("Bots have no email address to confirm.", code="not_for_bots")
+    auth = auth_of(request)
+    user = await user_queries.by_id(auth.db, principal.user_id)
+    resources_of(request).spawn(resend_mail(auth.db, auth.mailer, auth.settings.public_url, user), "verify-mail")
+    return JSONResponse({"status": "accepted"}, status_code=202)
+
+
 routes = [
-    Route("/api/auth/register", register, methods=["POST"]),
-    Route("/api/auth/login", login, methods=["POST"]),
-    Route("/api/auth/login/mfa", login_mfa, methods=["POST"]),
-    Route("/api/auth/refresh", refresh, methods=["POST"]),
-    Route("/api/auth/logout", logout, methods=["POST"]),
-    Route("/api/auth/me", me, methods=["GET"]),
-    Route("/api/auth/sessions", list_sessions, methods=["GET"]),
-    Route("/api/auth/sessions", revoke_other_sessions, methods=["DELETE"]),
-    Route("/api/auth/sessions/{session_id}", revoke_session, methods=["DELETE"]),
-    Route("/api/auth/2fa/enroll", mfa_enroll, methods=["POST"]),
-    Route("/api/auth/2fa/confirm", mfa_confirm, methods=["POST"]),
-    Route("/api/auth/2fa/disable", mfa_disable, methods=["POST"]),
-    Route("/api/auth/password/forgot", password_forgot, methods=["POST"]),
-    Route("/api/auth/password/reset", password_reset, methods=["POST"]),
-    Route("/api/auth/email/verify", verify_email, methods=["POST"]),
+    # Only a taken username is refused: an email address never is (see `register`).
+    api("/api/auth/register", register, ["POST"], errors=[(409, "username_taken")]),
+    api("/api/auth/login", login, ["POST"]),
+    api("/api/auth/login/mfa", login_mfa, ["POST"]),
+    api("/api/auth/refresh", refresh, ["POST"], body_required=False),
+    api("/api/auth/logout", logout, ["POST"]),
+    api("/api/auth/me", me, ["GET"]),
+    api("/api/auth/sessions", list_sessions, ["GET"]),
+    api("/api/auth/sessions", revoke_other_sessions, ["DELETE"]),
+    api("/api/auth/sessions/{session_id}", revoke_session, ["DELETE"]),
+    api("/api/auth/2fa/enroll", mfa_enroll, ["POST"]),
+    api("/api/auth/2fa/confirm", mfa_confirm, ["POST"]),
+    api("/api/auth/2fa/disable", mfa_disable, ["POST"]),
+    api("/api/auth/password/forgot", password_forgot, ["POST"]),
+    api("/api/auth/password/reset", password_reset, ["POST"]),
+    api("/api/auth/email/verify", verify_email, ["POST"]),
+    api("/api/auth/email/resend", resend_verification, ["POST"], body_required=False),
 ]
 

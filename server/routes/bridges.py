@@ -14,12 +14,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from server.auth.principal import bearer_token, principal_of, requires
 from server.bridges.health import BridgeHealth
 from server.errors import Forbidden
 from server.jsonio import JSONResponse, read_json
+from server.openapi import api
 from server.resources import resources_of
 from server.services.chat_data import control_character
 
@@ -59,5 +60,5 @@ async def put_discord_health(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route("/api/bridges/discord/health", put_discord_health, methods=["PUT"]),
+    api("/api/bridges/discord/health", put_discord_health, ["PUT"], auth="bot"),
 ]

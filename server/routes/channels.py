@@ -13,7 +13,6 @@ import orjson
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from realtime import errors, protocol
 from realtime.errors import ReplyError
@@ -21,6 +20,7 @@ from server.auth.principal import principal_of, requires
 from server.db.queries import messages as message_queries
 from server.errors import AppError, Forbidden, NotFound, RateLimited, ServiceUnavailable, ValidationFailed
 from server.jsonio import JSONResponse, query_int, read_json
+from server.openapi import api
 from server.ratelimit import limit_action
 from server.realtime_hooks import conn_user
 from server.resources import resources_of
@@ -158,7 +158,7 @@ async def presence(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/channels/{channel}/messages", publish, methods=["POST"]),
-    Route("/api/channels/{channel}/messages", history, methods=["GET"]),
-    Route("/api/channels/{channel}/presence", presence, methods=["GET"]),
+    api("/api/channels/{channel}/messages", publish, ["POST"]),
+    api("/api/channels/{channel}/messages", history, ["GET"]),
+    api("/api/channels/{channel}/presence", presence, ["GET"]),
 ]

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from server.auth.principal import principal_of, requires
 from server.errors import NotFound, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType, ValidationFailed
@@ -23,6 +23,7 @@ from server.jsonio import JSONResponse, query_int, read_json
 from server.media.post_images import WIDTHS, PostImageRejected, PostImageStore, ProcessedImage, process_post_image
 from server.middleware.rate_limit import route_limit
 from server.observability.logging import get_logger
+from server.openapi import IMAGE_FILE, IMAGE_UPLOAD, api
 from server.ratelimit import limit_action
 from server.resources import resources_of
 from server.routes.media import _slots, serve_keyed_file
@@ -223,15 +224,15 @@ async def serve_image(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route("/api/posts", list_posts, methods=["GET"]),
-    Route("/api/posts", create_post, methods=["POST"]),
-    Route("/api/posts/{id:int}", show_post, methods=["GET"]),
-    Route("/api/posts/{id:int}", delete_post, methods=["DELETE"]),
-    Route("/api/posts/{id:int}/image", upload_image, methods=["PUT"]),
-    Route("/api/posts/{id:int}/like", like_post, methods=["POST", "DELETE"]),
-    Route("/api/posts/{id:int}/comments", list_comments, methods=["GET"]),
-    Route("/api/posts/{id:int}/comments", create_comment, methods=["POST"]),
-    Route("/api/comments/{id:int}", delete_comment, methods=["DELETE"]),
-    Route("/api/comments/{id:int}/like", like_comment, methods=["POST", "DELETE"]),
-    Route("/media/posts/{name}", serve_image, methods=["GET", "HEAD"]),
+    api("/api/posts", list_posts, ["GET"]),
+    api("/api/posts", create_post, ["POST"]),
+    api("/api/posts/{id:int}", show_post, ["GET"]),
+    api("/api/posts/{id:int}", delete_post, ["DELETE"]),
+    api("/api/posts/{id:int}/image", upload_image, ["PUT"], body_media=IMAGE_UPLOAD),
+    api("/api/posts/{id:int}/like", like_post, ["POST", "DELETE"]),
+    api("/api/posts/{id:int}/comments", list_comments, ["GET"]),
+    api("/api/posts/{id:int}/comments", create_comment, ["POST"]),
+    api("/api/comments/{id:int}", delete_comment, ["DELETE"]),
+    api("/api/comments/{id:int}/like", like_comment, ["POST", "DELETE"]),
+    api("/media/posts/{name}", serve_image, ["GET", "HEAD"], ok=IMAGE_FILE),
 ]

@@ -13,11 +13,12 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from server.auth.principal import principal_of, requires
 from server.errors import NotFound, ValidationFailed
 from server.jsonio import JSONResponse, query_int, read_json
+from server.openapi import api
 from server.ratelimit import limit_action
 from server.resources import resources_of
 from server.services.chat_data import control_character
@@ -286,25 +287,25 @@ async def reply_edits(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route("/api/forum/categories", list_categories, methods=["GET"]),
-    Route("/api/admin/forum/categories", create_category, methods=["POST"]),
-    Route("/api/admin/forum/categories/{id:int}", update_category, methods=["PATCH"]),
-    Route("/api/admin/forum/categories/{id:int}", delete_category, methods=["DELETE"]),
-    Route("/api/forum/categories/{id:int}/threads", list_threads, methods=["GET"]),
-    Route("/api/forum/categories/{id:int}/threads", create_thread, methods=["POST"]),
-    Route("/api/forum/threads/{id:int}", show_thread, methods=["GET"]),
-    Route("/api/forum/threads/{id:int}", edit_thread, methods=["PATCH"]),
-    Route("/api/forum/threads/{id:int}", delete_thread, methods=["DELETE"]),
-    Route("/api/forum/threads/{id:int}/edits", thread_edits, methods=["GET"]),
-    Route("/api/forum/threads/{id:int}/pin", _flag("pinned", True, "pin"), methods=["POST"]),
-    Route("/api/forum/threads/{id:int}/unpin", _flag("pinned", False, "unpin"), methods=["POST"]),
-    Route("/api/forum/threads/{id:int}/lock", _flag("locked", True, "lock"), methods=["POST"]),
-    Route("/api/forum/threads/{id:int}/unlock", _flag("locked", False, "unlock"), methods=["POST"]),
-    Route("/api/forum/threads/{id:int}/vote", vote_thread, methods=["POST"]),
-    Route("/api/forum/threads/{id:int}/watch", watch_thread, methods=["POST", "DELETE"]),
-    Route("/api/forum/threads/{id:int}/replies", create_reply, methods=["POST"]),
-    Route("/api/forum/replies/{id:int}", edit_reply, methods=["PATCH"]),
-    Route("/api/forum/replies/{id:int}", delete_reply, methods=["DELETE"]),
-    Route("/api/forum/replies/{id:int}/vote", vote_reply, methods=["POST"]),
-    Route("/api/forum/replies/{id:int}/edits", reply_edits, methods=["GET"]),
+    api("/api/forum/categories", list_categories, ["GET"]),
+    api("/api/admin/forum/categories", create_category, ["POST"]),
+    api("/api/admin/forum/categories/{id:int}", update_category, ["PATCH"]),
+    api("/api/admin/forum/categories/{id:int}", delete_category, ["DELETE"]),
+    api("/api/forum/categories/{id:int}/threads", list_threads, ["GET"]),
+    api("/api/forum/categories/{id:int}/threads", create_thread, ["POST"]),
+    api("/api/forum/threads/{id:int}", show_thread, ["GET"]),
+    api("/api/forum/threads/{id:int}", edit_thread, ["PATCH"]),
+    api("/api/forum/threads/{id:int}", delete_thread, ["DELETE"]),
+    api("/api/forum/threads/{id:int}/edits", thread_edits, ["GET"]),
+    api("/api/forum/threads/{id:int}/pin", _flag("pinned", True, "pin"), ["POST"]),
+    api("/api/forum/threads/{id:int}/unpin", _flag("pinned", False, "unpin"), ["POST"]),
+    api("/api/forum/threads/{id:int}/lock", _flag("locked", True, "lock"), ["POST"]),
+    api("/api/forum/threads/{id:int}/unlock", _flag("locked", False, "unlock"), ["POST"]),
+    api("/api/forum/threads/{id:int}/vote", vote_thread, ["POST"]),
+    api("/api/forum/threads/{id:int}/watch", watch_thread, ["POST", "DELETE"]),
+    api("/api/forum/threads/{id:int}/replies", create_reply, ["POST"]),
+    api("/api/forum/replies/{id:int}", edit_reply, ["PATCH"]),
+    api("/api/forum/replies/{id:int}", delete_reply, ["DELETE"]),
+    api("/api/forum/replies/{id:int}/vote", vote_reply, ["POST"]),
+    api("/api/forum/replies/{id:int}/edits", reply_edits, ["GET"]),
 ]

@@ -24,11 +24,12 @@ from pydantic import (
 )
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from server.auth.principal import principal_of, requires
 from server.errors import ValidationFailed
 from server.jsonio import JSONResponse, query_int, read_json
+from server.openapi import api
 from server.ratelimit import limit_action
 from server.resources import resources_of
 from server.services.chat_data import control_character
@@ -387,21 +388,21 @@ async def rsvp(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route("/api/groups", list_groups, methods=["GET"]),
-    Route("/api/groups", create_group, methods=["POST"]),
-    Route("/api/groups/{id:int}", show_group, methods=["GET"]),
-    Route("/api/groups/{id:int}", edit_group, methods=["PATCH"]),
-    Route("/api/groups/{id:int}/join", join_group, methods=["POST"]),
-    Route("/api/groups/{id:int}/leave", leave_group, methods=["POST"]),
-    Route("/api/groups/{id:int}/members", group_members, methods=["GET"]),
-    Route("/api/groups/{id:int}/requests", group_requests, methods=["GET"]),
-    Route("/api/groups/{id:int}/requests/{username}/approve", approve_request, methods=["POST"]),
-    Route("/api/groups/{id:int}/requests/{username}/decline", decline_request, methods=["POST"]),
-    Route("/api/groups/{id:int}/members/{username}/role", set_member_role, methods=["PUT"]),
-    Route("/api/events", list_events, methods=["GET"]),
-    Route("/api/events", create_event, methods=["POST"]),
-    Route("/api/events/{id:int}", show_event, methods=["GET"]),
-    Route("/api/events/{id:int}", edit_event, methods=["PATCH"]),
-    Route("/api/events/{id:int}", delete_event, methods=["DELETE"]),
-    Route("/api/events/{id:int}/rsvp", rsvp, methods=["POST"]),
+    api("/api/groups", list_groups, ["GET"]),
+    api("/api/groups", create_group, ["POST"]),
+    api("/api/groups/{id:int}", show_group, ["GET"]),
+    api("/api/groups/{id:int}", edit_group, ["PATCH"]),
+    api("/api/groups/{id:int}/join", join_group, ["POST"]),
+    api("/api/groups/{id:int}/leave", leave_group, ["POST"]),
+    api("/api/groups/{id:int}/members", group_members, ["GET"]),
+    api("/api/groups/{id:int}/requests", group_requests, ["GET"]),
+    api("/api/groups/{id:int}/requests/{username}/approve", approve_request, ["POST"]),
+    api("/api/groups/{id:int}/requests/{username}/decline", decline_request, ["POST"]),
+    api("/api/groups/{id:int}/members/{username}/role", set_member_role, ["PUT"]),
+    api("/api/events", list_events, ["GET"]),
+    api("/api/events", create_event, ["POST"]),
+    api("/api/events/{id:int}", show_event, ["GET"]),
+    api("/api/events/{id:int}", edit_event, ["PATCH"]),
+    api("/api/events/{id:int}", delete_event, ["DELETE"]),
+    api("/api/events/{id:int}/rsvp", rsvp, ["POST"]),
 ]

@@ -25,11 +25,12 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from server.db.types import utcnow
 from server.jsonio import JSONResponse
 from server.observability.logging import get_logger
+from server.openapi import api
 from server.resources import Resources, resources_of
 from server.services.feed import everyone_query
 from server.services.groups import events_query
@@ -118,4 +119,4 @@ async def home(request: Request) -> Response:
     return JSONResponse(await home_data(request), headers={"Cache-Control": "no-cache"})
 
 
-routes: list[BaseRoute] = [Route("/api/home", home, methods=["GET"])]
+routes: list[BaseRoute] = [api("/api/home", home, ["GET"])]

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from realtime import errors
 from realtime.errors import ReplyError
@@ -20,6 +19,7 @@ from server.auth.principal import principal_of, requires
 from server.db.tables import channel_members, channels, users
 from server.errors import NotFound
 from server.jsonio import JSONResponse, read_json
+from server.openapi import api
 from server.realtime_hooks import conn_user
 from server.resources import resources_of
 from server.services.channels import dm_members
@@ -101,6 +101,6 @@ async def mark_channel_read(request: Request) -> Response:
     return JSONResponse({"channel": channel, **state})
 
 routes = [
-    Route("/api/dms", list_dms, methods=["GET"]),
-    Route("/api/channels/{channel}/read", mark_channel_read, methods=["POST"]),
+    api("/api/dms", list_dms, ["GET"]),
+    api("/api/channels/{channel}/read", mark_channel_read, ["POST"]),
 ]

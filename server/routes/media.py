@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from server.auth.principal import principal_of, requires
 from server.db.queries import users as user_queries
@@ -42,6 +42,7 @@ from server.media.avatars import (
 from server.media.urls import avatar_urls, is_avatar_key, uploaded_avatar
 from server.middleware.rate_limit import route_limit
 from server.observability.logging import get_logger
+from server.openapi import IMAGE_FILE, IMAGE_UPLOAD, api
 from server.resources import resources_of
 from server.services.people import People
 from server.settings import Settings
@@ -192,7 +193,7 @@ async def serve_avatar(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route(AVATAR_PATH, upload_avatar, methods=["PUT"]),
-    Route(AVATAR_PATH, delete_avatar, methods=["DELETE"]),
-    Route("/media/avatars/{name}", serve_avatar, methods=["GET", "HEAD"]),
+    api(AVATAR_PATH, upload_avatar, ["PUT"], body_media=IMAGE_UPLOAD),
+    api(AVATAR_PATH, delete_avatar, ["DELETE"]),
+    api("/media/avatars/{name}", serve_avatar, ["GET", "HEAD"], ok=IMAGE_FILE),
 ]

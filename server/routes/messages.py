@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from realtime import errors, protocol
 from realtime.errors import ReplyError
@@ -20,6 +19,7 @@ from server.auth.principal import principal_of, requires
 from server.db.tables import message_edits, messages, reactions, users
 from server.errors import AppError, Forbidden, NotFound
 from server.jsonio import JSONResponse, read_json
+from server.openapi import api
 from server.ratelimit import limit_action
 from server.realtime_hooks import conn_user
 from server.resources import resources_of
@@ -146,10 +146,10 @@ async def list_edits(request: Request) -> Response:
 
 PATH = "/api/channels/{channel}/messages/{offset:int}"
 routes = [
-    Route(PATH, edit_message, methods=["PATCH"]),
-    Route(PATH, delete_message, methods=["DELETE"]),
-    Route(PATH + "/reactions", add_reaction, methods=["POST"]),
-    Route(PATH + "/reactions", remove_reaction, methods=["DELETE"]),
-    Route(PATH + "/reactions", list_reactions, methods=["GET"]),
-    Route(PATH + "/edits", list_edits, methods=["GET"]),
+    api(PATH, edit_message, ["PATCH"]),
+    api(PATH, delete_message, ["DELETE"]),
+    api(PATH + "/reactions", add_reaction, ["POST"]),
+    api(PATH + "/reactions", remove_reaction, ["DELETE"]),
+    api(PATH + "/reactions", list_reactions, ["GET"]),
+    api(PATH + "/edits", list_edits, ["GET"]),
 ]

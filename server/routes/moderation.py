@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from realtime.errors import ReplyError
 from server.auth import audit
@@ -26,6 +25,7 @@ from server.db.tables_feed import feed_report_targets, post_comments, posts
 from server.db.types import utcnow
 from server.errors import BadRequest, Forbidden, NotFound
 from server.jsonio import JSONResponse, query_int, read_json
+from server.openapi import api
 from server.ratelimit import limit_action
 from server.realtime_hooks import conn_user
 from server.resources import resources_of
@@ -379,13 +379,13 @@ async def resolve_report(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/moderation/sanctions", impose, methods=["POST"]),
-    Route("/api/moderation/sanctions", list_sanctions, methods=["GET"]),
-    Route("/api/moderation/sanctions/{sanction_id:int}", lift, methods=["DELETE"]),
-    Route("/api/rooms/{name}/kick", kick, methods=["POST"]),
-    Route("/api/rooms/{name}/slow-mode", slow_mode, methods=["PUT"]),
-    Route("/api/rooms/{name}/members/{username}/role", set_role, methods=["PUT"]),
-    Route("/api/reports", create_report, methods=["POST"]),
-    Route("/api/admin/reports", report_queue, methods=["GET"]),
-    Route("/api/admin/reports/{report_id:int}/resolve", resolve_report, methods=["POST"]),
+    api("/api/moderation/sanctions", impose, ["POST"]),
+    api("/api/moderation/sanctions", list_sanctions, ["GET"]),
+    api("/api/moderation/sanctions/{sanction_id:int}", lift, ["DELETE"]),
+    api("/api/rooms/{name}/kick", kick, ["POST"]),
+    api("/api/rooms/{name}/slow-mode", slow_mode, ["PUT"]),
+    api("/api/rooms/{name}/members/{username}/role", set_role, ["PUT"]),
+    api("/api/reports", create_report, ["POST"]),
+    api("/api/admin/reports", report_queue, ["GET"]),
+    api("/api/admin/reports/{report_id:int}/resolve", resolve_report, ["POST"]),
 ]

@@ -10,12 +10,12 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, model_validator
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from server.auth.principal import principal_of, requires
 from server.errors import NotFound, ValidationFailed
 from server.jsonio import JSONResponse, read_json
 from server.notifications import store
+from server.openapi import api
 from server.resources import resources_of
 
 
@@ -83,8 +83,8 @@ async def mark_one_read(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/notifications", list_notifications, methods=["GET"]),
-    Route("/api/notifications/unread", unread, methods=["GET"]),
-    Route("/api/notifications/read", mark_read, methods=["POST"]),
-    Route("/api/notifications/{notification_id:int}/read", mark_one_read, methods=["POST"]),
+    api("/api/notifications", list_notifications, ["GET"]),
+    api("/api/notifications/unread", unread, ["GET"]),
+    api("/api/notifications/read", mark_read, ["POST"]),
+    api("/api/notifications/{notification_id:int}/read", mark_one_read, ["POST"]),
 ]

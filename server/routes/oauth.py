@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from server.auth import oauth_accounts
 from server.auth.oauth import STATE_TTL, OAuth, Refused, state_cookie
@@ -25,6 +24,7 @@ from server.db.queries import oauth as oauth_queries
 from server.errors import AppError, NotFound
 from server.jsonio import JSONResponse
 from server.observability.logging import get_logger
+from server.openapi import api
 from server.routes.auth import _tokens_response
 
 log = get_logger("vonix.oauth")
@@ -150,8 +150,8 @@ async def unlink(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/auth/oauth/accounts", accounts, methods=["GET"]),
-    Route("/api/auth/oauth/{provider}/login", login, methods=["GET"]),
-    Route("/api/auth/oauth/{provider}/callback", callback, methods=["GET"]),
-    Route("/api/auth/oauth/{provider}", unlink, methods=["DELETE"]),
+    api("/api/auth/oauth/accounts", accounts, ["GET"]),
+    api("/api/auth/oauth/{provider}/login", login, ["GET"]),
+    api("/api/auth/oauth/{provider}/callback", callback, ["GET"]),
+    api("/api/auth/oauth/{provider}", unlink, ["DELETE"]),
 ]

@@ -8,11 +8,11 @@ from collections import deque
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from server.auth.principal import requires
 from server.errors import PayloadTooLarge, RateLimited
 from server.jsonio import JSONResponse, read_json
+from server.openapi import api
 from server.resources import resources_of
 
 CLIENT_REPORTS_PER_MINUTE = 30
@@ -83,7 +83,7 @@ async def stats(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/errors", report_client_error, methods=["POST"]),
-    Route("/api/admin/errors", list_errors, methods=["GET"]),
-    Route("/api/admin/stats", stats, methods=["GET"]),
+    api("/api/errors", report_client_error, ["POST"]),
+    api("/api/admin/errors", list_errors, ["GET"]),
+    api("/api/admin/stats", stats, ["GET"]),
 ]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from server import __version__
 from server.jsonio import JSONResponse
+from server.openapi import Media, api
 from server.resources import resources_of
+
+READY = {"type": "object", "required": ["ready", "failed", "components"],
+         "properties": {"ready": {"type": "boolean"}, "failed": {"type": "array", "items": {"type": "string"}},
+                        "components": {"type": "object"}}}
 
 
 async def health(request: Request) -> Response:
@@ -45,7 +49,10 @@ async def metrics(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/health", health, methods=["GET"], name="health"),
-    Route("/api/ready", ready, methods=["GET"], name="ready"),
-    Route("/metrics", metrics, methods=["GET"], name="metrics"),
+    api("/api/health", health, ["GET"], name="health", summary="Liveness: the process answers"),
+    api("/api/ready", ready, ["GET"], name="ready", summary="Readiness: every dependency is up",
+        ok={200: READY, 503: Media("application/json", "Not ready: `failed` names the components.",
+                                     schema=READY)}),
+    api("/metrics", metrics, ["GET"], name="metrics", summary="Prometheus metrics",
+        ok={200: Media("text/plain; version=0.0.4; charset=utf-8", "Prometheus text exposition format.")}),
 ]

@@ -37,6 +37,7 @@ from starlette.types import Scope
 
 from server.jsonio import JSONResponse
 from server.observability.logging import get_logger
+from server.openapi import api
 
 log = get_logger("vonix.pages")
 
@@ -50,6 +51,16 @@ SHELL_ROUTES = (
 )
 BOOT_ROUTES = ("/", "/servers", "/servers/{id}")
 NO_CACHE = {"Cache-Control": "no-cache"}
+GET = ["GET", "HEAD"]
+APP_CONFIG_SCHEMA = {
+    "type": "object", "required": ["oauth", "push", "build"],
+    "properties": {
+        "oauth": {"type": "object", "additionalProperties": {"type": "boolean"}},
+        "push": {"type": "object", "required": ["enabled", "public_key"],
+                 "properties": {"enabled": {"type": "boolean"}, "public_key": {"type": ["string", "null"]}}},
+        "build": {"type": "string"},
+    },
+}
 AVATAR_COLOURS = ("#10b981", "#0ea5e9", "#8b5cf6", "#f59e0b", "#ef4444", "#14b8a6", "#6366f1", "#ec4899")
 
 
@@ -105,9 +116,12 @@ def page_routes(static_dir: Path, sw_dir: Path | None = None) -> list[BaseRoute]
     build = BuildId(static_dir, sw_dir)
 
     def precache() -> list[str]:
-        """The app shell: the page, the offline page, the manifest and every file under /static."""
+        """The app shell: the page, the offline page, the manifest and every file under /static but
+        the API docs viewer (1.9 MB that only /api/docs uses: no install should download it)."""
         at_root = {"index.html", "offline.html", "manifest.json"}
-        files = sorted(p.relative_to(static_dir).as_posix() for p in static_dir.rglob("*") if p.is_file())
+        docs_only = ("vendor/", "api-docs.html", "js/api-docs.js")
+        files = sorted(p.relative_to(static_dir).as_posix() for p in static_dir.rglob("*")
+                       if p.is_file() and not p.relative_to(static_dir).as_posix().startswith(docs_only))
         return ["/", "/offline.html", "/manifest.json", *(f"/static/{f}" for f in files if f not in at_root)]
 
     async def shell(request: Request) -> Response:
@@ -161,14 +175,17 @@ def page_routes(static_dir: Path, sw_dir: Path | None = None) -> list[BaseRoute]
             "build": build.value(),
         }, headers=NO_CACHE)
 
+    # Pages and files of the PWA are not API operations: left out of the OpenAPI document on purpose.
     return [
-        *(Route(path, shell_with_boot if path in BOOT_ROUTES else shell, methods=["GET", "HEAD"])
+        *(Route(path, shell_with_boot if path in BOOT_ROUTES else shell, methods=GET, include_in_schema=False)
           for path in SHELL_ROUTES),
-        Route("/sw.js", service_worker, methods=["GET", "HEAD"], name="service_worker"),
-        Route("/manifest.json", file("manifest.json", "application/manifest+json"), methods=["GET", "HEAD"]),
-        Route("/offline.html", file("offline.html", "text/html; charset=utf-8"), methods=["GET", "HEAD"]),
-        Route("/favicon.ico", file("icons/favicon-32.png", "image/png"), methods=["GET", "HEAD"]),
-        Route("/avatars/{name}.svg", avatar, methods=["GET", "HEAD"]),
-        Route("/api/app/config", app_config, methods=["GET"]),
+        Route("/sw.js", service_worker, methods=GET, name="service_worker", include_in_schema=False),
+        Route("/manifest.json", file("manifest.json", "application/manifest+json"), methods=GET,
+              include_in_schema=False),
+        Route("/offline.html", file("offline.html", "text/html; charset=utf-8"), methods=GET, include_in_schema=False),
+        Route("/favicon.ico", file("icons/favicon-32.png", "image/png"), methods=GET, include_in_schema=False),
+        Route("/avatars/{name}.svg", avatar, methods=GET, include_in_schema=False),
+        api("/api/app/config", app_config, ["GET"], tags=["meta"], ok={200: APP_CONFIG_SCHEMA},
+            summary="What the client needs before sign-in: sign-in providers, the push key, the build id"),
         Mount("/static", app=RevalidatedStaticFiles(directory=static_dir, check_dir=False), name="static"),
     ]

@@ -12,12 +12,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from server.auth.principal import principal_of, requires
 from server.db.queries import users as user_queries
 from server.errors import AppError, NotFound
 from server.jsonio import JSONResponse, read_json
+from server.openapi import api
 from server.ratelimit import limit_action
 from server.resources import resources_of
 from server.routes.auth import USERNAME
@@ -181,15 +181,19 @@ async def unblock(request: Request) -> Response:
     await _act(request, "unblock")
     return Response(status_code=204)
 
+# The RelationError codes (server/services/relations.py) each action may answer, read by `_act`'s getattr.
+FRIEND_REQUEST_ERRORS = [(400, "friend_self"), (409, "user_blocked"), (403, "friend_request_refused"),
+                         (409, "already_friends")]
+
 
 routes = [
-    Route("/api/users/me", edit_profile, methods=["PATCH"]),
-    Route("/api/users/{username}", show_profile, methods=["GET"]),
-    Route("/api/friends", list_friends, methods=["GET"]),
-    Route("/api/friends", request_friend, methods=["POST"]),
-    Route("/api/friends/{username}/accept", accept_friend, methods=["POST"]),
-    Route("/api/friends/{username}/decline", decline_friend, methods=["POST"]),
-    Route("/api/friends/{username}", remove_friend, methods=["DELETE"]),
-    Route("/api/blocks/{username}", block, methods=["PUT"]),
-    Route("/api/blocks/{username}", unblock, methods=["DELETE"]),
+    api("/api/users/me", edit_profile, ["PATCH"]),
+    api("/api/users/{username}", show_profile, ["GET"]),
+    api("/api/friends", list_friends, ["GET"]),
+    api("/api/friends", request_friend, ["POST"], errors=FRIEND_REQUEST_ERRORS),
+    api("/api/friends/{username}/accept", accept_friend, ["POST"], errors=[(404, "request_not_found")]),
+    api("/api/friends/{username}/decline", decline_friend, ["POST"], errors=[(404, "request_not_found")]),
+    api("/api/friends/{username}", remove_friend, ["DELETE"], errors=[(404, "friend_not_found")]),
+    api("/api/blocks/{username}", block, ["PUT"], errors=[(400, "block_self")]),
+    api("/api/blocks/{username}", unblock, ["DELETE"], errors=[(404, "block_not_found")]),
 ]

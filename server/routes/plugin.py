@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from server.auth.principal import Principal, principal_of, requires, resolve
 from server.auth.service import client_info
@@ -24,6 +24,7 @@ from server.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from server.jsonio import JSONResponse, read_json
 from server.minecraft import keys
 from server.minecraft.linking import MINECRAFT_NAME, LinkService, normalise_uuid
+from server.openapi import api
 from server.resources import resources_of
 from server.services.chat_data import control_character
 
@@ -227,16 +228,16 @@ async def keys_revoke(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route("/api/plugin/link-codes", plugin_link_code, methods=["POST"]),
-    Route("/api/plugin/players/{uuid}", plugin_player, methods=["GET"]),
-    Route("/api/plugin/players", plugin_players, methods=["PUT"]),
-    Route("/api/plugin/players", plugin_players_gone, methods=["DELETE"]),
-    Route("/api/minecraft/link", link_status, methods=["GET"]),
-    Route("/api/minecraft/link", link, methods=["POST"]),
-    Route("/api/minecraft/link", unlink, methods=["DELETE"]),
-    Route("/api/minecraft/codes/check", code_check, methods=["POST"]),
-    Route("/api/minecraft/signup", signup, methods=["POST"]),
-    Route("/api/admin/servers/{id:int}/keys", keys_list, methods=["GET"]),
-    Route("/api/admin/servers/{id:int}/keys", keys_issue, methods=["POST"]),
-    Route("/api/admin/servers/{id:int}/keys/{key_id:int}", keys_revoke, methods=["DELETE"]),
+    api("/api/plugin/link-codes", plugin_link_code, ["POST"], auth="server", tags=["plugin"]),
+    api("/api/plugin/players/{uuid}", plugin_player, ["GET"], auth="server", tags=["plugin"]),
+    api("/api/plugin/players", plugin_players, ["PUT"], auth="server", tags=["plugin"]),
+    api("/api/plugin/players", plugin_players_gone, ["DELETE"], auth="server", tags=["plugin"]),
+    api("/api/minecraft/link", link_status, ["GET"]),
+    api("/api/minecraft/link", link, ["POST"]),
+    api("/api/minecraft/link", unlink, ["DELETE"]),
+    api("/api/minecraft/codes/check", code_check, ["POST"]),
+    api("/api/minecraft/signup", signup, ["POST"]),
+    api("/api/admin/servers/{id:int}/keys", keys_list, ["GET"]),
+    api("/api/admin/servers/{id:int}/keys", keys_issue, ["POST"]),
+    api("/api/admin/servers/{id:int}/keys/{key_id:int}", keys_revoke, ["DELETE"]),
 ]

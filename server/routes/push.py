@@ -7,11 +7,11 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from server.auth.principal import principal_of, requires
 from server.errors import BadRequest, NotFound, ServiceUnavailable
 from server.jsonio import JSONResponse, read_json
+from server.openapi import api
 from server.push import subscriptions
 from server.push.sender import PushMessage
 from server.push.vapid import b64url_decode
@@ -107,9 +107,9 @@ async def test_push(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/push/key", key, methods=["GET"]),
-    Route("/api/push/subscriptions", list_subscriptions, methods=["GET"]),
-    Route("/api/push/subscriptions", subscribe, methods=["POST"]),
-    Route("/api/push/subscriptions", unsubscribe, methods=["DELETE"]),
-    Route("/api/push/test", test_push, methods=["POST"]),
+    api("/api/push/key", key, ["GET"]),
+    api("/api/push/subscriptions", list_subscriptions, ["GET"]),
+    api("/api/push/subscriptions", subscribe, ["POST"]),
+    api("/api/push/subscriptions", unsubscribe, ["DELETE"]),
+    api("/api/push/test", test_push, ["POST"]),
 ]

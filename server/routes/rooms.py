@@ -13,7 +13,6 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from realtime.errors import ReplyError
 from server.auth import rbac
@@ -22,6 +21,7 @@ from server.db.errors import UniqueViolation
 from server.db.queries import users as user_queries
 from server.errors import BadRequest, Conflict, Forbidden, NotFound
 from server.jsonio import JSONResponse, read_json
+from server.openapi import api
 from server.realtime_hooks import DM_REFUSALS, conn_user
 from server.resources import resources_of
 from server.routes.auth import USERNAME
@@ -212,13 +212,13 @@ async def open_dm(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/rooms", list_rooms, methods=["GET"]),
-    Route("/api/rooms", create_room, methods=["POST"]),
-    Route("/api/rooms/{name}", show_room, methods=["GET"]),
-    Route("/api/rooms/{name}", update_room, methods=["PATCH"]),
-    Route("/api/rooms/{name}/members", room_members, methods=["GET"]),
-    Route("/api/rooms/{name}/join", join_room, methods=["POST"]),
-    Route("/api/rooms/{name}/leave", leave_room, methods=["POST"]),
-    Route("/api/rooms/{name}/invite", invite, methods=["POST"]),
-    Route("/api/dms", open_dm, methods=["POST"]),
+    api("/api/rooms", list_rooms, ["GET"]),
+    api("/api/rooms", create_room, ["POST"]),
+    api("/api/rooms/{name}", show_room, ["GET"]),
+    api("/api/rooms/{name}", update_room, ["PATCH"]),
+    api("/api/rooms/{name}/members", room_members, ["GET"]),
+    api("/api/rooms/{name}/join", join_room, ["POST"]),
+    api("/api/rooms/{name}/leave", leave_room, ["POST"]),
+    api("/api/rooms/{name}/invite", invite, ["POST"]),
+    api("/api/dms", open_dm, ["POST"]),
 ]

@@ -8,13 +8,13 @@ from typing import Any
 import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from server.auth.principal import principal_of, requires
 from server.db.tables import users
 from server.db.types import utcnow
 from server.errors import NotFound, ValidationFailed
 from server.jsonio import JSONResponse, query_int
+from server.openapi import api
 from server.ratelimit import limit_action
 from server.resources import resources_of
 from server.services.chat_data import control_character
@@ -99,4 +99,4 @@ async def _users(request: Request, q: str, after: Cursor | None, limit: int) -> 
             "next_cursor": Cursor(float(rows[-1]["rank"]), rows[-1]["id"]).encode() if len(rows) == limit else None}
 
 
-routes = [Route("/api/search", search, methods=["GET"])]
+routes = [api("/api/search", search, ["GET"])]

@@ -16,12 +16,13 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from server.auth.principal import requires
 from server.errors import NotFound, ValidationFailed
 from server.jsonio import JSONResponse, read_json
 from server.minecraft.status import StatusService
+from server.openapi import api
 from server.resources import resources_of
 from server.services.chat_data import control_character
 
@@ -215,13 +216,13 @@ async def admin_order(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route("/api/servers", list_servers, methods=["GET"]),
-    Route("/api/servers/{id:int}", show_server, methods=["GET"]),
-    Route("/api/servers/{id:int}/history", server_history, methods=["GET"]),
-    Route("/api/servers/{id:int}/favicon", server_favicon, methods=["GET"]),
-    Route("/api/admin/servers", admin_list, methods=["GET"]),
-    Route("/api/admin/servers", admin_create, methods=["POST"]),
-    Route("/api/admin/servers/order", admin_order, methods=["PUT"]),
-    Route("/api/admin/servers/{id:int}", admin_update, methods=["PATCH"]),
-    Route("/api/admin/servers/{id:int}", admin_delete, methods=["DELETE"]),
+    api("/api/servers", list_servers, ["GET"]),
+    api("/api/servers/{id:int}", show_server, ["GET"]),
+    api("/api/servers/{id:int}/history", server_history, ["GET"]),
+    api("/api/servers/{id:int}/favicon", server_favicon, ["GET"]),
+    api("/api/admin/servers", admin_list, ["GET"]),
+    api("/api/admin/servers", admin_create, ["POST"]),
+    api("/api/admin/servers/order", admin_order, ["PUT"]),
+    api("/api/admin/servers/{id:int}", admin_update, ["PATCH"]),
+    api("/api/admin/servers/{id:int}", admin_delete, ["DELETE"]),
 ]

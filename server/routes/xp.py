@@ -8,7 +8,6 @@ import sqlalchemy as sa
 from pydantic import BaseModel, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from server.auth import audit
 from server.auth.principal import principal_of, requires
@@ -18,6 +17,7 @@ from server.db.tables import ranks, users
 from server.db.types import utcnow
 from server.errors import BadRequest, Conflict, NotFound
 from server.jsonio import JSONResponse, read_json
+from server.openapi import api
 from server.resources import resources_of
 from server.services.chat_data import control_character
 from server.services.xp import LEADERBOARD_SIZE, band
@@ -106,8 +106,8 @@ async def assign_rank(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/leaderboard", leaderboard, methods=["GET"]),
-    Route("/api/ranks", list_ranks, methods=["GET"]),
-    Route("/api/admin/ranks", create_rank, methods=["POST"]),
-    Route("/api/admin/users/{username}/rank", assign_rank, methods=["PUT"]),
+    api("/api/leaderboard", leaderboard, ["GET"]),
+    api("/api/ranks", list_ranks, ["GET"]),
+    api("/api/admin/ranks", create_rank, ["POST"]),
+    api("/api/admin/users/{username}/rank", assign_rank, ["PUT"]),
 ]

@@ -7,6 +7,8 @@ from typing import Any
 
 import pyotp
 
+from server.auth.mailed_tokens import MailedTokens
+from server.db.queries import users
 from tests.browser.conftest import PHONE, new_page, screenshot, sign_in_with_form
 from tests.support.accounts import PASSWORD
 from tests.support.appserver import AppServer
@@ -24,8 +26,20 @@ async def test_sign_up_enable_2fa_and_sign_in_with_it(browser: Any, web: AppServ
     await page.locator('#nav a[data-nav="rooms"]').click()
     await page.get_by_role("link", name="# general").wait_for()
 
+    # The address stays pending until its mailed link is opened: the PWA says so, in both places.
+    await page.get_by_text("We sent a mail to steve@example.com").wait_for()
     await page.get_by_role("link", name="Settings").click()
-    await page.get_by_text("Signed in as steve").wait_for()
+    await page.get_by_text("Signed in as steve (steve@example.com)").wait_for()
+    await page.get_by_text("Email not confirmed yet").wait_for()
+    await page.get_by_role("button", name="Send the link again").click()
+    await page.get_by_text("a new link is on its way").wait_for()
+    steve = await users.by_username(web.resources.db, "steve")
+    token = await MailedTokens(web.resources.db).issue(steve["id"], "verify", 3600)  # the mailed link
+    await page.goto(f"/verify-email?token={token}")
+    await page.get_by_text("Your email address is verified.").wait_for()
+    await page.goto("/settings")
+    await page.get_by_text("Signed in as steve (steve@example.com)").wait_for()
+    assert await page.get_by_text("Email not confirmed yet").count() == 0
     await page.get_by_text("Off for this device.").wait_for()  # push: the server has VAPID keys
     await page.get_by_role("button", name="Set up two-factor authentication").click()
     secret = await page.locator("form code").inner_text()

@@ -60,6 +60,9 @@ async def test_manifest_icons_shortcuts_and_handlers(web: AppServer) -> None:
         assert worker.headers["cache-control"] == "no-cache" and "javascript" in worker.headers["content-type"]
         assert "__BUILD__" not in worker.text and "__PRECACHE__" not in worker.text
         assert '"/static/js/app.js"' in worker.text and '"/offline.html"' in worker.text
+        # The API docs viewer (Swagger UI, ~1.9 MB) is served but never precached by an install.
+        assert "/static/vendor/" not in worker.text and "api-docs" not in worker.text
+        assert (await client.get("/static/vendor/swagger-ui/swagger-ui-bundle.js")).status_code == 200
         for path in ("/offline.html", "/rooms/general", "/dms/alice", "/settings", "/reset-password",
                      "/verify-email", "/notifications", "/signin", "/signup"):
             assert (await client.get(path)).status_code == 200, path

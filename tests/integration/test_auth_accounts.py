@@ -6,18 +6,25 @@ import pytest
 
 from tests.support.accounts import PASSWORD, bearer, login, register
 from tests.support.appserver import AppServer
+from tests.support.smtp import SmtpServer, link_token
 
 
-async def test_register_login_refresh_logout(auth_server: AppServer) -> None:
+async def test_register_login_refresh_logout(auth_server: AppServer, smtp_server: SmtpServer) -> None:
     async with auth_server.client() as client:
         user = await register(client, "Steve")
         assert user["username"] == "Steve" and user["email"] == "steve@example.com"
+        assert user["email_verified"] is False  # pending until the mailed link is opened
         assert "password_hash" not in user and "totp_secret" not in user
 
-        tokens = await login(client, "steve")  # case-insensitive login by username
+        tokens = await login(client, "steve")  # case-insensitive login by username, at once
         assert tokens["token_type"] == "Bearer" and tokens["expires_in"] == 900
+        # A pending address does not sign in: it may be anyone's. Once confirmed, it does.
+        pending = await client.post("/api/auth/login", json={"login": "steve@example.com", "password": PASSWORD})
+        assert pending.status_code == 401 and pending.json()["error"]["code"] == "invalid_credentials"
+        mail = await smtp_server.wait_for("steve@example.com", "Confirm your Vonix email")
+        assert (await client.post("/api/auth/email/verify", json={"token": link_token(mail)})).status_code == 204
         by_email = await login(client, "STEVE@example.com")
-        assert by_email["user"]["id"] == user["id"]
+        assert by_email["user"]["id"] == user["id"] and by_email["user"]["email_verified"] is True
 
         me = await client.get("/api/auth/me", headers=bearer(tokens["access_token"]))
         assert me.status_code == 200 and me.json()["username"] == "Steve"
@@ -54,6 +61,8 @@ async def test_reused_refresh_token_revokes_the_family(auth_server: AppServer) -
 
 
 async def test_duplicate_username_any_case_is_409(auth_server: AppServer) -> None:
+    """Usernames are public (profiles show them), so a taken one is refused; emails never are
+    (tests/integration/test_auth_enumeration.py)."""
     async with auth_server.client() as client:
         await register(client, "Notch")
         again = await client.post("/api/auth/register", json={
@@ -61,7 +70,7 @@ async def test_duplicate_username_any_case_is_409(auth_server: AppServer) -> Non
         email = await client.post("/api/auth/register", json={
             "username": "Jeb", "email": "NOTCH@example.com", "password": PASSWORD})
     assert again.status_code == 409 and again.json()["error"]["code"] == "username_taken"
-    assert email.status_code == 409 and email.json()["error"]["code"] == "email_taken"
+    assert email.status_code == 201 and email.json()["user"]["username"] == "Jeb"
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,8 @@ async def test_reset_flow(auth_server: AppServer, smtp_server: SmtpServer) -> No
 async def test_expired_reset_token_fails(auth_server: AppServer, smtp_server: SmtpServer) -> None:
     async with auth_server.client() as client:
         await register(client, "Slowpoke")
+        verify = await smtp_server.wait_for("slowpoke@example.com", "Confirm your Vonix email")
+        assert (await client.post("/api/auth/email/verify", json={"token": link_token(verify)})).status_code == 204
         await client.post("/api/auth/password/forgot", json={"email": "slowpoke@example.com"})
         token = link_token(await smtp_server.wait_for("slowpoke@example.com", "Reset"))
         await auth_server.resources.db.execute("test.expire", user_tokens.update().where(

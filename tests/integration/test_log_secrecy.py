@@ -20,6 +20,9 @@ async def test_secrets_never_logged(
     secrets: list[str] = [PASSWORD]
     async with auth_server.client() as client:
         await register(client, "Quiet_Quinn")
+        verify = await smtp_server.wait_for("quiet_quinn@example.com", "Confirm")  # reset mails need it confirmed
+        secrets.append(link_token(verify))
+        await client.post("/api/auth/email/verify", json={"token": link_token(verify)})
         tokens = await login(client, "quiet_quinn")
         secrets += [tokens["access_token"], tokens["refresh_token"]]
         refreshed = (await client.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).json()

@@ -108,9 +108,9 @@ async def register(http: httpx.AsyncClient, server: AppServer, username: str, *,
                               json={"username": username, "email": email, "password": PASSWORD})
     assert created.status_code == 201, created.text
     user_id = int(created.json()["user"]["id"])
-    if verified:
+    if verified:  # as opening the mailed link does: the pending address becomes the account's own
         await server.resources.db.execute("test.verify", users.update().where(users.c.id == user_id).values(
-            email_verified_at=utcnow()))
+            email=users.c.pending_email, pending_email=None, email_verified_at=utcnow()))
     if sign_in:
         login = await http.post(f"{server.base_url}/api/auth/login",
                                 json={"login": username, "password": PASSWORD, "mode": "cookie"})
@@ -241,6 +241,10 @@ async def test_link_by_verified_email_but_never_to_an_unverified_one(
     async with browser() as http:
         vera = await register(http, vonix, "vera", verified=True)
         uma = await register(http, vonix, "uma")
+        pia = await register(http, vonix, "pia")  # claimed pia@example.com at sign-up, never confirmed it
+    # Uma signed up before migration 0017: her unconfirmed address sits in users.email.
+    await vonix.resources.db.execute("test.legacy", users.update().where(users.c.id == uma).values(
+        email=users.c.pending_email, pending_email=None))
 
     provider.consent_as(sub="g-vera", email="VERA@example.com", name="Vera")
     async with browser() as http:
@@ -252,12 +256,26 @@ async def test_link_by_verified_email_but_never_to_an_unverified_one(
     provider.consent_as(sub="g-uma", email="uma@example.com", email_verified=True)
     async with browser() as http:
         assert_refused(await oauth_flow(http, vonix, "google"), "email_unverified_conflict")
-    # ...and a provider that did not verify the address cannot claim a verified account either.
+    # ...and a provider that did not verify the address cannot claim a verified account either. It is
+    # not told that the address has an account (anyone can type any address at Discord): it gets a
+    # new account of its own, where the address is only pending and can never be confirmed.
     provider.consent_as(sub="g-not-vera", email="vera@example.com", email_verified=False)
     async with browser() as http:
-        assert_refused(await oauth_flow(http, vonix, "discord"), "email_unverified_conflict")
+        hops = await oauth_flow(http, vonix, "discord")
+        assert hops.location == "/"
+        other = await me(http, vonix)
+        assert other["id"] not in (vera, uma) and other["email"] == "vera@example.com"
+        assert other["email_verified"] is False
+    # A pending claim does not block the address's owner, verified by the provider: Pia's sign-up
+    # never confirmed pia@example.com, so Google's verified pia@example.com signs up on its own.
+    provider.consent_as(sub="g-pia", email="pia@example.com", email_verified=True)
+    async with browser() as http:
+        await oauth_flow(http, vonix, "google")
+        owner = await me(http, vonix)
+        assert owner["id"] != pia and owner["email"] == "pia@example.com" and owner["email_verified"] is True
     assert await links_of(vonix, uma) == [] and await links_of(vonix, vera) == ["google"]
-    assert await audit_actions(vonix) == ["oauth.linked"]
+    assert await links_of(vonix, pia) == []
+    assert await audit_actions(vonix) == ["oauth.linked", "oauth.signup", "oauth.signup"]
 
 
 async def test_unlink_refused_for_the_last_way_to_sign_in(vonix: AppServer, provider: LocalProvider) -> None:

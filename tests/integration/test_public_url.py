@@ -16,7 +16,7 @@ import httpx
 
 from tests.support.accounts import register
 from tests.support.services import free_port
-from tests.support.smtp import SmtpServer, body_of
+from tests.support.smtp import SmtpServer, body_of, link_token
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,6 +55,9 @@ async def test_mail_links_follow_the_serve_port_when_public_url_is_unset(
             await register(client, "Port_Pia")
             verify = await smtp_server.wait_for("port_pia@example.com", "Confirm your Vonix email", timeout=10)
             assert f"{base_url}/verify-email?token=" in body_of(verify)
+            # Reset links go only to confirmed addresses.
+            confirmed = await client.post("/api/auth/email/verify", json={"token": link_token(verify)})
+            assert confirmed.status_code == 204
             forgot = await client.post("/api/auth/password/forgot", json={"email": "port_pia@example.com"})
             assert forgot.status_code == 202
             reset = await smtp_server.wait_for("port_pia@example.com", "Reset your Vonix password", timeout=10)

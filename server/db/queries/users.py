@@ -35,9 +35,44 @@ async def by_username(db: Database, username: str) -> Any:
 
 
 async def by_email(db: Database, email: str) -> Any:
+    """The account that owns this address (`users.email`); a pending address never matches."""
     return await db.fetch_one(
         "users.by_email", sa.select(users).where(sa.func.lower(users.c.email) == email.strip().lower())
     )
+
+
+def email_unconfirmed(row: Any) -> bool:
+    """The account has an address (pending, or from before migration 0017) it has not confirmed:
+    what REQUIRE_VERIFIED_EMAIL refuses sign-in for, whichever way the member signs in."""
+    return row["email_verified_at"] is None and bool(row["email"] or row["pending_email"])
+
+
+class EmailOwnedElsewhere(Exception):
+    """Confirming a pending address that another account already owns."""
+
+
+async def confirm_email(db: Database, user_id: int) -> bool:
+    """The mailed link was opened: the pending address becomes the account's own (or, for a row
+    from before migration 0017 with no pending address, its unconfirmed one is marked confirmed).
+    False when there is nothing to confirm; EmailOwnedElsewhere when another account owns it (the
+    unique index decides, so two accounts racing for one address cannot both win)."""
+    from server.db.errors import UniqueViolation
+
+    now = utcnow()
+    try:
+        moved = await db.fetch_one("users.confirm_pending_email", users.update().where(
+            users.c.id == user_id, users.c.pending_email.is_not(None),
+        ).values(email=users.c.pending_email, pending_email=None, email_verified_at=now, updated_at=now)
+            .returning(users.c.id))
+    except UniqueViolation:
+        raise EmailOwnedElsewhere() from None
+    if moved is not None:
+        return True
+    legacy = await db.fetch_one("users.confirm_legacy_email", users.update().where(
+        users.c.id == user_id, users.c.email.is_not(None),
+    ).values(email_verified_at=sa.func.coalesce(users.c.email_verified_at, now), updated_at=now)
+        .returning(users.c.id))
+    return legacy is not None
 
 
 async def insert(db: Database, **values: Any) -> int:
@@ -56,7 +91,11 @@ def public(row: Any) -> dict[str, Any]:
 
 
 def private(row: Any) -> dict[str, Any]:
+    """The member's own view: a pending address shows as `email` with `email_verified: false`, so
+    the PWA shows what they typed; whether that address belongs to another account never shows."""
     data = public(row)
-    data.update(email=row["email"], email_verified=row["email_verified_at"] is not None,
+    pending = row["pending_email"]
+    data.update(email=pending or row["email"],
+                email_verified=pending is None and row["email"] is not None and row["email_verified_at"] is not None,
                 mfa_enabled=row["totp_enabled_at"] is not None)
     return data

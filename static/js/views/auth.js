@@ -2,9 +2,10 @@
 // password reset and email verification.
 
 import { api, errorText, post } from "../api.js";
-import { field, h, mount } from "../dom.js";
+import { field, h, mount, toast } from "../dom.js";
 import { HOME, navigate } from "../router.js";
 import { session, signedIn } from "../session.js";
+import { passkeyMfaButton, passkeySignInButton } from "./passkeys.js";
 
 function errorLine() {
   return h("p", { class: "error", role: "alert", hidden: true });
@@ -23,7 +24,11 @@ function afterSignIn(user, query) {
 }
 
 const OAUTH_ERRORS = { provider_error: "The sign-in provider refused or failed.", not_configured: "That sign-in is not set up.",
-  email_taken: "An account with that email exists: sign in with your password, then link the provider." };
+  // Only a provider-verified address reaches this (it is the member's own): an account made before
+  // email confirmation existed claims it without having confirmed it.
+  email_unverified_conflict: "An account that never confirmed this email address has it: sign in to it with its " +
+    "password, then link the provider in Settings.",
+  account_disabled: "That account is not active.", already_linked: "That provider account is linked to another account." };
 
 export function signinView({ query, hash }) {
   const error = errorLine();
@@ -41,7 +46,8 @@ export function signinView({ query, hash }) {
   const card = h("section", { class: "card" },
     h("h1", { id: "signin-title" }, "Sign in to Vonix"), form,
     h("p", { class: "divider" }, "or"),
-    h("div", { class: "oauth" }, oauthButton("google", "Continue with Google"), oauthButton("discord", "Continue with Discord")),
+    h("div", { class: "oauth" }, passkeySignInButton(error, (body) => afterSignIn(body.user, query)),
+      oauthButton("google", "Continue with Google"), oauthButton("discord", "Continue with Discord")),
     h("p", {}, "New here? ", h("a", { href: "/signup", "data-link": true }, "Create an account"), " · ",
       h("a", { href: "/reset-password", "data-link": true }, "Forgot your password?")));
   form.addEventListener("submit", async (event) => {
@@ -75,7 +81,8 @@ function mfaStep(ticket, query) {
       afterSignIn(body.user, query);
     } catch (e) { showError(error, e); }
   });
-  mount(h("section", { class: "card narrow" }, h("h1", {}, "Two-factor authentication"), form));
+  mount(h("section", { class: "card narrow" }, h("h1", {}, "Two-factor authentication"), form,
+    passkeyMfaButton(ticket, error, (body) => afterSignIn(body.user, query))));
   code.focus();
 }
 
@@ -107,8 +114,11 @@ export function signupView({ query }) {
     try {
       if (code) await post("/api/minecraft/signup", { code: code.value.trim(), username: username.value, email: email.value, password: password.value });
       else await post("/api/auth/register", { username: username.value, email: email.value, password: password.value });
+      // The address is only pending until its mailed link is opened (the same answer whether or not
+      // it has an account elsewhere: then its owner gets a notice instead): sign in by username now.
       const body = await post("/api/auth/login", { login: username.value, password: password.value, mode: "cookie" });
       afterSignIn(body.user, query);
+      toast(`Welcome! We sent a mail to ${email.value}: open its link to confirm your address.`, 12000);
     } catch (e) { showError(error, e); }
   });
   mount(h("section", { class: "card narrow" }, h("h1", {}, "Join Vonix"), form,

@@ -6,6 +6,7 @@ import { ago, avatar, field, h, mount, profilePath, toast, when } from "../dom.j
 import { currentSubscription, disablePush, enablePush, pushSupported } from "../push.js";
 import { navigate } from "../router.js";
 import { session, signOut } from "../session.js";
+import { passkeysSection } from "./passkeys.js";
 
 function section(title, ...children) {
   return h("section", { class: "card", "aria-label": title }, h("h2", {}, title), ...children);
@@ -135,6 +136,22 @@ function mfaSection() {
   return section("Two-factor authentication", body);
 }
 
+// A pending address: what the member typed, theirs once they open the link mailed to it. The
+// server answers "accepted" to "send it again" whatever it does, so the text promises nothing more.
+function emailPending() {
+  const again = h("button", { type: "button", class: "btn secondary" }, "Send the link again");
+  again.addEventListener("click", async () => {
+    again.disabled = true;
+    try {
+      await post("/api/auth/email/resend");
+      toast("If this address can still be confirmed, a new link is on its way.", 8000);
+    } catch (e) { toast(errorText(e)); again.disabled = false; }
+  });
+  return h("div", { class: "stack", "data-email-pending": "" },
+    h("p", { class: "muted" }, "Email not confirmed yet: open the link we mailed to it. Until then, sign in with your username."),
+    h("p", {}, again));
+}
+
 export async function settingsView() {
   const me = session.me || {};
   const out = h("button", { class: "btn danger", type: "button" }, "Sign out");
@@ -153,7 +170,9 @@ export async function settingsView() {
   const minecraft = section("Minecraft", h("p", {}, "Link your Minecraft account with a code from the game."),
     h("a", { class: "btn secondary", href: "/settings/minecraft", "data-link": true }, "Minecraft account"));
   const page = h("section", {}, h("h1", {}, "Settings"), profile, minecraft,
-    section("Account", h("p", {}, `Signed in as ${me.username || "?"}`, me.email ? ` (${me.email})` : ""), out));
+    section("Account", h("p", {}, `Signed in as ${me.username || "?"}`, me.email ? ` (${me.email})` : ""),
+      // A pending address: what the member typed, not theirs until the mailed link is opened.
+      me.email && !me.email_verified ? emailPending() : null, out));
   mount(page);
-  page.append(await pushSection(), mfaSection(), await sessionsSection());
+  page.append(await pushSection(), mfaSection(), await passkeysSection(), await sessionsSection());
 }
