@@ -28,6 +28,10 @@ NEEDS_CHANNEL = frozenset({"subscribe", "unsubscribe", "publish", "history", "pr
 MAX_EMOJI_CHARS = 32
 MAX_OFFSET = 2**62
 MAX_BATCH = 100  # channels in one batch `subscribe` (= the default WS_MAX_SUBSCRIPTIONS)
+# How deep `data` may nest. orjson decodes 1024 levels but encodes only 254, and the server wraps
+# `data` again (push, history reply, batch recovery: 4 levels): deeper data would be accepted, then
+# fail to encode as a server error. 64 is far beyond any message.
+MAX_DATA_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +120,7 @@ def parse(raw: str | bytes) -> Command:
         raise FrameError(errors.INVALID_FRAME, "`limit` must be an integer from 1 to 1000", request_id)
 
     nonce = frame.get("nonce")
-    if nonce is not None and (not isinstance(nonce, str) or not NONCE_PATTERN.match(nonce)):
+    if nonce is not None and (not isinstance(nonce, str) or not NONCE_PATTERN.fullmatch(nonce)):
         raise FrameError(errors.INVALID_FRAME, "`nonce` must be 1-64 characters [A-Za-z0-9_-:.]", request_id)
 
     token = frame.get("token")
@@ -142,15 +146,30 @@ def parse(raw: str | bytes) -> Command:
             raise FrameError(errors.INVALID_FRAME, "`emoji` must be one emoji", request_id)
 
     data = frame.get("data")
-    if op in ("publish", "edit") and "data" not in frame:
-        raise FrameError(errors.INVALID_FRAME, "`data` is required", request_id)
+    if op in ("publish", "edit"):
+        if "data" not in frame:
+            raise FrameError(errors.INVALID_FRAME, "`data` is required", request_id)
+        if _too_deep(data):
+            raise FrameError(errors.INVALID_FRAME, f"`data` nests more than {MAX_DATA_DEPTH} levels", request_id)
     return Command(request_id, op, channel, data, nonce, since, limit, token, offset, channels, presence, emoji)
+
+
+def _too_deep(value: Any) -> bool:
+    """True when `value` has arrays/objects nested deeper than MAX_DATA_DEPTH (iterative: a
+    recursion over hostile input must not be the thing that fails)."""
+    level: list[Any] = [value]
+    for _ in range(MAX_DATA_DEPTH):
+        level = [child for item in level if isinstance(item, (list, dict))
+                 for child in (item.values() if isinstance(item, dict) else item)]
+        if not level:
+            return False
+    return any(isinstance(item, (list, dict)) for item in level)
 
 
 def _check_channel(channel: Any, request_id: int) -> str:
     if not isinstance(channel, str):
         raise FrameError(errors.INVALID_FRAME, "`channel` is required", request_id)
-    if len(channel) > MAX_CHANNEL_LENGTH or not CHANNEL_PATTERN.match(channel):
+    if len(channel) > MAX_CHANNEL_LENGTH or not CHANNEL_PATTERN.fullmatch(channel):
         raise FrameError(errors.INVALID_CHANNEL, "channels look like namespace:name "
                          "(room, dm, user, bot)", request_id)
     return channel
