@@ -54,15 +54,18 @@ async def read_json_value(request: Request) -> Any:
 
 
 async def read_json(request: Request, model: type[Model]) -> Model:
-    value = await read_json_value(request)
-    return validate(model, value)
+    await read_json_value(request)  # content type and syntax, with their own errors
+    return validate_json(model, await request.body())  # Starlette keeps the body: no second read
 
 
-def validate(model: type[Model], value: Any) -> Model:
+def validate_json(model: type[Model], body: bytes) -> Model:
+    """Strict JSON validation: a value must already have the type the schema (and the OpenAPI
+    document) says: `false` is not the integer 0 and "5" is not 5. Strings still become the
+    types JSON has no literal for (datetimes, enums), as the JSON mode of strict pydantic allows."""
     from server.errors import ValidationFailed
 
     try:
-        return model.model_validate(value)
+        return model.model_validate_json(body, strict=True)
     except ValidationError as exc:
         raise ValidationFailed(details=validation_details(exc)) from None
 

@@ -33,7 +33,7 @@ class PublishBody(BaseModel):
 
 def _channel(request: Request) -> str:
     channel = request.path_params["channel"]
-    if len(channel) > protocol.MAX_CHANNEL_LENGTH or not protocol.CHANNEL_PATTERN.match(channel):
+    if len(channel) > protocol.MAX_CHANNEL_LENGTH or not protocol.CHANNEL_PATTERN.fullmatch(channel):
         raise ValidationFailed(details=[{"field": "channel", "code": "invalid_channel",
                                          "message": "channels look like namespace:name"}])
     return channel

@@ -81,7 +81,7 @@ async def validate_chat_data(data: Any, last_offset: Callable[[], Awaitable[int]
         clean["reply_to"] = reply_to
     if "cid" in data:
         cid = data["cid"]
-        if not isinstance(cid, str) or not NONCE_PATTERN.match(cid):
+        if not isinstance(cid, str) or not NONCE_PATTERN.fullmatch(cid):
             raise _refuse("data.cid", "invalid", "must be 1-64 characters [A-Za-z0-9_-:.]")
         clean["cid"] = cid
     if "via" in data:

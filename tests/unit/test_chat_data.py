@@ -50,6 +50,7 @@ async def test_valid_messages_are_stored_trimmed() -> None:
     ({"text": "hi", "reply_to": 11}, "data.reply_to", "unknown_message"),
     ({"text": "hi", "html": "<b>"}, "data.html", "unknown_field"),
     ({"text": "hi", "cid": "no spaces"}, "data.cid", "invalid"),
+    ({"text": "hi", "cid": "c0ffee\n"}, "data.cid", "invalid"),  # `$` matched before a final newline
     ("just a string", "data", "invalid_type"),
     ([{"text": "hi"}], "data", "invalid_type"),
 ])
