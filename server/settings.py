@@ -148,6 +148,8 @@ class Settings(BaseSettings):
     ws_auth_timeout: float = Field(default=10.0, gt=0, validation_alias="WS_AUTH_TIMEOUT")
     ws_max_subscriptions: int = Field(default=100, ge=1, validation_alias="WS_MAX_SUBSCRIPTIONS")
     ws_max_connections_per_user: int = Field(default=20, ge=1, validation_alias="WS_MAX_CONNECTIONS_PER_USER")
+    # Guest (signed-out) sockets per client IP on each replica; 0 admits no guests (server/guest_limit.py).
+    ws_max_guests_per_ip: int = Field(default=20, ge=0, validation_alias="WS_MAX_GUESTS_PER_IP")
     ws_max_queue_bytes: int = Field(default=1024 * 1024, ge=4096, validation_alias="WS_MAX_QUEUE_BYTES")
     ws_coalesce_ms: float = Field(default=2.0, ge=0, validation_alias="WS_COALESCE_MS")
     ws_commit_window_ms: float = Field(default=10.0, ge=0, validation_alias="WS_COMMIT_WINDOW_MS")

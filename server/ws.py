@@ -3,7 +3,10 @@
 Authentication: `Authorization: Bearer` on the upgrade (bots, API clients), the session cookie
 when the Origin is allowed (the PWA), or a first `auth` frame within AUTH_TIMEOUT (browsers that
 hold a token). A foreign Origin is accepted only to be closed at once with 4004: that stops
-cross-site websocket hijacking while telling a legitimate misconfigured client why.
+cross-site websocket hijacking while telling a legitimate misconfigured client why. An upgrade
+without credentials is a guest: it takes one of its address's `WS_MAX_GUESTS_PER_IP` slots on this
+replica (`server/guest_limit.py`) until it signs in or goes, and is closed with 4006 when none is
+left — a guest following `status:` outlives the auth timeout, so this is what bounds them.
 
 This is a plain ASGI app, served ahead of Starlette's middleware stack (`server/ws_entry.py`):
 an idle connection is a coroutine suspended in `receive()` for hours, and every frame of the
@@ -19,6 +22,7 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 from urllib.parse import urlsplit
+from weakref import WeakKeyDictionary
 
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
@@ -29,7 +33,9 @@ from realtime import errors, protocol
 from realtime.connection import Connection, ConnUser
 from realtime.errors import Disconnect, ReplyError
 from server.auth.principal import ACCESS_COOKIE, bearer_token
+from server.guest_limit import GuestLimit, GuestSlot
 from server.observability.logging import get_logger
+from server.observability.metrics import Metrics
 from server.resources import Resources
 from server.ws_protocol import WRITE_TEXT
 
@@ -37,6 +43,18 @@ log = get_logger("vonix.ws")
 PATH = "/ws"
 # What Starlette's accept() sends.
 _ACCEPT: dict[str, Any] = {"type": "websocket.accept", "subprotocol": None, "headers": []}
+# One guest count per app, keyed by its metrics registry (one per `Resources`; tests run several apps).
+_GUESTS: WeakKeyDictionary[Metrics, GuestLimit] = WeakKeyDictionary()
+
+
+def guests_of(resources: Resources) -> GuestLimit:
+    """The app's guest count, made on its first websocket (its metric families with it)."""
+    limit = _GUESTS.get(resources.metrics)
+    if limit is None:
+        settings = resources.settings
+        limit = _GUESTS[resources.metrics] = GuestLimit(settings.ws_max_guests_per_ip, settings.trusted_proxies,
+                                                        resources.metrics)
+    return limit
 
 
 def _cannot_write(data: bytes) -> bool:
@@ -90,8 +108,10 @@ async def _refuse(receive: Receive, send: Send, reason: Disconnect) -> None:
     await send({"type": "websocket.close", "code": reason.code, "reason": reason.reason})
 
 
-async def _admit(scope: Scope, receive: Receive, send: Send, resources: Resources) -> Connection | None:
-    """Origin, drain and token checks, accept, open the node connection; None when refused."""
+async def _admit(scope: Scope, receive: Receive, send: Send,
+                 resources: Resources) -> tuple[Connection, GuestSlot | None] | None:
+    """Origin, drain, token and guest-cap checks, accept, open the node connection; None when
+    refused. A guest's slot comes back with its connection, for the receive loop to release."""
     node, hooks = resources.node, resources.hooks
     assert node is not None and hooks is not None  # set by Resources.build
     settings = resources.settings
@@ -111,8 +131,20 @@ async def _admit(scope: Scope, receive: Receive, send: Send, resources: Resource
             user = await hooks.authenticate(token)
         except ReplyError as exc:
             failure = exc.message
-    await _accept(receive, send)
-    conn = node.open(AsgiTransport(send, scope.get("extensions", {}).pop(WRITE_TEXT, None)))
+    slot: GuestSlot | None = None
+    if not token:  # a guest: counted before the accept, refused before it can subscribe
+        slot = guests_of(resources).admit(scope)
+        if slot is None:
+            log.debug("ws_guest_refused")  # the counter has the numbers; one line per refusal would be a flood
+            await _refuse(receive, send, errors.TOO_MANY_CONNECTIONS)
+            return None
+    try:
+        await _accept(receive, send)
+        conn = node.open(AsgiTransport(send, scope.get("extensions", {}).pop(WRITE_TEXT, None)))
+    except BaseException:
+        if slot is not None:  # the peer left during the handshake
+            slot.release()
+        raise
     log.info("ws_connected", conn_id=conn.conn_id, user_id=user.user_id if user else None)
     if failure is not None:
         conn.push(protocol.error_reply(None, errors.INVALID_TOKEN, failure))
@@ -128,7 +160,7 @@ async def _admit(scope: Scope, receive: Receive, send: Send, resources: Resource
                 conn.disconnect(errors.AUTH_TIMEOUT)
 
         asyncio.get_running_loop().call_later(settings.ws_auth_timeout, auth_timeout)
-    return conn
+    return conn, slot
 
 
 async def _answer_error(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
@@ -149,12 +181,14 @@ async def websocket_app(scope: Scope, receive: Receive, send: Send) -> None:
     """One websocket connection, from the upgrade to the cleanup (`scope["app"]` is the app)."""
     resources: Resources = scope["app"].state.vonix
     try:
-        conn = await _admit(scope, receive, send, resources)
+        admitted = await _admit(scope, receive, send, resources)
     except Exception as exc:
         await _answer_error(scope, receive, send, exc)
         return
-    if conn is None:
+    if admitted is None:
         return
+    conn, slot = admitted
+    del admitted
     # Everything the connection needs from the handshake was read in `_admit`. uvicorn keeps the
     # scope for the connection's life: release its header list (~1 KiB a connection) with it.
     scope["headers"] = []
@@ -179,9 +213,16 @@ async def websocket_app(scope: Scope, receive: Receive, send: Send) -> None:
                 conn.disconnect(errors.FRAME_TOO_LARGE)
                 break
             await node.handle(conn, data)
+            # Only an `auth` frame sets the user (node.identify, before handle returns and with no
+            # await between): from here on the connection is a member's, under the per-user cap.
+            if slot is not None and conn.user is not None:
+                slot.release()
+                slot = None
     except Exception as exc:  # the peer vanished mid-receive
         log.debug("ws_receive_ended", conn_id=conn.conn_id, error=exc.__class__.__name__)
     finally:
+        if slot is not None:
+            slot.release()
         if conn.close_task is not None:  # let the close frame with our code go out before returning
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(conn.close_task), timeout=2.0)
