@@ -55,10 +55,21 @@ class MailedTokens:
             user_tokens.c.user_id == user_id, user_tokens.c.purpose == purpose, user_tokens.c.used_at.is_(None),
         ).values(used_at=utcnow()))
 
-    async def outstanding(self, user_id: int, purpose: str) -> int:
-        return int(await self.db.fetch_val("tokens.outstanding", sa.select(sa.func.count()).where(
-            user_tokens.c.user_id == user_id, user_tokens.c.purpose == purpose,
-            user_tokens.c.used_at.is_(None), user_tokens.c.expires_at > utcnow())) or 0)
+    async def issue_within(self, user_id: int, purpose: str, ttl_seconds: int, limit: int) -> str | None:
+        """A token, unless `limit` live ones were issued before it: checked after the insert, by
+        rank, so requests racing on any replica cannot all pass a count taken before either wrote."""
+        token = new_secret(nbytes=32)
+        now = utcnow()
+        token_id = await self.db.fetch_val("tokens.insert", user_tokens.insert().values(
+            user_id=user_id, purpose=purpose, token_hash=hash_secret(token), created_at=now,
+            expires_at=now + timedelta(seconds=ttl_seconds)).returning(user_tokens.c.id))
+        earlier = int(await self.db.fetch_val("tokens.rank", sa.select(sa.func.count()).where(
+            user_tokens.c.user_id == user_id, user_tokens.c.purpose == purpose, user_tokens.c.id <= token_id,
+            user_tokens.c.used_at.is_(None), user_tokens.c.expires_at > now)) or 0)
+        if earlier > limit:
+            await self.db.execute("tokens.withdraw", user_tokens.delete().where(user_tokens.c.id == token_id))
+            return None
+        return token
 
 
 def _site(public_url: str) -> str:
@@ -101,14 +112,18 @@ async def resend_verification(db: Database, mailer: Mailer, public_url: str, use
     owner = await user_queries.by_email(db, address)
     if owner is not None and owner["id"] != user["id"]:
         return
-    if await MailedTokens(db).outstanding(user["id"], "verify") >= MAX_LIVE_VERIFY_LINKS:
-        return
-    await send_verification(db, mailer, public_url, user["id"], user["username"], address)
+    token = await MailedTokens(db).issue_within(user["id"], "verify", VERIFY_TTL, MAX_LIVE_VERIFY_LINKS)
+    if token is not None:
+        await _mail_verification(mailer, public_url, user["username"], address, token)
 
 
 async def send_verification(db: Database, mailer: Mailer, public_url: str, user_id: int, username: str,
                             address: str) -> None:
     token = await MailedTokens(db).issue(user_id, "verify", VERIFY_TTL)
+    await _mail_verification(mailer, public_url, username, address, token)
+
+
+async def _mail_verification(mailer: Mailer, public_url: str, username: str, address: str, token: str) -> None:
     link = f"{_site(public_url)}/verify-email?token={token}"
     await mailer.send(address, "Confirm your Vonix email",
                       f"Hello {username},\n\nConfirm your email address:\n{link}\n\n"

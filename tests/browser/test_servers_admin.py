@@ -87,6 +87,8 @@ async def test_admin_adds_edits_orders_and_deletes_servers_with_live_status(brow
         await form.get_by_label("Port").fill(str(other.port))
         await form.get_by_role("button", name="Add server").click()
         creative = root.locator("li[data-server]", has_text="Creative")
+        await creative.wait_for()
+        await web.resources.mc_status.poll_now()  # not the next interval's poll: that may be seconds away
         await creative.locator(".server-status", has_text="Online · 1/10 players").wait_for()
         assert await root.locator("li[data-server] .title").all_text_contents() == ["Survival", "Creative"]
         await creative.get_by_role("button", name="Move Creative up").click()
