@@ -172,7 +172,10 @@ class StatusService:
             changes["port"] = DEFAULT_PORTS[changes.get("edition", row["edition"])]
         changed = {key: value for key, value in changes.items() if row[key] != value}
         if not changed:
-            return await self.one(server_id) or {}
+            server = await self.one(server_id)
+            if server is None:  # deleted meanwhile
+                raise NotFound("No such server.")
+            return server
         moved = any(key in changed for key in ADDRESS_FIELDS)
         if moved:  # another server now: its old status and bridge list no longer apply
             changed.update(status=None, checked_at=None, exact_players=None, favicon=None, favicon_hash=None)

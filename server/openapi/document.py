@@ -115,7 +115,9 @@ class Components:
         self._owners: dict[str, Any] = {}
 
     def ref(self, model: type[BaseModel], mode: str = "validation") -> dict[str, Any]:
-        base = model.__name__ if mode == "validation" else f"{model.__name__}Out"
+        # A response model gets `Out` (it may differ from the same model read as input), unless its
+        # name already says so (`ServerOut`).
+        base = model.__name__ if mode == "validation" or model.__name__.endswith("Out") else f"{model.__name__}Out"
         owner = (model.__module__, model.__qualname__, mode)
         prefix = ""
         if self._owners.get(base, owner) != owner:
@@ -125,7 +127,10 @@ class Components:
             schema = model.model_json_schema(ref_template=f"#/components/schemas/{prefix}{{model}}",
                                              mode=mode)  # type: ignore[arg-type]
             for def_name, definition in schema.pop("$defs", {}).items():
-                self.schemas.setdefault(f"{prefix}{def_name}", definition)
+                # A nested model met twice must be the same schema: two models sharing a name
+                # (a request `Rank` and a response `Rank`) would otherwise silently share one.
+                if self.schemas.setdefault(f"{prefix}{def_name}", definition) != definition:
+                    raise ValueError(f"two different schemas named {prefix}{def_name} ({model.__module__})")
             self.schemas[name] = schema
             self._owners[name] = owner
         return {"$ref": f"#/components/schemas/{name}"}

@@ -8,9 +8,10 @@ to page scripts), for the PWA.
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, RootModel, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -41,6 +42,7 @@ from server.errors import (
 )
 from server.jsonio import JSONResponse, read_json
 from server.openapi import api
+from server.openapi.responses import Accepted, Closed, PrivateUser
 from server.resources import resources_of
 
 SESSION_COOKIE = "vonix_session"  # readable: the access token's expiry, so the PWA knows it is signed in
@@ -96,6 +98,79 @@ class VerifyEmailBody(BaseModel):
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+
+# --- responses (described for the OpenAPI document; the handlers build these dicts) ----------
+TOKEN_EXAMPLE = "eyJhbGciOiJIUzI1NiJ9.…"
+
+
+class Registered(Closed):
+    user: PrivateUser
+
+
+class TokenSession(Closed):
+    """`"mode": "token"`: the tokens in the body (bots and API clients)."""
+
+    user: PrivateUser
+    expires_in: int
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"]
+
+
+class CookieSession(Closed):
+    """`"mode": "cookie"`: the tokens are HttpOnly cookies; the CSRF token is for `X-CSRF-Token`."""
+
+    user: PrivateUser
+    expires_in: int
+    token_type: Literal["cookie"]
+    csrf_token: str
+
+
+class MfaRequired(Closed):
+    """The password was right and 2FA is on: send the code with this ticket to `/api/auth/login/mfa`."""
+
+    mfa_required: Literal[True]
+    mfa_ticket: str
+
+
+class Session(RootModel[TokenSession | CookieSession]):
+    """A new session: its tokens in the body, or in cookies."""
+
+
+class LoginResult(RootModel[TokenSession | CookieSession | MfaRequired]):
+    """A new session, or the second step of a sign-in with 2FA."""
+
+
+class SessionItem(Closed):
+    id: str
+    device: str | None
+    browser: str | None
+    os: str | None
+    ip: str | None
+    user_agent: str | None
+    created_at: datetime
+    last_active_at: datetime
+    mfa: bool
+    current: bool
+
+
+class Sessions(Closed):
+    sessions: list[SessionItem]
+
+
+class Revoked(Closed):
+    revoked: int
+
+
+class MfaEnrolment(Closed):
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+class RecoveryCodes(Closed):
+    recovery_codes: list[str]
 
 
 def _tokens_response(request: Request, auth: AuthService, tokens: TokenPair, user: Any, mode: str,
@@ -391,21 +466,25 @@ async def resend_verification(request: Request) -> Response:
 
 routes = [
     # Only a taken username is refused: an email address never is (see `register`).
-    api("/api/auth/register", register, ["POST"], errors=[(409, "username_taken")]),
-    api("/api/auth/login", login, ["POST"]),
-    api("/api/auth/login/mfa", login_mfa, ["POST"]),
-    api("/api/auth/refresh", refresh, ["POST"], body_required=False),
+    api("/api/auth/register", register, ["POST"], errors=[(409, "username_taken")], ok={201: Registered},
+        examples={"register": {"username": "alex", "email": "alex@example.com", "password": "correct horse battery"}}),
+    api("/api/auth/login", login, ["POST"], ok={200: LoginResult},
+        examples={"bearer": {"login": "alex", "password": "correct horse battery"},
+                  "cookie": {"login": "alex@example.com", "password": "correct horse battery", "mode": "cookie"}}),
+    api("/api/auth/login/mfa", login_mfa, ["POST"], ok={200: Session},
+        examples={"code": {"mfa_ticket": TOKEN_EXAMPLE, "code": "123456"}}),
+    api("/api/auth/refresh", refresh, ["POST"], body_required=False, ok={200: Session},
+        examples={"bearer": {"refresh_token": "r1.3f9c…"}, "cookie": {"mode": "cookie"}}),
     api("/api/auth/logout", logout, ["POST"]),
-    api("/api/auth/me", me, ["GET"]),
-    api("/api/auth/sessions", list_sessions, ["GET"]),
-    api("/api/auth/sessions", revoke_other_sessions, ["DELETE"]),
+    api("/api/auth/me", me, ["GET"], ok={200: PrivateUser}),
+    api("/api/auth/sessions", list_sessions, ["GET"], ok={200: Sessions}),
+    api("/api/auth/sessions", revoke_other_sessions, ["DELETE"], ok={200: Revoked}),
     api("/api/auth/sessions/{session_id}", revoke_session, ["DELETE"]),
-    api("/api/auth/2fa/enroll", mfa_enroll, ["POST"]),
-    api("/api/auth/2fa/confirm", mfa_confirm, ["POST"]),
+    api("/api/auth/2fa/enroll", mfa_enroll, ["POST"], ok={200: MfaEnrolment}),
+    api("/api/auth/2fa/confirm", mfa_confirm, ["POST"], ok={200: RecoveryCodes}),
     api("/api/auth/2fa/disable", mfa_disable, ["POST"]),
-    api("/api/auth/password/forgot", password_forgot, ["POST"]),
+    api("/api/auth/password/forgot", password_forgot, ["POST"], ok={202: Accepted}),
     api("/api/auth/password/reset", password_reset, ["POST"]),
     api("/api/auth/email/verify", verify_email, ["POST"]),
-    api("/api/auth/email/resend", resend_verification, ["POST"], body_required=False),
+    api("/api/auth/email/resend", resend_verification, ["POST"], body_required=False, ok={202: Accepted}),
 ]
-

@@ -7,10 +7,10 @@ room's history (every message of the page exists already) are cached, tagged `ch
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,6 +21,7 @@ from server.db.queries import messages as message_queries
 from server.errors import AppError, Forbidden, NotFound, RateLimited, ServiceUnavailable, ValidationFailed
 from server.jsonio import JSONResponse, query_int, read_json
 from server.openapi import api
+from server.openapi.responses import Closed, Open, Sender
 from server.ratelimit import limit_action
 from server.realtime_hooks import conn_user
 from server.resources import resources_of
@@ -29,6 +30,50 @@ from server.resources import resources_of
 class PublishBody(BaseModel):
     data: Any
     nonce: str | None = Field(default=None, pattern=protocol.NONCE_PATTERN.pattern)
+
+
+class Published(Closed):
+    offset: int
+    epoch: str
+
+
+class MessageFrame(Open):
+    """One message as the websocket pushes it (`protocol.message_push`); `data` is null once deleted.
+    Amended messages carry more fields (edits, reactions)."""
+
+    op: Literal["message"]
+    channel: str
+    offset: int
+    epoch: str
+    data: Any
+    from_: Sender | None = Field(alias="from")
+    ts: float
+
+
+class History(Closed):
+    """A keyset page; `next_before`/`next_since` are null at either end of the history."""
+
+    channel: str
+    offset: int
+    epoch: str
+    messages: list[MessageFrame]
+    next_before: int | None
+    next_since: int | None
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "channel": "room:general", "offset": 2, "epoch": "a1b2c3", "next_before": None, "next_since": None,
+        "messages": [{"op": "message", "channel": "room:general", "offset": 2, "epoch": "a1b2c3",
+                      "data": {"text": "hello"}, "from": {"id": 42, "username": "alex"}, "ts": 1767366245.123}]}]})
+
+
+class PresenceUser(Closed):
+    id: int
+    username: str
+
+
+class Presence(Closed):
+    channel: str
+    users: list[PresenceUser]
 
 
 def _channel(request: Request) -> str:
@@ -158,7 +203,8 @@ async def presence(request: Request) -> Response:
 
 
 routes = [
-    api("/api/channels/{channel}/messages", publish, ["POST"]),
-    api("/api/channels/{channel}/messages", history, ["GET"]),
-    api("/api/channels/{channel}/presence", presence, ["GET"]),
+    api("/api/channels/{channel}/messages", publish, ["POST"], ok={201: Published},
+        examples={"text": {"data": {"text": "hello"}, "nonce": "n-7f3a"}}),
+    api("/api/channels/{channel}/messages", history, ["GET"], ok={200: History}),
+    api("/api/channels/{channel}/presence", presence, ["GET"], ok={200: Presence}),
 ]

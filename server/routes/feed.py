@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -24,6 +25,7 @@ from server.media.post_images import WIDTHS, PostImageRejected, PostImageStore, 
 from server.middleware.rate_limit import route_limit
 from server.observability.logging import get_logger
 from server.openapi import IMAGE_FILE, IMAGE_UPLOAD, api
+from server.openapi.responses import Author, Closed, Open
 from server.ratelimit import limit_action
 from server.resources import resources_of
 from server.routes.media import _slots, serve_keyed_file
@@ -66,6 +68,67 @@ class CommentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     content: CommentText
+
+
+class PostImage(Open):
+    """`image_urls` (`url`: the large file, `small`: the narrow one) and the picture's size."""
+
+    url: str
+    small: str
+    width: int
+    height: int
+
+
+class Post(Closed):
+    """`Feed.shape_posts`: `author` is null once the author's account is gone."""
+
+    id: int
+    author: Author | None
+    content: str
+    image: PostImage | None
+    visibility: Literal["public", "friends"]
+    group_id: int | None
+    likes: int
+    liked: bool
+    comments: int
+    created_at: datetime
+    can_delete: bool
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "id": 9, "content": "Hello", "image": None, "visibility": "public", "group_id": None, "likes": 2,
+        "liked": False, "comments": 0, "created_at": "2026-01-02T15:04:05.123456+00:00", "can_delete": True,
+        "author": {"username": "alex", "display_name": None, "avatar": None, "role": "member", "level": 3,
+                   "rank": None}}]})
+
+
+class Comment(Closed):
+    """`Feed.shape_comments`."""
+
+    id: int
+    post_id: int
+    author: Author | None
+    content: str
+    likes: int
+    liked: bool
+    created_at: datetime
+    can_delete: bool
+
+
+class PostPage(Closed):
+    """A keyset page: pass `next` back as `cursor`; null on the last page."""
+
+    items: list[Post]
+    next: str | None
+
+
+class CommentPage(Closed):
+    items: list[Comment]
+    next: str | None
+
+
+class Likes(Closed):
+    likes: int
+    liked: bool
 
 
 def _feed(request: Request) -> Feed:
@@ -224,15 +287,17 @@ async def serve_image(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    api("/api/posts", list_posts, ["GET"]),
-    api("/api/posts", create_post, ["POST"]),
-    api("/api/posts/{id:int}", show_post, ["GET"]),
+    api("/api/posts", list_posts, ["GET"], ok={200: PostPage}),
+    api("/api/posts", create_post, ["POST"], ok={201: Post},
+        examples={"public": {"content": "Hello"}, "friends": {"content": "Hi friends", "visibility": "friends"}}),
+    api("/api/posts/{id:int}", show_post, ["GET"], ok={200: Post}),
     api("/api/posts/{id:int}", delete_post, ["DELETE"]),
-    api("/api/posts/{id:int}/image", upload_image, ["PUT"], body_media=IMAGE_UPLOAD),
-    api("/api/posts/{id:int}/like", like_post, ["POST", "DELETE"]),
-    api("/api/posts/{id:int}/comments", list_comments, ["GET"]),
-    api("/api/posts/{id:int}/comments", create_comment, ["POST"]),
+    api("/api/posts/{id:int}/image", upload_image, ["PUT"], body_media=IMAGE_UPLOAD, ok={200: Post}),
+    api("/api/posts/{id:int}/like", like_post, ["POST", "DELETE"], ok={200: Likes}),
+    api("/api/posts/{id:int}/comments", list_comments, ["GET"], ok={200: CommentPage}),
+    api("/api/posts/{id:int}/comments", create_comment, ["POST"], ok={201: Comment},
+        examples={"comment": {"content": "Nice!"}}),
     api("/api/comments/{id:int}", delete_comment, ["DELETE"]),
-    api("/api/comments/{id:int}/like", like_comment, ["POST", "DELETE"]),
+    api("/api/comments/{id:int}/like", like_comment, ["POST", "DELETE"], ok={200: Likes}),
     api("/media/posts/{name}", serve_image, ["GET", "HEAD"], ok=IMAGE_FILE),
 ]

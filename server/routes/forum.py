@@ -8,6 +8,7 @@ rate limit.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -19,6 +20,7 @@ from server.auth.principal import principal_of, requires
 from server.errors import NotFound, ValidationFailed
 from server.jsonio import JSONResponse, query_int, read_json
 from server.openapi import api
+from server.openapi.responses import Author, Closed
 from server.ratelimit import limit_action
 from server.resources import resources_of
 from server.services.chat_data import control_character
@@ -111,6 +113,108 @@ class VoteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     value: Literal[1, -1, 0]
+
+
+class Category(Closed):
+    """`Forum.category_shape`: `view`/`post` are the rules of who reads and who starts threads."""
+
+    id: int
+    name: str
+    slug: str
+    description: str | None
+    position: int
+    view: str
+    post: str
+    threads: int
+    replies: int
+    last_activity_at: datetime | None
+    can_post: bool
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "id": 1, "name": "General", "slug": "general", "description": "Anything goes", "position": 0,
+        "view": "everyone", "post": "members", "threads": 12, "replies": 80,
+        "last_activity_at": "2026-01-02T15:04:05.123456+00:00", "can_post": True}]})
+
+
+class Categories(Closed):
+    categories: list[Category]
+
+
+class Thread(Closed):
+    """`Forum._thread`: a deleted thread shows null `title`/`author`/`html` to all but moderators;
+    `body` (the Markdown source) only to its author."""
+
+    id: int
+    category_id: int
+    title: str | None
+    author: Author | None
+    html: str | None
+    score: int
+    replies: int
+    views: int
+    pinned: bool
+    locked: bool
+    deleted: bool
+    edited_at: datetime | None
+    created_at: datetime
+    last_activity_at: datetime | None
+    body: str | None = None
+    my_vote: int = 0
+    watching: bool = False
+
+
+class Reply(Closed):
+    """`Forum._reply`."""
+
+    id: int
+    thread_id: int
+    author: Author | None
+    html: str | None
+    score: int
+    deleted: bool
+    edited_at: datetime | None
+    created_at: datetime
+    body: str | None = None
+    my_vote: int = 0
+
+
+class ThreadPage(Closed):
+    items: list[Thread]
+    next: str | None
+
+
+class ReplyPage(Closed):
+    items: list[Reply]
+    next: str | None
+
+
+class ThreadWithReplies(Closed):
+    thread: Thread
+    replies: ReplyPage
+
+
+class Edit(Closed):
+    """An earlier version (`title` only for threads)."""
+
+    id: int
+    title: str | None = None
+    body: str
+    html: str
+    editor: Author | None
+    replaced_at: datetime
+
+
+class Edits(Closed):
+    edits: list[Edit]
+
+
+class Vote(Closed):
+    score: int
+    my_vote: int
+
+
+class Watching(Closed):
+    watching: bool
 
 
 def _forum(request: Request) -> Forum:
@@ -287,25 +391,27 @@ async def reply_edits(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    api("/api/forum/categories", list_categories, ["GET"]),
-    api("/api/admin/forum/categories", create_category, ["POST"]),
-    api("/api/admin/forum/categories/{id:int}", update_category, ["PATCH"]),
+    api("/api/forum/categories", list_categories, ["GET"], ok={200: Categories}),
+    api("/api/admin/forum/categories", create_category, ["POST"], ok={201: Category}),
+    api("/api/admin/forum/categories/{id:int}", update_category, ["PATCH"], ok={200: Category}),
     api("/api/admin/forum/categories/{id:int}", delete_category, ["DELETE"]),
-    api("/api/forum/categories/{id:int}/threads", list_threads, ["GET"]),
-    api("/api/forum/categories/{id:int}/threads", create_thread, ["POST"]),
-    api("/api/forum/threads/{id:int}", show_thread, ["GET"]),
-    api("/api/forum/threads/{id:int}", edit_thread, ["PATCH"]),
+    api("/api/forum/categories/{id:int}/threads", list_threads, ["GET"], ok={200: ThreadPage}),
+    api("/api/forum/categories/{id:int}/threads", create_thread, ["POST"], ok={201: Thread},
+        examples={"thread": {"title": "Server rules", "body": "Be **kind**."}}),
+    api("/api/forum/threads/{id:int}", show_thread, ["GET"], ok={200: ThreadWithReplies}),
+    api("/api/forum/threads/{id:int}", edit_thread, ["PATCH"], ok={200: Thread}),
     api("/api/forum/threads/{id:int}", delete_thread, ["DELETE"]),
-    api("/api/forum/threads/{id:int}/edits", thread_edits, ["GET"]),
-    api("/api/forum/threads/{id:int}/pin", _flag("pinned", True, "pin"), ["POST"]),
-    api("/api/forum/threads/{id:int}/unpin", _flag("pinned", False, "unpin"), ["POST"]),
-    api("/api/forum/threads/{id:int}/lock", _flag("locked", True, "lock"), ["POST"]),
-    api("/api/forum/threads/{id:int}/unlock", _flag("locked", False, "unlock"), ["POST"]),
-    api("/api/forum/threads/{id:int}/vote", vote_thread, ["POST"]),
-    api("/api/forum/threads/{id:int}/watch", watch_thread, ["POST", "DELETE"]),
-    api("/api/forum/threads/{id:int}/replies", create_reply, ["POST"]),
-    api("/api/forum/replies/{id:int}", edit_reply, ["PATCH"]),
+    api("/api/forum/threads/{id:int}/edits", thread_edits, ["GET"], ok={200: Edits}),
+    api("/api/forum/threads/{id:int}/pin", _flag("pinned", True, "pin"), ["POST"], ok={200: Thread}),
+    api("/api/forum/threads/{id:int}/unpin", _flag("pinned", False, "unpin"), ["POST"], ok={200: Thread}),
+    api("/api/forum/threads/{id:int}/lock", _flag("locked", True, "lock"), ["POST"], ok={200: Thread}),
+    api("/api/forum/threads/{id:int}/unlock", _flag("locked", False, "unlock"), ["POST"], ok={200: Thread}),
+    api("/api/forum/threads/{id:int}/vote", vote_thread, ["POST"], ok={200: Vote}, examples={"up": {"value": 1}}),
+    api("/api/forum/threads/{id:int}/watch", watch_thread, ["POST", "DELETE"], ok={200: Watching}),
+    api("/api/forum/threads/{id:int}/replies", create_reply, ["POST"], ok={201: Reply},
+        examples={"reply": {"body": "Agreed, @alex."}}),
+    api("/api/forum/replies/{id:int}", edit_reply, ["PATCH"], ok={200: Reply}),
     api("/api/forum/replies/{id:int}", delete_reply, ["DELETE"]),
-    api("/api/forum/replies/{id:int}/vote", vote_reply, ["POST"]),
-    api("/api/forum/replies/{id:int}/edits", reply_edits, ["GET"]),
+    api("/api/forum/replies/{id:int}/vote", vote_reply, ["POST"], ok={200: Vote}),
+    api("/api/forum/replies/{id:int}/edits", reply_edits, ["GET"], ok={200: Edits}),
 ]

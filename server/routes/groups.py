@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    RootModel,
     ValidationInfo,
     field_validator,
 )
@@ -30,6 +31,7 @@ from server.auth.principal import principal_of, requires
 from server.errors import ValidationFailed
 from server.jsonio import JSONResponse, query_int, read_json
 from server.openapi import api
+from server.openapi.responses import Author, Closed
 from server.ratelimit import limit_action
 from server.resources import resources_of
 from server.services.chat_data import control_character
@@ -198,6 +200,116 @@ class RsvpBody(BaseModel):
 
 
 REQUIRED_WHEN_SENT = ("title", "starts_at", "ends_at", "timezone")  # PATCH: these cannot be null
+
+
+# --- responses (the dicts server/services/groups.py builds) -----------------------------------------
+MemberRole = Literal["owner", "moderator", "member", "pending"]  # group_members.role
+
+
+class Group(Closed):
+    """`Groups.shape`: `room` is the group's chat room; `my_role` null when not a member."""
+
+    id: int
+    name: str
+    slug: str
+    description: str | None
+    visibility: Literal["public", "private"]
+    members: int
+    my_role: MemberRole | None
+    room: str | None
+    created_at: datetime
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "id": 3, "name": "Builders", "slug": "builders", "description": "We build things", "visibility": "public",
+        "members": 12, "my_role": "member", "room": "room:group-3", "created_at": "2026-01-02T15:04:05.123456+00:00"}]})
+
+
+class JoinRequested(Closed):
+    """Joining a private group: a pending request (what the group holds stays hidden until approved)."""
+
+    id: int
+    my_role: MemberRole | None
+
+
+class Joined(RootModel[Group | JoinRequested]):
+    """The group (a public one, or a private one you were already in), or your pending request."""
+
+
+class GroupPage(Closed):
+    items: list[Group]
+    next: str | None
+
+
+class GroupMember(Closed):
+    user: Author | None
+    role: MemberRole
+    joined_at: datetime
+
+
+class GroupMemberPage(Closed):
+    items: list[GroupMember]
+    next: str | None
+
+
+class JoinRequest(Closed):
+    user: Author | None
+    requested_at: datetime
+
+
+class JoinRequestPage(Closed):
+    items: list[JoinRequest]
+    next: str | None
+
+
+class MemberRoleSet(Closed):
+    user: Author | None
+    role: MemberRole
+
+
+RsvpStatus = Literal["going", "interested", "not_going"]
+
+
+class RsvpCounts(Closed):
+    going: int
+    interested: int
+    not_going: int
+
+
+class EventPlace(Closed):
+    """`{"kind": "server", "server": ...}` or `{"kind": "text", "text": ...}`."""
+
+    kind: Literal["server", "text"]
+    server: str | None = None
+    text: str | None = None
+
+
+class Event(Closed):
+    """`Events.shape`."""
+
+    id: int
+    title: str
+    description: str | None
+    starts_at: datetime
+    ends_at: datetime
+    timezone: str
+    place: EventPlace | None
+    capacity: int | None
+    group_id: int | None
+    author: Author | None
+    counts: RsvpCounts
+    my_status: RsvpStatus | None
+    full: bool
+    created_at: datetime
+
+
+class EventPage(Closed):
+    items: list[Event]
+    next: str | None
+
+
+class Rsvp(Closed):
+    counts: RsvpCounts
+    my_status: RsvpStatus
 
 
 def _event_columns(body: EventBody | EventPatch, sent: set[str]) -> dict[str, Any]:
@@ -388,21 +500,22 @@ async def rsvp(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    api("/api/groups", list_groups, ["GET"]),
-    api("/api/groups", create_group, ["POST"]),
-    api("/api/groups/{id:int}", show_group, ["GET"]),
-    api("/api/groups/{id:int}", edit_group, ["PATCH"]),
-    api("/api/groups/{id:int}/join", join_group, ["POST"]),
+    api("/api/groups", list_groups, ["GET"], ok={200: GroupPage}),
+    api("/api/groups", create_group, ["POST"], ok={201: Group},
+        examples={"group": {"name": "Builders", "description": "We build things", "visibility": "public"}}),
+    api("/api/groups/{id:int}", show_group, ["GET"], ok={200: Group}),
+    api("/api/groups/{id:int}", edit_group, ["PATCH"], ok={200: Group}),
+    api("/api/groups/{id:int}/join", join_group, ["POST"], ok={200: Joined}),
     api("/api/groups/{id:int}/leave", leave_group, ["POST"]),
-    api("/api/groups/{id:int}/members", group_members, ["GET"]),
-    api("/api/groups/{id:int}/requests", group_requests, ["GET"]),
-    api("/api/groups/{id:int}/requests/{username}/approve", approve_request, ["POST"]),
+    api("/api/groups/{id:int}/members", group_members, ["GET"], ok={200: GroupMemberPage}),
+    api("/api/groups/{id:int}/requests", group_requests, ["GET"], ok={200: JoinRequestPage}),
+    api("/api/groups/{id:int}/requests/{username}/approve", approve_request, ["POST"], ok={200: MemberRoleSet}),
     api("/api/groups/{id:int}/requests/{username}/decline", decline_request, ["POST"]),
-    api("/api/groups/{id:int}/members/{username}/role", set_member_role, ["PUT"]),
-    api("/api/events", list_events, ["GET"]),
-    api("/api/events", create_event, ["POST"]),
-    api("/api/events/{id:int}", show_event, ["GET"]),
-    api("/api/events/{id:int}", edit_event, ["PATCH"]),
+    api("/api/groups/{id:int}/members/{username}/role", set_member_role, ["PUT"], ok={200: MemberRoleSet}),
+    api("/api/events", list_events, ["GET"], ok={200: EventPage}),
+    api("/api/events", create_event, ["POST"], ok={201: Event}),
+    api("/api/events/{id:int}", show_event, ["GET"], ok={200: Event}),
+    api("/api/events/{id:int}", edit_event, ["PATCH"], ok={200: Event}),
     api("/api/events/{id:int}", delete_event, ["DELETE"]),
-    api("/api/events/{id:int}/rsvp", rsvp, ["POST"]),
+    api("/api/events/{id:int}/rsvp", rsvp, ["POST"], ok={200: Rsvp}, examples={"going": {"status": "going"}}),
 ]

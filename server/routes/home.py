@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -31,7 +32,11 @@ from server.db.types import utcnow
 from server.jsonio import JSONResponse
 from server.observability.logging import get_logger
 from server.openapi import api
+from server.openapi.responses import Closed
 from server.resources import Resources, resources_of
+from server.routes.feed import Post
+from server.routes.groups import Event
+from server.routes.servers import ServerOut
 from server.services.feed import everyone_query
 from server.services.groups import events_query
 
@@ -119,4 +124,20 @@ async def home(request: Request) -> Response:
     return JSONResponse(await home_data(request), headers={"Cache-Control": "no-cache"})
 
 
-routes: list[BaseRoute] = [api("/api/home", home, ["GET"])]
+class LivePosition(Closed):
+    """Subscribe to `channel` with `since` = this position to be sent every change after the snapshot."""
+
+    channel: str
+    offset: int
+    epoch: str
+
+
+class Home(Closed):
+    servers: list[ServerOut]
+    events: list[Event]
+    posts: list[Post]
+    status: LivePosition
+    at: datetime
+
+
+routes: list[BaseRoute] = [api("/api/home", home, ["GET"], ok={200: Home})]

@@ -8,6 +8,8 @@ PWA sends the websocket `read` op instead (server/services/read_markers.py does 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from pydantic import BaseModel, Field
 from starlette.requests import Request
@@ -20,6 +22,7 @@ from server.db.tables import channel_members, channels, users
 from server.errors import NotFound
 from server.jsonio import JSONResponse, read_json
 from server.openapi import api
+from server.openapi.responses import Closed
 from server.realtime_hooks import conn_user
 from server.resources import resources_of
 from server.services.channels import dm_members
@@ -27,6 +30,31 @@ from server.services.channels import dm_members
 
 class ReadBody(BaseModel):
     offset: int = Field(ge=0, le=2**62)
+
+
+class DmUser(Closed):
+    id: int
+    username: str
+
+
+class LastMessage(Closed):
+    """The conversation's last message: empty `text` once deleted; `from` null for a system message."""
+
+    text: str
+    from_: DmUser | None = Field(alias="from")
+    ts: datetime
+
+
+class Dm(Closed):
+    channel: str
+    user: DmUser
+    last_offset: int
+    unread: int
+    last_message: LastMessage | None
+
+
+class Dms(Closed):
+    dms: list[Dm]
 
 
 @requires()
@@ -101,6 +129,6 @@ async def mark_channel_read(request: Request) -> Response:
     return JSONResponse({"channel": channel, **state})
 
 routes = [
-    api("/api/dms", list_dms, ["GET"]),
+    api("/api/dms", list_dms, ["GET"], ok={200: Dms}),
     api("/api/channels/{channel}/read", mark_channel_read, ["POST"]),
 ]

@@ -43,11 +43,18 @@ from server.media.urls import avatar_urls, is_avatar_key, uploaded_avatar
 from server.middleware.rate_limit import route_limit
 from server.observability.logging import get_logger
 from server.openapi import IMAGE_FILE, IMAGE_UPLOAD, api
+from server.openapi.responses import Closed
 from server.resources import resources_of
 from server.services.people import People
 from server.settings import Settings
 
 log = get_logger("vonix.media")
+
+class AvatarSet(Closed):
+    """The new picture's URLs by size name."""
+
+    avatar: dict[str, str]
+
 
 AVATAR_PATH = "/api/users/me/avatar"
 # Decoding is the costliest thing a member can ask for: a few tries a minute, not a loop.
@@ -193,7 +200,7 @@ async def serve_avatar(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    api(AVATAR_PATH, upload_avatar, ["PUT"], body_media=IMAGE_UPLOAD),
+    api(AVATAR_PATH, upload_avatar, ["PUT"], body_media=IMAGE_UPLOAD, ok={200: AvatarSet}),
     api(AVATAR_PATH, delete_avatar, ["DELETE"]),
     api("/media/avatars/{name}", serve_avatar, ["GET", "HEAD"], ok=IMAGE_FILE),
 ]

@@ -6,6 +6,7 @@ Each change goes through the realtime node like the websocket ops (`edit`, `dele
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +21,7 @@ from server.db.tables import message_edits, messages, reactions, users
 from server.errors import AppError, Forbidden, NotFound
 from server.jsonio import JSONResponse, read_json
 from server.openapi import api
+from server.openapi.responses import Closed
 from server.ratelimit import limit_action
 from server.realtime_hooks import conn_user
 from server.resources import resources_of
@@ -144,12 +146,48 @@ async def list_edits(request: Request) -> Response:
                                     "at": r["created_at"].isoformat()} for r in rows]})
 
 
+class Amended(Closed):
+    """An edit, delete or reaction is itself published: its own offset in the channel."""
+
+    channel: str
+    offset: int
+    epoch: str
+
+
+class Reactor(Closed):
+    username: str
+    display_name: str | None
+
+
+class ReactionGroup(Closed):
+    emoji: str
+    count: int
+    users: list[Reactor]
+
+
+class Reactions(Closed):
+    reactions: list[ReactionGroup]
+
+
+class MessageEdit(Closed):
+    """What the message said before an edit or the deletion; `by` null once the editor is gone."""
+
+    action: str
+    data: Any
+    by: str | None
+    at: datetime
+
+
+class MessageEdits(Closed):
+    edits: list[MessageEdit]
+
+
 PATH = "/api/channels/{channel}/messages/{offset:int}"
 routes = [
-    api(PATH, edit_message, ["PATCH"]),
-    api(PATH, delete_message, ["DELETE"]),
-    api(PATH + "/reactions", add_reaction, ["POST"]),
-    api(PATH + "/reactions", remove_reaction, ["DELETE"]),
-    api(PATH + "/reactions", list_reactions, ["GET"]),
-    api(PATH + "/edits", list_edits, ["GET"]),
+    api(PATH, edit_message, ["PATCH"], ok={200: Amended}, examples={"edit": {"data": {"text": "fixed typo"}}}),
+    api(PATH, delete_message, ["DELETE"], ok={200: Amended}),
+    api(PATH + "/reactions", add_reaction, ["POST"], ok={200: Amended}, examples={"thumbs": {"emoji": "👍"}}),
+    api(PATH + "/reactions", remove_reaction, ["DELETE"], ok={200: Amended}),
+    api(PATH + "/reactions", list_reactions, ["GET"], ok={200: Reactions}),
+    api(PATH + "/edits", list_edits, ["GET"], ok={200: MessageEdits}),
 ]

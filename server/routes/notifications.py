@@ -7,7 +7,10 @@ whose `data` is `{"type": "notification", "notification": {...}, "unread": n}`, 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, model_validator
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,6 +19,7 @@ from server.errors import NotFound, ValidationFailed
 from server.jsonio import JSONResponse, read_json
 from server.notifications import store
 from server.openapi import api
+from server.openapi.responses import Closed
 from server.resources import resources_of
 
 
@@ -42,6 +46,42 @@ def _int(request: Request, name: str, low: int, high: int, default: int | None) 
         raise ValidationFailed(details=[{"field": name, "code": "out_of_range",
                                          "message": f"an integer from {low} to {high}"}])
     return value
+
+
+class Notification(Closed):
+    """`store.item`: one notification, as listed and as pushed live."""
+
+    id: int
+    kind: str
+    channel: str | None
+    offset: int | None
+    actor: Any
+    title: str
+    body: str
+    url: str
+    created_at: datetime
+    read: bool
+
+
+class NotificationPage(Closed):
+    notifications: list[Notification]
+    unread: int
+    next_before: int | None
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "unread": 1, "next_before": None, "notifications": [{
+            "id": 7, "kind": "mention", "channel": "room:general", "offset": 12, "actor": {"id": 3, "username": "sam"},
+            "title": "sam mentioned you", "body": "@alex look", "url": "/rooms/general#12",
+            "created_at": "2026-01-02T15:04:05.123456+00:00", "read": False}]}]})
+
+
+class Unread(Closed):
+    unread: int
+
+
+class Marked(Closed):
+    marked: list[int]
+    unread: int
 
 
 @requires()
@@ -83,8 +123,8 @@ async def mark_one_read(request: Request) -> Response:
 
 
 routes = [
-    api("/api/notifications", list_notifications, ["GET"]),
-    api("/api/notifications/unread", unread, ["GET"]),
-    api("/api/notifications/read", mark_read, ["POST"]),
-    api("/api/notifications/{notification_id:int}/read", mark_one_read, ["POST"]),
+    api("/api/notifications", list_notifications, ["GET"], ok={200: NotificationPage}),
+    api("/api/notifications/unread", unread, ["GET"], ok={200: Unread}),
+    api("/api/notifications/read", mark_read, ["POST"], ok={200: Marked}),
+    api("/api/notifications/{notification_id:int}/read", mark_one_read, ["POST"], ok={200: Marked}),
 ]

@@ -7,6 +7,7 @@ personal channel `user:<id>` (docs/protocol.md: `relationship`, `friend_presence
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -18,6 +19,7 @@ from server.db.queries import users as user_queries
 from server.errors import AppError, NotFound
 from server.jsonio import JSONResponse, read_json
 from server.openapi import api
+from server.openapi.responses import Avatar, Closed, Person, Rank, Role
 from server.ratelimit import limit_action
 from server.resources import resources_of
 from server.routes.auth import USERNAME
@@ -181,19 +183,84 @@ async def unblock(request: Request) -> Response:
     await _act(request, "unblock")
     return Response(status_code=204)
 
+class Progress(Closed):
+    """`xp.progress`: the level band and how far to the next level."""
+
+    level: int
+    title: str
+    colour: str
+    xp: int
+    level_xp: int
+    next_level_xp: int
+
+
+class MinecraftAccount(Closed):
+    name: str | None
+    uuid: str
+
+
+class Profile(Closed):
+    """`People.profile`: presence (`online`, `last_seen_at`) only for friends, room mates and oneself
+    (else null); `dm_policy` only on one's own profile."""
+
+    username: str
+    display_name: str | None
+    avatar: Avatar
+    role: Role
+    bio: str | None
+    badges: list[str]
+    level: int
+    xp: int
+    progress: Progress
+    rank: Rank | None
+    joined_at: datetime
+    online: bool | None
+    last_seen_at: datetime | None
+    minecraft: MinecraftAccount | None
+    relationship: str
+    can_dm: bool
+    dm_policy: str | None = None
+
+
+class Friend(Closed):
+    username: str
+    display_name: str | None
+    avatar: Avatar
+    role: Role
+    online: bool
+    last_seen_at: datetime | None
+
+
+class Friends(Closed):
+    friends: list[Friend]
+    incoming: list[Person]
+    outgoing: list[Person]
+    blocked: list[Person]
+
+
+class Relationship(Closed):
+    username: str
+    relationship: str
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"username": "alex", "relationship": "outgoing"}]})
+
+
 # The RelationError codes (server/services/relations.py) each action may answer, read by `_act`'s getattr.
 FRIEND_REQUEST_ERRORS = [(400, "friend_self"), (409, "user_blocked"), (403, "friend_request_refused"),
                          (409, "already_friends")]
 
 
 routes = [
-    api("/api/users/me", edit_profile, ["PATCH"]),
-    api("/api/users/{username}", show_profile, ["GET"]),
-    api("/api/friends", list_friends, ["GET"]),
-    api("/api/friends", request_friend, ["POST"], errors=FRIEND_REQUEST_ERRORS),
-    api("/api/friends/{username}/accept", accept_friend, ["POST"], errors=[(404, "request_not_found")]),
+    api("/api/users/me", edit_profile, ["PATCH"], ok={200: Profile}),
+    api("/api/users/{username}", show_profile, ["GET"], ok={200: Profile}),
+    api("/api/friends", list_friends, ["GET"], ok={200: Friends}),
+    api("/api/friends", request_friend, ["POST"], errors=FRIEND_REQUEST_ERRORS, ok={200: Relationship},
+        examples={"request": {"username": "alex"}}),
+    api("/api/friends/{username}/accept", accept_friend, ["POST"], errors=[(404, "request_not_found")],
+        ok={200: Relationship}),
     api("/api/friends/{username}/decline", decline_friend, ["POST"], errors=[(404, "request_not_found")]),
     api("/api/friends/{username}", remove_friend, ["DELETE"], errors=[(404, "friend_not_found")]),
-    api("/api/blocks/{username}", block, ["PUT"], errors=[(400, "block_self")]),
+    api("/api/blocks/{username}", block, ["PUT"], errors=[(400, "block_self")], ok={200: Relationship}),
     api("/api/blocks/{username}", unblock, ["DELETE"], errors=[(404, "block_not_found")]),
 ]

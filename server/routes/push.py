@@ -12,6 +12,7 @@ from server.auth.principal import principal_of, requires
 from server.errors import BadRequest, NotFound, ServiceUnavailable
 from server.jsonio import JSONResponse, read_json
 from server.openapi import api
+from server.openapi.responses import Closed
 from server.push import subscriptions
 from server.push.sender import PushMessage
 from server.push.vapid import b64url_decode
@@ -58,6 +59,22 @@ def _check_endpoint(request: Request, endpoint: str) -> None:
     allowed = ("https",) if resources_of(request).settings.is_production else ("https", "http")
     if parts.scheme not in allowed or not parts.netloc:
         raise BadRequest("The push endpoint must be an https URL.", code="invalid_endpoint")
+
+
+class PushKey(Closed):
+    """The VAPID public key for `pushManager.subscribe` (null when push is off)."""
+
+    enabled: bool
+    public_key: str | None
+
+
+class PushSubscription(Closed):
+    id: int
+    endpoint: str
+
+
+class PushSubscriptions(Closed):
+    subscriptions: list[PushSubscription]
 
 
 @requires()
@@ -107,9 +124,9 @@ async def test_push(request: Request) -> Response:
 
 
 routes = [
-    api("/api/push/key", key, ["GET"]),
-    api("/api/push/subscriptions", list_subscriptions, ["GET"]),
-    api("/api/push/subscriptions", subscribe, ["POST"]),
+    api("/api/push/key", key, ["GET"], ok={200: PushKey}),
+    api("/api/push/subscriptions", list_subscriptions, ["GET"], ok={200: PushSubscriptions}),
+    api("/api/push/subscriptions", subscribe, ["POST"], ok={200: PushSubscription, 201: PushSubscription}),
     api("/api/push/subscriptions", unsubscribe, ["DELETE"]),
     api("/api/push/test", test_push, ["POST"]),
 ]

@@ -8,9 +8,9 @@ members are invited into a private group's room (409 `group_room` otherwise).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,6 +22,7 @@ from server.db.queries import users as user_queries
 from server.errors import BadRequest, Conflict, Forbidden, NotFound
 from server.jsonio import JSONResponse, read_json
 from server.openapi import api
+from server.openapi.responses import Closed
 from server.realtime_hooks import DM_REFUSALS, conn_user
 from server.resources import resources_of
 from server.routes.auth import USERNAME
@@ -53,6 +54,61 @@ class TopicBody(BaseModel):
 
 class InviteBody(BaseModel):
     username: str = Field(pattern=USERNAME)
+
+
+ChannelKind = Literal["room", "private_room", "dm", "thread"]
+
+
+class Room(Closed):
+    """`_room_json`: a room as the list and the detail show it (`unread` counts only for members)."""
+
+    channel: str
+    kind: ChannelKind
+    title: str | None
+    topic: str | None
+    member: bool
+    role: str | None
+    last_offset: int
+    unread: int
+    slow_mode: int
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "channel": "room:general", "kind": "room", "title": None, "topic": "Say hi", "member": True,
+        "role": "member", "last_offset": 1280, "unread": 3, "slow_mode": 0}]})
+
+
+class Rooms(Closed):
+    rooms: list[Room]
+
+
+class RoomMember(Closed):
+    id: int
+    username: str
+    role: str
+
+
+class RoomMembers(Closed):
+    members: list[RoomMember]
+
+
+class RoomCreated(Closed):
+    channel: str
+    kind: ChannelKind
+
+
+class Joined(Closed):
+    channel: str
+    joined: Literal[True]
+
+
+class Invited(Closed):
+    channel: str
+    invited: str
+    already_member: bool
+
+
+class DmOpened(Closed):
+    channel: str
 
 
 def _channels(request: Request) -> Channels:
@@ -212,13 +268,14 @@ async def open_dm(request: Request) -> Response:
 
 
 routes = [
-    api("/api/rooms", list_rooms, ["GET"]),
-    api("/api/rooms", create_room, ["POST"]),
-    api("/api/rooms/{name}", show_room, ["GET"]),
-    api("/api/rooms/{name}", update_room, ["PATCH"]),
-    api("/api/rooms/{name}/members", room_members, ["GET"]),
-    api("/api/rooms/{name}/join", join_room, ["POST"]),
+    api("/api/rooms", list_rooms, ["GET"], ok={200: Rooms}),
+    api("/api/rooms", create_room, ["POST"], ok={201: RoomCreated},
+        examples={"public": {"name": "general", "topic": "Say hi"}, "private": {"name": "staff", "private": True}}),
+    api("/api/rooms/{name}", show_room, ["GET"], ok={200: Room}),
+    api("/api/rooms/{name}", update_room, ["PATCH"], ok={200: Room}, examples={"topic": {"topic": "Release day"}}),
+    api("/api/rooms/{name}/members", room_members, ["GET"], ok={200: RoomMembers}),
+    api("/api/rooms/{name}/join", join_room, ["POST"], ok={200: Joined}),
     api("/api/rooms/{name}/leave", leave_room, ["POST"]),
-    api("/api/rooms/{name}/invite", invite, ["POST"]),
-    api("/api/dms", open_dm, ["POST"]),
+    api("/api/rooms/{name}/invite", invite, ["POST"], ok={200: Invited}, examples={"invite": {"username": "alex"}}),
+    api("/api/dms", open_dm, ["POST"], ok={200: DmOpened}, examples={"dm": {"username": "alex"}}),
 ]

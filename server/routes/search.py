@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import Field, RootModel
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,6 +16,7 @@ from server.db.types import utcnow
 from server.errors import NotFound, ValidationFailed
 from server.jsonio import JSONResponse, query_int
 from server.openapi import api
+from server.openapi.responses import Closed, Person
 from server.ratelimit import limit_action
 from server.resources import resources_of
 from server.services.chat_data import control_character
@@ -34,6 +36,38 @@ def _query(request: Request) -> str:
     if control_character(q) is not None:
         raise _invalid("q", "control_character", "control characters are not allowed")
     return q
+
+
+class HitAuthor(Closed):
+    id: int
+    username: str
+
+
+class MessageHit(Closed):
+    channel: str
+    offset: int
+    highlight: str
+    rank: float
+    from_: HitAuthor | None = Field(alias="from")
+    ts: float
+
+
+class MessageHits(Closed):
+    """`type=messages`: `next_cursor` is null on the last page."""
+
+    messages: list[MessageHit]
+    next_cursor: str | None
+
+
+class UserHits(Closed):
+    """`type=users`."""
+
+    users: list[Person]
+    next_cursor: str | None
+
+
+class SearchResult(RootModel[MessageHits | UserHits]):
+    """Messages or members, by `type`."""
 
 
 @requires()
@@ -99,4 +133,4 @@ async def _users(request: Request, q: str, after: Cursor | None, limit: int) -> 
             "next_cursor": Cursor(float(rows[-1]["rank"]), rows[-1]["id"]).encode() if len(rows) == limit else None}
 
 
-routes = [api("/api/search", search, ["GET"])]
+routes = [api("/api/search", search, ["GET"], ok={200: SearchResult})]

@@ -22,7 +22,8 @@ from server.auth.principal import requires
 from server.errors import NotFound, ValidationFailed
 from server.jsonio import JSONResponse, read_json
 from server.minecraft.status import StatusService
-from server.openapi import api
+from server.openapi import Media, api
+from server.openapi.responses import Closed, Open
 from server.resources import resources_of
 from server.services.chat_data import control_character
 
@@ -132,6 +133,79 @@ class OrderBody(BaseModel):
 NULLABLE = ("map_url", "modpack_url", "port")
 
 
+# --- responses: `ServerOut` of docs/minecraft.md (built by StatusService.shape) ----------------------
+class Players(Open):
+    online: int
+    max: int
+    sample: list[str]
+    exact: bool
+
+
+class ServerStatus(Open):
+    """The latest poll as stored (open: older polls may carry fields no longer written)."""
+
+    online: bool
+    players: Players
+    version: str | None
+    motd_html: str
+    motd_text: str
+    favicon_url: str | None
+    checked_at: str | None
+    reason: str | None
+
+
+class Uptime(Closed):
+    """Percent of polls that found the server online (null without polls in the range)."""
+
+    day: float | None = Field(alias="24h")
+    week: float | None = Field(alias="7d")
+
+
+class ServerOut(Closed):
+    id: int
+    name: str
+    description: str
+    host: str
+    port: int
+    address: str
+    edition: Literal["java", "bedrock"]
+    version: str
+    modpack: str
+    map_url: str | None
+    modpack_url: str | None
+    position: int
+    status: ServerStatus | None
+    uptime: Uptime
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "id": 1, "name": "Survival", "description": "Vanilla+ with land claims", "host": "play.vonix.net",
+        "port": 25565, "address": "play.vonix.net", "edition": "java", "version": "1.21.4", "modpack": "",
+        "map_url": "https://map.vonix.net/", "modpack_url": None, "position": 0, "uptime": {"24h": 99.5, "7d": 98.1},
+        "status": {"online": True, "players": {"online": 3, "max": 20, "sample": ["Steve", "Alex"], "exact": False},
+                   "version": "Paper 1.21.4", "motd_html": "Vonix Survival", "motd_text": "Vonix Survival",
+                   "latency_ms": 12.5, "favicon_url": "/api/servers/1/favicon?v=3f2a9c0d1e2b4a6f",
+                   "checked_at": "2026-12-04T16:00:00Z", "reason": None}}]})
+
+
+class ServerList(Closed):
+    servers: list[ServerOut]
+
+
+class ChartPoint(Closed):
+    at: str
+    online: float
+    players: float
+    max: int
+
+
+class Chart(Closed):
+    """`History.chart`: buckets without polls are left out (a gap in the chart)."""
+
+    range: Literal["24h", "7d"]
+    uptime: float | None
+    points: list[ChartPoint]
+
+
 def _service(request: Request) -> StatusService:
     service = resources_of(request).mc_status
     assert service is not None  # set by Resources.build
@@ -216,13 +290,15 @@ async def admin_order(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    api("/api/servers", list_servers, ["GET"]),
-    api("/api/servers/{id:int}", show_server, ["GET"]),
-    api("/api/servers/{id:int}/history", server_history, ["GET"]),
-    api("/api/servers/{id:int}/favicon", server_favicon, ["GET"]),
-    api("/api/admin/servers", admin_list, ["GET"]),
-    api("/api/admin/servers", admin_create, ["POST"]),
-    api("/api/admin/servers/order", admin_order, ["PUT"]),
-    api("/api/admin/servers/{id:int}", admin_update, ["PATCH"]),
+    api("/api/servers", list_servers, ["GET"], ok={200: ServerList}),
+    api("/api/servers/{id:int}", show_server, ["GET"], ok={200: ServerOut}),
+    api("/api/servers/{id:int}/history", server_history, ["GET"], ok={200: Chart}),
+    api("/api/servers/{id:int}/favicon", server_favicon, ["GET"],
+        ok={200: Media("image/png", "The server's icon (64 x 64 PNG).", schema={"type": "string", "format": "binary"}),
+            304: Media(None, "Not modified (the ETag matched).")}),
+    api("/api/admin/servers", admin_list, ["GET"], ok={200: ServerList}),
+    api("/api/admin/servers", admin_create, ["POST"], ok={201: ServerOut}),
+    api("/api/admin/servers/order", admin_order, ["PUT"], ok={200: ServerList}),
+    api("/api/admin/servers/{id:int}", admin_update, ["PATCH"], ok={200: ServerOut}),
     api("/api/admin/servers/{id:int}", admin_delete, ["DELETE"]),
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, Field, field_validator
@@ -18,6 +18,7 @@ from server.db.types import utcnow
 from server.errors import BadRequest, Conflict, NotFound
 from server.jsonio import JSONResponse, read_json
 from server.openapi import api
+from server.openapi.responses import Closed, Person
 from server.resources import resources_of
 from server.services.chat_data import control_character
 from server.services.xp import LEADERBOARD_SIZE, band
@@ -38,6 +39,38 @@ class RankBody(BaseModel):
 
 class AssignBody(BaseModel):
     rank_id: int | None = Field(ge=1, le=2**62)
+
+
+class RankItem(Closed):
+    id: int
+    name: str
+    colour: str
+    badge: str | None
+
+
+class Ranks(Closed):
+    ranks: list[RankItem]
+
+
+class LeaderboardEntry(Closed):
+    """A place on the board: the member and their level band (`xp.band`)."""
+
+    position: int
+    xp: int
+    user: Person
+    level: int
+    title: str
+    colour: str
+
+
+class Leaderboard(Closed):
+    period: Literal["all", "week"]
+    entries: list[LeaderboardEntry]
+
+
+class RankAssigned(Closed):
+    username: str
+    rank_id: int | None
 
 
 def _rank_json(row: Any) -> dict[str, Any]:
@@ -106,8 +139,8 @@ async def assign_rank(request: Request) -> Response:
 
 
 routes = [
-    api("/api/leaderboard", leaderboard, ["GET"]),
-    api("/api/ranks", list_ranks, ["GET"]),
-    api("/api/admin/ranks", create_rank, ["POST"]),
-    api("/api/admin/users/{username}/rank", assign_rank, ["PUT"]),
+    api("/api/leaderboard", leaderboard, ["GET"], ok={200: Leaderboard}),
+    api("/api/ranks", list_ranks, ["GET"], ok={200: Ranks}),
+    api("/api/admin/ranks", create_rank, ["POST"], ok={201: RankItem}),
+    api("/api/admin/users/{username}/rank", assign_rank, ["PUT"], ok={200: RankAssigned}),
 ]

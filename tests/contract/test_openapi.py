@@ -172,3 +172,133 @@ def test_the_contract_is_read_from_the_handler() -> None:
 def test_every_served_route_list_is_the_apps(app: Any) -> None:
     routes: list[BaseRoute] = build_routes(make_settings())
     assert len(routes) == len(app.routes)
+
+
+# Operations whose success answers are described field by field (a response model beside the route),
+# not "any object": schemathesis checks real answers against these. An operation may join the list;
+# one dropping out of it (its `ok=` removed, or turned back into a bare object) fails here.
+DESCRIBED_RESPONSES = {
+    "auth.register", "auth.login", "auth.login_mfa", "auth.refresh", "auth.me", "auth.list_sessions",
+    "auth.revoke_other_sessions", "auth.mfa_enroll", "auth.mfa_confirm", "auth.password_forgot",
+    "auth.resend_verification",
+    "rooms.list_rooms", "rooms.create_room", "rooms.show_room", "rooms.update_room", "rooms.room_members",
+    "rooms.join_room", "rooms.invite", "rooms.open_dm",
+    "channels.publish", "channels.history", "channels.presence",
+    "people.show_profile", "people.edit_profile", "people.list_friends", "people.request_friend",
+    "people.accept_friend", "people.block",
+    "notifications.list_notifications", "notifications.unread", "notifications.mark_read",
+    "notifications.mark_one_read",
+    "feed.list_posts", "feed.create_post", "feed.show_post", "feed.upload_image", "feed.like_post.post",
+    "feed.like_post.delete", "feed.list_comments", "feed.create_comment", "feed.like_comment.post",
+    "feed.like_comment.delete",
+    "forum.list_categories", "forum.create_category", "forum.update_category", "forum.list_threads",
+    "forum.create_thread", "forum.show_thread", "forum.edit_thread", "forum.thread_edits", "forum.pin_thread",
+    "forum.unpin_thread", "forum.lock_thread", "forum.unlock_thread", "forum.vote_thread",
+    "forum.watch_thread.post", "forum.watch_thread.delete", "forum.create_reply", "forum.edit_reply",
+    "forum.vote_reply", "forum.reply_edits",
+    "groups.list_groups", "groups.create_group", "groups.show_group", "groups.edit_group", "groups.join_group",
+    "groups.group_members", "groups.group_requests", "groups.approve_request", "groups.set_member_role",
+    "groups.list_events", "groups.create_event", "groups.show_event", "groups.edit_event", "groups.rsvp",
+    "servers.list_servers", "servers.show_server", "servers.server_history", "servers.admin_list",
+    "servers.admin_create", "servers.admin_order", "servers.admin_update",
+    "search.search", "home.home", "inbox.list_dms",
+    "messages.edit_message", "messages.delete_message", "messages.add_reaction", "messages.remove_reaction",
+    "messages.list_reactions", "messages.list_edits", "media.upload_avatar",
+    "push.key", "push.list_subscriptions", "push.subscribe",
+    "xp.leaderboard", "xp.list_ranks", "xp.create_rank", "xp.assign_rank",
+    "ops.ready", "pages.app_config", "serve.openapi_json",
+}
+
+
+def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def _described(document: dict[str, Any], schema: dict[str, Any]) -> bool:
+    """A schema that says more than "an object": properties, or alternatives that each have them."""
+    schema = _resolve(document, schema)
+    if "anyOf" in schema or "oneOf" in schema:
+        return all(_described(document, option) for option in schema.get("anyOf", schema.get("oneOf", [])))
+    return bool(schema.get("properties")) or schema.get("type") not in (None, "object")
+
+
+def test_the_main_operations_describe_their_answers(document: dict[str, Any]) -> None:
+    described = set()
+    for _, _, operation in operations(document):
+        successes = [response["content"]["application/json"]["schema"]
+                     for status, response in operation["responses"].items()
+                     if status.startswith("2") and "application/json" in response.get("content", {})]
+        if successes and all(_described(document, schema) for schema in successes):
+            described.add(operation["operationId"])
+    assert DESCRIBED_RESPONSES <= described, sorted(DESCRIBED_RESPONSES - described)
+    assert len(described) >= len(DESCRIBED_RESPONSES)
+
+
+def test_response_models_are_closed_and_exemplified(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    ops = {(m, p): o for m, p, o in operations(document)}
+
+    def answer(method: str, path: str, status: str = "200") -> dict[str, Any]:
+        schema = ops[(method, path)]["responses"][status]["content"]["application/json"]["schema"]
+        return _resolve(document, schema)
+
+    me = answer("GET", "/api/auth/me")
+    # The member's own account: `users.private`, nothing more (a secret column leaking would fail).
+    assert me["additionalProperties"] is False
+    assert {"id", "username", "email", "email_verified", "mfa_enabled"} <= set(me["required"])
+    assert "password_hash" not in me["properties"] and "totp_secret" not in me["properties"]
+    assert me["examples"][0]["username"] == "alex"
+    login = answer("POST", "/api/auth/login")
+    assert {option["$ref"].rsplit("/", 1)[-1] for option in login["anyOf"]} == {
+        "TokenSession", "CookieSession", "MfaRequired"}
+    assert set(schemas["TokenSession"]["required"]) >= {"access_token", "refresh_token", "token_type", "user"}
+    assert answer("POST", "/api/auth/register", "201")["properties"]["user"]["$ref"].endswith("/PrivateUser")
+    history = answer("GET", "/api/channels/{channel}/messages")
+    assert history["additionalProperties"] is False and history["examples"]
+    frame = _resolve(document, history["properties"]["messages"]["items"])
+    assert "from" in frame["required"] and "additionalProperties" not in frame  # open: amendments add fields
+    servers = answer("GET", "/api/servers")
+    server = _resolve(document, servers["properties"]["servers"]["items"])
+    assert set(_resolve(document, server["properties"]["uptime"])["required"]) == {"24h", "7d"}
+    # Request bodies of the main writes carry examples too.
+    register = ops[("POST", "/api/auth/register")]["requestBody"]["content"]["application/json"]
+    assert register["examples"]["register"]["value"]["username"] == "alex"
+
+
+class _Nested(BaseModel):
+    x: int
+
+
+class _Outer(BaseModel):
+    nested: _Nested
+
+
+def _other_outer() -> type[BaseModel]:
+    """A response model nesting a different model that is also named `_Nested`."""
+
+    class _Nested(BaseModel):
+        y: str
+
+    class _OtherOuter(BaseModel):
+        nested: _Nested
+
+    return _OtherOuter
+
+
+async def _outer(request: Request) -> Response:
+    return JSONResponse({"nested": {"x": 1}})
+
+
+async def _other(request: Request) -> Response:
+    return JSONResponse({"nested": {"y": "a"}})
+
+
+def test_two_nested_models_with_one_name_fail_the_build() -> None:
+    doc = build_document([api("/api/a", _outer, ["GET"], ok={200: _Outer})])
+    assert doc["paths"]["/api/a"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/_OuterOut"}
+    with pytest.raises(ValueError, match="_Nested"):
+        build_document([api("/api/a", _outer, ["GET"], ok={200: _Outer}),
+                        api("/api/b", _other, ["GET"], ok={200: _other_outer()})])
