@@ -80,10 +80,17 @@ def _title(value: str) -> str:
 
 
 def _iso_string(value: Any) -> Any:
-    """Times are ISO 8601 strings (a bare number is not a time here)."""
+    """Times are ISO 8601 strings (a bare number is not a time here). Parsed here because bodies
+    are validated strictly: after a before-validator pydantic no longer turns JSON text into a
+    datetime itself."""
+    if isinstance(value, datetime):
+        return value
     if not isinstance(value, str):
         raise ValueError("Give the time as ISO 8601 text with an offset, e.g. 2026-12-31T20:00:00+01:00.")
-    return value
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("Give the time as ISO 8601 text with an offset, e.g. 2026-12-31T20:00:00+01:00.") from None
 
 
 def _utc(value: datetime) -> datetime:

@@ -46,6 +46,11 @@ async def test_admin_adds_edits_orders_and_deletes_servers_with_live_status(brow
         await form.get_by_label("Version").fill("1.21.4")
         await form.get_by_role("button", name="Add server").click()
         card = root.locator("li[data-server]", has_text="Survival")
+        await card.wait_for()
+        # The first look on creation is tested in test_mc_status.py; here a poll makes the screen's
+        # update independent of how soon a loaded machine gets round to it.
+        await web.resources.wait_spawned()
+        await web.resources.mc_status.poll_now()
         await card.locator(".server-status", has_text="Online · 3/20 players · Paper 1.21.4").wait_for()
         assert await card.locator(".server-address").text_content() == f" 127.0.0.1:{game.port} · Java"
         assert await form.get_by_label("Name").input_value() == ""

@@ -143,6 +143,7 @@ async def test_post_action_limit_and_admin_report(backend: dict[str, Any]) -> No
         assert dropped.status_code == 200 and dropped.json()["local_entries_dropped"] >= 1
 
 
+@pytest.mark.serial  # restarts a server on the same port: another worker could take it meanwhile
 async def test_redis_outage_fails_open_on_a_local_count(sqlite_template: Path, tmp_path: Path) -> None:
     redis = RedisServer().start()
     settings = make_settings(DATABASE_URL=fresh_sqlite_url(sqlite_template, tmp_path), REDIS_URL=redis.url,

@@ -11,7 +11,8 @@ from tests.conftest import TEMPLATE_DB, fresh_postgres_url, make_settings
 from tests.support.appserver import AppServer
 from tests.support.services import PostgresServer, RedisServer
 
-pytestmark = pytest.mark.slow
+# serial: restarts servers on the same port, which another worker could take meanwhile
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 async def _ready(server: AppServer) -> tuple[int, list[str]]:
