@@ -128,7 +128,7 @@ class RedisShared:
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
+                await asyncio.wait_for(self._listener, timeout=2.0)
 
     def status(self) -> dict[str, Any]:
         return {"level": "redis", "coherent": self.coherent, "subscribed": self._subscribed,
@@ -256,8 +256,8 @@ class RedisShared:
                 log.exception("cache_listener_failed")
             finally:
                 self._subscribed = False
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                with contextlib.suppress(Exception):  # bounded: a close must never hang the listener
+                    await asyncio.wait_for(pubsub.aclose(), timeout=1.0)
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)
 

@@ -85,8 +85,11 @@ class RedisClients:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for client in (self.commands, self.publisher, self.subscriber):
-            await client.aclose()
-            await client.connection_pool.disconnect()
+            # Bounded: a connection stuck after an outage must not hold up a shutdown.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.aclose(), timeout=2.0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.connection_pool.disconnect(), timeout=2.0)
 
     async def check(self) -> bool:
         """Ping once now; update health, metric and log a line on each change."""

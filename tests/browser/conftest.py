@@ -137,8 +137,14 @@ def watch(page: Any) -> Any:
     page.requests = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
-    page.on("requestfailed", lambda request: page.failed_requests.append(
-        f"{request.method} {request.url}: {request.failure}"))
+    def on_failed(request: Any) -> None:
+        # Chromium fetches the tab's favicon itself and drops that fetch when the page navigates
+        # on: nothing a member sees. Every other failed or aborted request counts.
+        if request.failure == "net::ERR_ABORTED" and "/static/icons/favicon" in request.url:
+            return
+        page.failed_requests.append(f"{request.method} {request.url}: {request.failure}")
+
+    page.on("requestfailed", on_failed)
     page.on("request", lambda request: page.requests.append(f"{request.method} {request.url}"))
 
     def on_response(response: Any) -> None:

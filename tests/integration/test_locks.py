@@ -60,11 +60,12 @@ async def test_extend_keeps_the_lock(lock: Lock) -> None:
 
 
 async def test_held_extends_while_the_body_runs_and_releases_after(lock: Lock) -> None:
-    async with held(lock, "long-job", 0.3) as acquired:
+    # A 1 s TTL (extended every third of it): 0.3 s left a loaded machine's late extension no slack.
+    async with held(lock, "long-job", 1.0) as acquired:
         assert acquired
-        await asyncio.sleep(0.7)  # more than twice the TTL
+        await asyncio.sleep(2.2)  # more than twice the TTL
         assert await lock.acquire("long-job", 5) is None
-        async with held(lock, "long-job", 0.3) as second:
+        async with held(lock, "long-job", 1.0) as second:
             assert not second
     token = await lock.acquire("long-job", 5)
     assert token is not None, "released on exit"
