@@ -23,6 +23,7 @@ from realtime.presence import create_presence
 from server.auth.service import AuthService
 from server.cache import Cache, create_cache
 from server.db.database import Database
+from server.guest_limit import GuestLimit
 from server.infra.breaker import BreakerPolicy, Breakers
 from server.infra.locks import Lock, make_lock
 from server.infra.redis import RedisClients
@@ -91,6 +92,7 @@ class Resources:
     mc_link: Any = None  # server/minecraft/linking.py: plugin API keys, link codes
     sanctions: Sanctions | None = None
     xp: Xp | None = None
+    guests: GuestLimit | None = None  # server/guest_limit.py: guest websockets per address
     _spawned: set[asyncio.Task[None]] = field(default_factory=set)
     # Set by `build` (not a constructor argument).
     _component_up: Gauge = field(init=False, repr=False, compare=False)
@@ -121,6 +123,7 @@ class Resources:
         maintenance = MaintenanceScheduler.from_settings(Maintenance(db, settings, metrics), locks, settings)
         resources = cls(settings, metrics, db, redis, lifecycle, health, locks=locks, maintenance=maintenance)
         resources.broker = create_broker(redis, metrics=metrics)
+        resources.guests = GuestLimit(settings.ws_max_guests_per_ip, settings.trusted_proxies, metrics)
         resources.breakers = Breakers(
             BreakerPolicy(settings.breaker_failure_threshold, settings.breaker_reset_timeout,
                           settings.breaker_call_timeout),

@@ -22,7 +22,6 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 from urllib.parse import urlsplit
-from weakref import WeakKeyDictionary
 
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
@@ -33,9 +32,8 @@ from realtime import errors, protocol
 from realtime.connection import Connection, ConnUser
 from realtime.errors import Disconnect, ReplyError
 from server.auth.principal import ACCESS_COOKIE, bearer_token
-from server.guest_limit import GuestLimit, GuestSlot
+from server.guest_limit import GuestSlot
 from server.observability.logging import get_logger
-from server.observability.metrics import Metrics
 from server.resources import Resources
 from server.ws_protocol import WRITE_TEXT
 
@@ -43,20 +41,6 @@ log = get_logger("vonix.ws")
 PATH = "/ws"
 # What Starlette's accept() sends.
 _ACCEPT: dict[str, Any] = {"type": "websocket.accept", "subprotocol": None, "headers": []}
-# One guest count per app, keyed by its metrics registry (one per `Resources`; tests run several apps).
-_GUESTS: WeakKeyDictionary[Metrics, GuestLimit] = WeakKeyDictionary()
-
-
-def guests_of(resources: Resources) -> GuestLimit:
-    """The app's guest count, made on its first websocket (its metric families with it)."""
-    limit = _GUESTS.get(resources.metrics)
-    if limit is None:
-        settings = resources.settings
-        limit = _GUESTS[resources.metrics] = GuestLimit(settings.ws_max_guests_per_ip, settings.trusted_proxies,
-                                                        resources.metrics)
-    return limit
-
-
 def _cannot_write(data: bytes) -> bool:
     return False  # no fast path on this server: every frame takes the ASGI `send`
 
@@ -133,7 +117,8 @@ async def _admit(scope: Scope, receive: Receive, send: Send,
             failure = exc.message
     slot: GuestSlot | None = None
     if not token:  # a guest: counted before the accept, refused before it can subscribe
-        slot = guests_of(resources).admit(scope)
+        assert resources.guests is not None  # set by Resources.build
+        slot = resources.guests.admit(scope)
         if slot is None:
             log.debug("ws_guest_refused")  # the counter has the numbers; one line per refusal would be a flood
             await _refuse(receive, send, errors.TOO_MANY_CONNECTIONS)

@@ -13,7 +13,6 @@ from typing import Any
 import websockets
 
 from server.guest_limit import GuestLimit, address_key
-from server.ws import guests_of
 from tests.conftest import make_settings
 from tests.support.appserver import AppServer
 from tests.support.community import people
@@ -48,7 +47,7 @@ async def refused(server: AppServer, headers: dict[str, str] | None = None) -> N
 
 async def until_held(server: AppServer, ip: str, count: int) -> None:
     """Wait for the server to see a close (the client's close returns before the server's cleanup)."""
-    limit = guests_of(server.resources)
+    limit = server.resources.guests
     for _ in range(100):
         if limit.held(ip) == count:
             return
@@ -76,18 +75,18 @@ async def test_an_address_holds_at_most_the_cap_of_guests(backend: dict[str, Any
             # the three stay past the auth timeout (following `status:` spares them): the cap is what bounds them
             await asyncio.sleep(1.3)
             assert not any(g.closed.done() for g in guests)
-            assert guests_of(server.resources).held(LOCAL) == 3
+            assert server.resources.guests.held(LOCAL) == 3
 
             # a member with a token on the upgrade is not a guest: admitted over the cap, never counted
             member = await WsClient.connect(server.base_url, token_of(alice))
             assert (await member.request("subscribe", channel="status:servers"))["ok"]
             assert (await member.request("subscribe", channel="room:general"))["ok"]
-            assert guests_of(server.resources).held(LOCAL) == 3
+            assert server.resources.guests.held(LOCAL) == 3
 
             # a guest that signs in with `auth` is a member from then on: its slot goes to a new guest
             signed_in = await guests[0].request("auth", token=token_of(alice))
             assert signed_in["ok"], signed_in
-            assert guests_of(server.resources).held(LOCAL) == 2
+            assert server.resources.guests.held(LOCAL) == 2
             late.append(await follower(server))
             await refused(server)
 
@@ -119,8 +118,8 @@ async def test_forwarded_for_moves_a_guest_only_behind_a_trusted_proxy(backend: 
         try:
             await refused(server, {"X-Forwarded-For": "198.51.100.7"})
             await refused(server, {"X-Forwarded-For": "198.51.100.8, 198.51.100.9"})
-            assert guests_of(server.resources).held(LOCAL) == 1
-            assert guests_of(server.resources).held("198.51.100.7") == 0
+            assert server.resources.guests.held(LOCAL) == 1
+            assert server.resources.guests.held("198.51.100.7") == 0
         finally:
             await first.close()
 
@@ -135,8 +134,8 @@ async def test_forwarded_for_moves_a_guest_only_behind_a_trusted_proxy(backend: 
         try:
             await refused(server, {"X-Forwarded-For": "198.51.100.7"})
             await refused(server, {"X-Forwarded-For": "2001:db8::ffff"})
-            assert guests_of(server.resources).held("198.51.100.7") == 1
-            assert guests_of(server.resources).held(LOCAL) == 0
+            assert server.resources.guests.held("198.51.100.7") == 1
+            assert server.resources.guests.held(LOCAL) == 0
         finally:
             for ws in admitted:
                 await ws.close()
