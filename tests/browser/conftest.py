@@ -138,9 +138,13 @@ def watch(page: Any) -> Any:
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
     def on_failed(request: Any) -> None:
-        # Chromium fetches the tab's favicon itself and drops that fetch when the page navigates
-        # on: nothing a member sees. Every other failed or aborted request counts.
-        if request.failure == "net::ERR_ABORTED" and "/static/icons/favicon" in request.url:
+        # A picture the browser itself stops loading (the page navigated on, or the element left
+        # the screen before its bytes came) is nothing a member sees; nor is the tab's favicon,
+        # which Chromium fetches on its own and drops on navigation. A picture that fails for real
+        # answers 4xx/5xx (counted below) or another net:: error (counted here), and every aborted
+        # fetch, script, style or navigation still counts.
+        if request.failure == "net::ERR_ABORTED" and (
+                request.resource_type == "image" or "/static/icons/favicon" in request.url):
             return
         page.failed_requests.append(f"{request.method} {request.url}: {request.failure}")
 
