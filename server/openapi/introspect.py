@@ -15,6 +15,7 @@ Errors raised deeper (inside services) are declared on the route with `api(..., 
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import sys
 import textwrap
@@ -79,11 +80,21 @@ def _namespace(function: FunctionType) -> dict[str, Any]:
     return names
 
 
-def _tree(function: FunctionType) -> ast.AST | None:
+def _nodes(function: FunctionType) -> tuple[ast.AST, ...] | None:
+    """Every node of a function's syntax tree (None when its source cannot be read)."""
+    return _parsed(function.__code__)
+
+
+# A handler's source does not change while the process runs, but the document is built once per
+# app and a process may build many (each test server does): parse and walk every function once.
+# Bounded by the number of functions in the code base.
+@functools.cache
+def _parsed(code: Any) -> tuple[ast.AST, ...] | None:
     try:
-        return ast.parse(textwrap.dedent(inspect.getsource(function)))
+        tree = ast.parse(textwrap.dedent(inspect.getsource(code)))
     except (OSError, TypeError, SyntaxError):
         return None
+    return tuple(ast.walk(tree))
 
 
 def _returns_class(node: ast.AST, names: dict[str, Any]) -> type | None:
@@ -101,10 +112,10 @@ def _returns_class(node: ast.AST, names: dict[str, Any]) -> type | None:
     return annotation if isinstance(annotation, type) else None
 
 
-def _local_imports(tree: ast.AST) -> dict[str, Any]:
+def _local_imports(nodes: tuple[ast.AST, ...]) -> dict[str, Any]:
     """Names a function imports in its body (`from server.auth.service import AccountLocked`)."""
     found: dict[str, Any] = {}
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("server."):
             module = sys.modules.get(node.module)
             for alias in node.names:
@@ -113,10 +124,10 @@ def _local_imports(tree: ast.AST) -> dict[str, Any]:
     return found
 
 
-def _local_types(tree: ast.AST, names: dict[str, Any]) -> dict[str, type]:
+def _local_types(nodes: tuple[ast.AST, ...], names: dict[str, Any]) -> dict[str, type]:
     """`feed = _feed(request)` -> {"feed": Feed}: so `feed.create(...)` can be followed."""
     found = {}
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             cls = _returns_class(node.value, names)
             if cls is not None:
@@ -164,12 +175,12 @@ def _scan(function: Any, facts: HandlerFacts, *, depth: int, seen: set[Any], own
     if function.__module__ in NOT_SCANNED:
         return
     seen.add(key)
-    tree = _tree(function)
-    if tree is None:
+    nodes = _nodes(function)
+    if nodes is None:
         return
-    names = {**_namespace(function), **_local_imports(tree), **bindings}
-    local = _local_types(tree, names)
-    for node in ast.walk(tree):
+    names = {**_namespace(function), **_local_imports(nodes), **bindings}
+    local = _local_types(nodes, names)
+    for node in nodes:
         if isinstance(node, ast.Call):
             if isinstance(node.func, ast.Attribute):
                 method, cls = _method(node.func, names, local, owner)

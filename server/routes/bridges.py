@@ -21,6 +21,7 @@ from server.bridges.health import BridgeHealth
 from server.errors import Forbidden
 from server.jsonio import JSONResponse, read_json
 from server.openapi import api
+from server.openapi.responses import Closed
 from server.resources import resources_of
 from server.services.chat_data import control_character
 
@@ -44,6 +45,13 @@ class HealthBody(BaseModel):
         return value
 
 
+class HealthReported(Closed):
+    """The report is kept; `reported_at` is when (Unix seconds, the server's clock)."""
+
+    ok: Literal[True]
+    reported_at: float
+
+
 @requires()
 async def put_discord_health(request: Request) -> Response:
     principal = principal_of(request)
@@ -60,5 +68,5 @@ async def put_discord_health(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    api("/api/bridges/discord/health", put_discord_health, ["PUT"], auth="bot"),
+    api("/api/bridges/discord/health", put_discord_health, ["PUT"], auth="bot", ok={200: HealthReported}),
 ]

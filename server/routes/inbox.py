@@ -57,6 +57,15 @@ class Dms(Closed):
     dms: list[Dm]
 
 
+class ChannelRead(Closed):
+    """`ReadState.fields` and the channel: the marker now stored (never moved back) and what is unread."""
+
+    channel: str
+    offset: int
+    channel_unread: int  # messages after the marker in this channel
+    unread: int  # the member's unread notifications, all channels
+
+
 @requires()
 async def list_dms(request: Request) -> Response:
     """The caller's DMs, most recent conversation first, each with its last message (or null)."""
@@ -130,5 +139,5 @@ async def mark_channel_read(request: Request) -> Response:
 
 routes = [
     api("/api/dms", list_dms, ["GET"], ok={200: Dms}),
-    api("/api/channels/{channel}/read", mark_channel_read, ["POST"]),
+    api("/api/channels/{channel}/read", mark_channel_read, ["POST"], ok={200: ChannelRead}),
 ]

@@ -8,10 +8,11 @@ the audit log with who, what and why.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,6 +27,7 @@ from server.db.types import utcnow
 from server.errors import BadRequest, Forbidden, NotFound
 from server.jsonio import JSONResponse, query_int, read_json
 from server.openapi import api
+from server.openapi.responses import Closed, When
 from server.ratelimit import limit_action
 from server.realtime_hooks import conn_user
 from server.resources import resources_of
@@ -112,6 +114,102 @@ class ResolveBody(BaseModel):
         if self.action == "mute" and self.minutes is None:
             raise ValueError("a mute is timed: give minutes")
         return self
+
+
+# --- what the routes answer (the dicts are built by `Sanctions.listing/describe` and `_report_rows`) ---
+
+SanctionKind = Literal["mute", "ban"]
+Resolution = Literal["dismiss", "delete", "mute", "ban"]
+
+
+class Sanction(Closed):
+    """A sanction in force (`Sanctions.listing`): `channel` null is site-wide, `until` null permanent."""
+
+    id: int
+    kind: SanctionKind
+    username: str
+    channel_id: int | None
+    channel: str | None
+    until: datetime | None
+    reason: str
+
+
+class SanctionList(Closed):
+    """At most 200, newest first."""
+
+    sanctions: list[Sanction]
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"sanctions": [
+        {"id": 7, "kind": "mute", "username": "bob", "channel_id": 3, "channel": "room:general", "until": When,
+         "reason": "spam"},
+        {"id": 6, "kind": "ban", "username": "eve", "channel_id": None, "channel": None, "until": None,
+         "reason": "cheating"}]}]})
+
+
+class Imposed(Closed):
+    """`Sanctions.describe` plus who: the same object the member's own channel gets as `sanction`."""
+
+    id: int
+    kind: SanctionKind
+    channel: str | None
+    until: datetime | None
+    reason: str
+    username: str
+
+
+class SlowModeSet(Closed):
+    channel: str
+    slow_mode: int  # seconds between a member's messages; 0 is off
+
+
+class RoomRoleSet(Closed):
+    channel: str
+    username: str
+    role: Literal["moderator", "member"]
+
+
+class ReportFiled(Closed):
+    id: int
+
+
+class ReportedItem(Closed):
+    """A reported feed post or comment."""
+
+    kind: Literal["post", "comment"]
+    id: int
+
+
+class Report(Closed):
+    """`_report_rows`: what was reported and by whom. `reporter` and `user` are null once those
+    accounts are gone; `channel` and `offset` only for a chat message, `target` only for a feed
+    post or comment; `text` is the reported message's or post's text while it exists."""
+
+    id: int
+    status: Literal["open", "resolved"]
+    reason: str
+    reporter: str | None
+    user: str | None
+    channel: str | None
+    offset: int | None
+    text: str | None
+    target: ReportedItem | None
+    resolution: Resolution | None
+    created_at: datetime
+
+
+class ReportQueue(Closed):
+    """Newest first; pass `next_before` back as `before` for the next page (null on the last)."""
+
+    reports: list[Report]
+    next_before: int | None
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reports": [
+        {"id": 12, "status": "open", "reason": "rude", "reporter": "alice", "user": "bob",
+         "channel": "room:general", "offset": 345, "text": "something rude", "target": None,
+         "resolution": None, "created_at": When},
+        {"id": 11, "status": "open", "reason": "spam", "reporter": "alice", "user": "carol", "channel": None,
+         "offset": None, "text": "buy gold", "target": {"kind": "post", "id": 9}, "resolution": None,
+         "created_at": When}], "next_before": None}]})
 
 
 def _sanctions(request: Request) -> Sanctions:
@@ -379,13 +477,13 @@ async def resolve_report(request: Request) -> Response:
 
 
 routes = [
-    api("/api/moderation/sanctions", impose, ["POST"]),
-    api("/api/moderation/sanctions", list_sanctions, ["GET"]),
+    api("/api/moderation/sanctions", impose, ["POST"], ok={201: Imposed}),
+    api("/api/moderation/sanctions", list_sanctions, ["GET"], ok={200: SanctionList}),
     api("/api/moderation/sanctions/{sanction_id:int}", lift, ["DELETE"]),
     api("/api/rooms/{name}/kick", kick, ["POST"]),
-    api("/api/rooms/{name}/slow-mode", slow_mode, ["PUT"]),
-    api("/api/rooms/{name}/members/{username}/role", set_role, ["PUT"]),
-    api("/api/reports", create_report, ["POST"]),
-    api("/api/admin/reports", report_queue, ["GET"]),
-    api("/api/admin/reports/{report_id:int}/resolve", resolve_report, ["POST"]),
+    api("/api/rooms/{name}/slow-mode", slow_mode, ["PUT"], ok={200: SlowModeSet}),
+    api("/api/rooms/{name}/members/{username}/role", set_role, ["PUT"], ok={200: RoomRoleSet}),
+    api("/api/reports", create_report, ["POST"], ok={201: ReportFiled}),
+    api("/api/admin/reports", report_queue, ["GET"], ok={200: ReportQueue}),
+    api("/api/admin/reports/{report_id:int}/resolve", resolve_report, ["POST"], ok={200: Report}),
 ]

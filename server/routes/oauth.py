@@ -8,7 +8,8 @@ the unlink `DELETE` are JSON API calls for the signed-in user.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -25,10 +26,27 @@ from server.errors import AppError, NotFound
 from server.jsonio import JSONResponse
 from server.observability.logging import get_logger
 from server.openapi import api
+from server.openapi.responses import Closed
 from server.routes.auth import _tokens_response
 
 log = get_logger("vonix.oauth")
 NO_STORE = {"Cache-Control": "no-store"}
+ProviderName = Literal["google", "discord"]  # `oauth_providers.KNOWN` (a contract test compares them)
+
+
+class LinkedAccount(Closed):
+    """A provider account linked to the member (`email` as the provider gave it, if it did)."""
+
+    provider: ProviderName
+    email: str | None
+    linked_at: datetime
+
+
+class OAuthAccounts(Closed):
+    """The member's linked accounts and the providers this server is configured for."""
+
+    accounts: list[LinkedAccount]
+    available: list[ProviderName]
 
 
 def oauth_of(request: Request) -> OAuth:
@@ -150,7 +168,7 @@ async def unlink(request: Request) -> Response:
 
 
 routes = [
-    api("/api/auth/oauth/accounts", accounts, ["GET"]),
+    api("/api/auth/oauth/accounts", accounts, ["GET"], ok={200: OAuthAccounts}),
     api("/api/auth/oauth/{provider}/login", login, ["GET"]),
     api("/api/auth/oauth/{provider}/callback", callback, ["GET"]),
     api("/api/auth/oauth/{provider}", unlink, ["DELETE"]),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from starlette.requests import Request
@@ -13,7 +15,9 @@ from server.auth.principal import requires
 from server.errors import PayloadTooLarge, RateLimited
 from server.jsonio import JSONResponse, read_json
 from server.openapi import api
+from server.openapi.responses import Closed, Open
 from server.resources import resources_of
+from server.routes.ops import HealthComponent
 
 CLIENT_REPORTS_PER_MINUTE = 30
 
@@ -25,6 +29,80 @@ class ClientError(BaseModel):
     url: str | None = Field(default=None, max_length=2000)
     source: str | None = Field(default=None, max_length=255)  # file:line of the throw, if known
     user_agent: str | None = Field(default=None, max_length=512)
+
+
+# --- responses (described for the OpenAPI document; the handlers and their helpers build them) -
+class ErrorFingerprint(Closed):
+    """The group the report joined (the same error from many browsers is one group)."""
+
+    fingerprint: str
+
+
+class ErrorGroup(Closed):
+    """An `error_events` row: one error type at one place, counted, with its latest `sample`."""
+
+    fingerprint: str
+    source: Literal["server", "client"]
+    error_type: str
+    location: str | None
+    message: str | None
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    sample: dict[str, Any] | None  # message, stack and the request's context (url, user agent, ids)
+
+
+class ErrorGroups(Closed):
+    """The 50 most recently seen groups, newest first."""
+
+    groups: list[ErrorGroup]
+
+
+class Replica(Open):
+    """A replica's last heartbeat (`ClusterStats.local`; `ts`: Unix time)."""
+
+    instance: str
+    ts: float
+    connections: int
+    users: int
+    messages_per_minute: float
+    uptime_seconds: float
+
+
+class CacheSummary(Closed):
+    """`Cache.stats`: size, hit ratios (null before any lookup) and whether L2 is coherent."""
+
+    enabled: bool
+    entries: int
+    l1_hit_ratio: float | None
+    l2_hit_ratio: float | None
+    shared: str
+    coherent: bool
+
+
+class BridgeState(Open):
+    """A bridge's last health report, its age and whether it is stale (no report for 60 s)."""
+
+    reported_at: float
+    age_seconds: float
+    stale: bool
+
+
+class ClusterReport(Open):
+    """`ClusterStats.report`: the replicas seen in the last 30 s and their sums."""
+
+    version: str
+    instance: str
+    uptime_seconds: float
+    replicas: list[Replica]
+    replica_count: int
+    connections: int
+    users_online: int
+    messages_per_minute: float
+    database: HealthComponent | None  # null until a readiness check has run
+    redis: HealthComponent | None
+    cache: CacheSummary | None
+    bridges: dict[str, BridgeState]  # bridge name (`discord`) -> its health, for the bridges seen
 
 
 class _PerClient:
@@ -83,7 +161,7 @@ async def stats(request: Request) -> Response:
 
 
 routes = [
-    api("/api/errors", report_client_error, ["POST"]),
-    api("/api/admin/errors", list_errors, ["GET"]),
-    api("/api/admin/stats", stats, ["GET"]),
+    api("/api/errors", report_client_error, ["POST"], ok={202: ErrorFingerprint}),
+    api("/api/admin/errors", list_errors, ["GET"], ok={200: ErrorGroups}),
+    api("/api/admin/stats", stats, ["GET"], ok={200: ClusterReport}),
 ]

@@ -14,6 +14,7 @@ with a token refresh. Every body is validated by the models below; every refusal
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -27,7 +28,8 @@ from server.db.queries import users as user_queries
 from server.errors import AppError, BadRequest, Unauthorized
 from server.jsonio import JSONResponse, read_json
 from server.openapi import api
-from server.routes.auth import _tokens_response
+from server.openapi.responses import Closed, Open, When
+from server.routes.auth import Session, _tokens_response
 
 B64URL = r"^[A-Za-z0-9_-]*={0,2}$"
 CHALLENGE_ID = r"^[0-9a-f]{32}$"
@@ -102,6 +104,87 @@ class MfaBody(MfaOptionsBody):
     challenge_id: str = Field(pattern=CHALLENGE_ID)
     credential: AssertionCredentialBody
     mode: Literal["token", "cookie"] = "token"
+
+
+# --- responses (described for the OpenAPI document; the handlers build these dicts) ----------
+class Passkey(Closed):
+    """A passkey as its owner sees it (`passkeys.public`): never the key or the credential id."""
+
+    id: int
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    backup_eligible: bool  # a synced passkey (it may live on several devices)
+    backed_up: bool
+    transports: list[str]  # the authenticator's hints: internal, hybrid, usb, nfc, ble
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "id": 7, "name": "Work laptop", "created_at": When, "last_used_at": None, "backup_eligible": True,
+        "backed_up": True, "transports": ["internal", "hybrid"]}]})
+
+
+class PasskeyList(Closed):
+    """The member's passkeys, oldest first."""
+
+    passkeys: list[Passkey]
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"passkeys": [{
+        "id": 7, "name": "Work laptop", "created_at": When, "last_used_at": When, "backup_eligible": True,
+        "backed_up": True, "transports": ["internal", "hybrid"]}]}]})
+
+
+class OnePasskey(Closed):
+    passkey: Passkey
+
+
+class RelyingParty(Open):
+    id: str
+    name: str
+
+
+class WebAuthnUser(Open):
+    id: str  # the opaque user handle, base64url
+    name: str
+    displayName: str  # the WebAuthn field names are camelCase
+
+
+class CreationOptions(Open):
+    """`PublicKeyCredentialCreationOptionsJSON` for `navigator.credentials.create` (binary fields
+    base64url); the inner objects follow the WebAuthn spec and are not described further here."""
+
+    rp: RelyingParty
+    user: WebAuthnUser
+    challenge: str
+    pubKeyCredParams: list[dict[str, Any]]
+    timeout: int
+    excludeCredentials: list[dict[str, Any]]  # the member's passkeys: one per authenticator
+    authenticatorSelection: dict[str, Any]  # a discoverable credential is required
+    attestation: str
+
+
+class RequestOptions(Open):
+    """`PublicKeyCredentialRequestOptionsJSON` for `navigator.credentials.get` (binary fields base64url).
+    `allowCredentials` is empty for a passkey-only sign-in (discoverable credentials)."""
+
+    challenge: str
+    timeout: int
+    rpId: str
+    allowCredentials: list[dict[str, Any]]
+    userVerification: Literal["required", "preferred", "discouraged"]
+
+
+class RegistrationCeremony(Closed):
+    """Pass `publicKey` to `navigator.credentials.create`, then post its answer with `challenge_id`."""
+
+    challenge_id: str = Field(pattern=CHALLENGE_ID)
+    publicKey: CreationOptions
+
+
+class SignInCeremony(Closed):
+    """Pass `publicKey` to `navigator.credentials.get`, then post its answer with `challenge_id`."""
+
+    challenge_id: str = Field(pattern=CHALLENGE_ID)
+    publicKey: RequestOptions
 
 
 def _service(request: Request) -> Passkeys:
@@ -211,13 +294,13 @@ async def mfa_login(request: Request) -> Response:
 
 
 routes = [
-    api("/api/auth/passkeys", list_passkeys, ["GET"]),
-    api("/api/auth/passkeys/register/options", register_options, ["POST"]),
-    api("/api/auth/passkeys/register", register, ["POST"]),
-    api("/api/auth/passkeys/{passkey_id:int}", rename, ["PATCH"]),
+    api("/api/auth/passkeys", list_passkeys, ["GET"], ok={200: PasskeyList}),
+    api("/api/auth/passkeys/register/options", register_options, ["POST"], ok={200: RegistrationCeremony}),
+    api("/api/auth/passkeys/register", register, ["POST"], ok={201: OnePasskey}),
+    api("/api/auth/passkeys/{passkey_id:int}", rename, ["PATCH"], ok={200: OnePasskey}),
     api("/api/auth/passkeys/{passkey_id:int}", remove, ["DELETE"]),
-    api("/api/auth/login/passkey/options", login_options, ["POST"]),
-    api("/api/auth/login/passkey", login, ["POST"]),
-    api("/api/auth/login/mfa/passkey/options", mfa_options, ["POST"]),
-    api("/api/auth/login/mfa/passkey", mfa_login, ["POST"]),
+    api("/api/auth/login/passkey/options", login_options, ["POST"], ok={200: SignInCeremony}),
+    api("/api/auth/login/passkey", login, ["POST"], ok={200: Session}),
+    api("/api/auth/login/mfa/passkey/options", mfa_options, ["POST"], ok={200: SignInCeremony}),
+    api("/api/auth/login/mfa/passkey", mfa_login, ["POST"], ok={200: Session}),
 ]

@@ -11,9 +11,11 @@ server/minecraft/linking.py and server/minecraft/keys.py.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -25,7 +27,9 @@ from server.jsonio import JSONResponse, read_json
 from server.minecraft import keys
 from server.minecraft.linking import MINECRAFT_NAME, LinkService, normalise_uuid
 from server.openapi import api
+from server.openapi.responses import Closed, Rank, When
 from server.resources import resources_of
+from server.routes.auth import Registered
 from server.services.chat_data import control_character
 
 KEY_NAME_MAX = 64
@@ -93,6 +97,109 @@ class KeyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, Field(min_length=1, max_length=KEY_NAME_MAX), AfterValidator(_key_name)]
+
+
+# --- what the routes answer (built by server/minecraft/linking.py and keys.py) ----------------------
+
+DashedUuid = Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+LinkCodeText = Annotated[str, Field(pattern=r"^[ABCDEFGHJKMNPQRSTUVWXYZ2-9]{6}$")]
+UUID_EXAMPLE = "069a79f4-44e9-4726-a5be-fca90e38aaf5"
+
+
+def _absent(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # left out of the answer, never null: no `default: null` either
+
+
+class LinkCode(Closed):
+    """`LinkService.request_code`: the code to show the player, valid until `expires_at` (10 minutes)."""
+
+    code: LinkCodeText
+    expires_at: datetime
+    name: str
+    uuid: DashedUuid
+
+
+class LinkedMember(Closed):
+    """The member a game account is linked to; `rank` only when they have one."""
+
+    id: int
+    username: str
+    rank: Rank | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_absent)
+
+
+class PlayerLookup(Closed):
+    """`LinkService.player`: `user` is null when the UUID is linked to nobody."""
+
+    linked: bool
+    user: LinkedMember | None
+
+
+class PlayerList(Closed):
+    """The online list as received."""
+
+    players: list[str]
+
+
+class LinkedMinecraft(Closed):
+    """`head`: the player's head picture (MINECRAFT_AVATAR_URL), null when none is configured."""
+
+    name: str
+    uuid: DashedUuid
+    head: str | None
+
+
+class LinkStatus(Closed):
+    """`LinkService.status`: `minecraft` is null while no game account is linked."""
+
+    linked: bool
+    minecraft: LinkedMinecraft | None
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"linked": True, "minecraft": {"name": "Steve", "uuid": UUID_EXAMPLE,
+                                       "head": f"https://mc-heads.net/avatar/{UUID_EXAMPLE}/64"}},
+        {"linked": False, "minecraft": None}]})
+
+
+class CodePreview(Closed):
+    """`LinkService.peek`: the player the code is for; `username` is the suggested username (null
+    when taken); `linked`: the player is linked to an account already (signing up would fail)."""
+
+    name: str
+    uuid: DashedUuid
+    expires_at: datetime
+    username: str | None
+    linked: bool
+
+
+class ServerKey(Closed):
+    """`keys.key_out`: a key as lists show it (never the key itself); `created_by` null once that
+    admin's account is gone."""
+
+    id: int
+    server_id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    created_by: int | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    revoked: bool
+
+
+class ServerKeys(Closed):
+    """Newest first, revoked ones included."""
+
+    keys: list[ServerKey]
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"keys": [
+        {"id": 4, "server_id": 1, "name": "Survival plugin", "prefix": "vxs_Ab3d", "created_at": When,
+         "created_by": 1, "last_used_at": When, "revoked_at": None, "revoked": False}]}]})
+
+
+class IssuedServerKey(ServerKey):
+    """The new key's row and `key`, the secret itself: shown this once, only its hash is kept."""
+
+    key: Annotated[str, Field(pattern=r"^vxs_")]
 
 
 def _service(request: Request) -> LinkService:
@@ -228,16 +335,17 @@ async def keys_revoke(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    api("/api/plugin/link-codes", plugin_link_code, ["POST"], auth="server", tags=["plugin"]),
-    api("/api/plugin/players/{uuid}", plugin_player, ["GET"], auth="server", tags=["plugin"]),
-    api("/api/plugin/players", plugin_players, ["PUT"], auth="server", tags=["plugin"]),
+    api("/api/plugin/link-codes", plugin_link_code, ["POST"], auth="server", tags=["plugin"], ok={201: LinkCode}),
+    api("/api/plugin/players/{uuid}", plugin_player, ["GET"], auth="server", tags=["plugin"],
+        ok={200: PlayerLookup}),
+    api("/api/plugin/players", plugin_players, ["PUT"], auth="server", tags=["plugin"], ok={200: PlayerList}),
     api("/api/plugin/players", plugin_players_gone, ["DELETE"], auth="server", tags=["plugin"]),
-    api("/api/minecraft/link", link_status, ["GET"]),
-    api("/api/minecraft/link", link, ["POST"]),
-    api("/api/minecraft/link", unlink, ["DELETE"]),
-    api("/api/minecraft/codes/check", code_check, ["POST"]),
-    api("/api/minecraft/signup", signup, ["POST"]),
-    api("/api/admin/servers/{id:int}/keys", keys_list, ["GET"]),
-    api("/api/admin/servers/{id:int}/keys", keys_issue, ["POST"]),
-    api("/api/admin/servers/{id:int}/keys/{key_id:int}", keys_revoke, ["DELETE"]),
+    api("/api/minecraft/link", link_status, ["GET"], ok={200: LinkStatus}),
+    api("/api/minecraft/link", link, ["POST"], ok={200: LinkStatus}),
+    api("/api/minecraft/link", unlink, ["DELETE"], ok={200: LinkStatus}),
+    api("/api/minecraft/codes/check", code_check, ["POST"], ok={200: CodePreview}),
+    api("/api/minecraft/signup", signup, ["POST"], ok={201: Registered}),
+    api("/api/admin/servers/{id:int}/keys", keys_list, ["GET"], ok={200: ServerKeys}),
+    api("/api/admin/servers/{id:int}/keys", keys_issue, ["POST"], ok={201: IssuedServerKey}),
+    api("/api/admin/servers/{id:int}/keys/{key_id:int}", keys_revoke, ["DELETE"], ok={200: ServerKey}),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
@@ -77,6 +78,16 @@ class PushSubscriptions(Closed):
     subscriptions: list[PushSubscription]
 
 
+PushOutcome = Literal["sent", "gone", "rejected", "failed", "circuit_open"]  # `PushSender.send`
+
+
+class PushTestResult(Closed):
+    """One outcome per subscription of the caller (`gone` ones were removed); `sent` counts the sent."""
+
+    sent: int
+    outcomes: list[PushOutcome]
+
+
 @requires()
 async def key(request: Request) -> Response:
     push = resources_of(request).push
@@ -128,5 +139,5 @@ routes = [
     api("/api/push/subscriptions", list_subscriptions, ["GET"], ok={200: PushSubscriptions}),
     api("/api/push/subscriptions", subscribe, ["POST"], ok={200: PushSubscription, 201: PushSubscription}),
     api("/api/push/subscriptions", unsubscribe, ["DELETE"]),
-    api("/api/push/test", test_push, ["POST"]),
+    api("/api/push/test", test_push, ["POST"], ok={200: PushTestResult}),
 ]

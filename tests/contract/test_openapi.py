@@ -207,6 +207,17 @@ DESCRIBED_RESPONSES = {
     "push.key", "push.list_subscriptions", "push.subscribe",
     "xp.leaderboard", "xp.list_ranks", "xp.create_rank", "xp.assign_rank",
     "ops.ready", "pages.app_config", "serve.openapi_json",
+    "ops.health", "oauth.accounts", "admin.audit_log", "admin.create_bot_route", "admin.database",
+    "admin_cache.cache_report", "admin_cache.cache_invalidate", "admin_cache.ratelimit_report",
+    "observability.report_client_error", "observability.list_errors", "observability.stats",
+    "passkeys.list_passkeys", "passkeys.register_options", "passkeys.register", "passkeys.rename",
+    "passkeys.login_options", "passkeys.login", "passkeys.mfa_options", "passkeys.mfa_login",
+    "push.test_push", "inbox.mark_channel_read",
+    "moderation.list_sanctions", "moderation.impose", "moderation.slow_mode", "moderation.set_role",
+    "moderation.create_report", "moderation.report_queue", "moderation.resolve_report",
+    "plugin.plugin_link_code", "plugin.plugin_player", "plugin.plugin_players", "plugin.link_status",
+    "plugin.link", "plugin.unlink", "plugin.code_check", "plugin.signup", "plugin.keys_list",
+    "plugin.keys_issue", "plugin.keys_revoke", "bridges.put_discord_health",
 }
 
 

@@ -24,6 +24,7 @@ from server.observability.metrics import Metrics
 from tests.conftest import make_settings
 from tests.support.accounts import bearer, login, make_admin, register
 from tests.support.appserver import AppServer
+from tests.support.contract import assert_conforms
 from tests.support.services import RedisServer
 
 
@@ -58,10 +59,12 @@ async def test_tag_invalidation_on_a_evicts_b_l1_within_100ms(replicas: tuple[Ap
             assert response.status_code == 200, response.text
             await wait_for(lambda: cache_b.peek(channels, "room:general") is None, timeout=1.0)
             assert time.perf_counter() - started < 0.1
+            await assert_conforms(http, response, "DELETE", "/api/admin/cache")  # after the timing
             await cache_b.get(channels, "room:general", lambda: b.resources.hooks.channels._load_meta("room:general"))
             assert cache_b.peek(channels, "room:general") is not None
     async with b.client() as http_b:
-        report = (await http_b.get("/api/admin/cache", headers=admin)).json()
+        report = await assert_conforms(http_b, await http_b.get("/api/admin/cache", headers=admin),
+                                       "GET", "/api/admin/cache")  # with the Redis level's state
     assert report["shared"]["coherent"] is True
     assert report["namespaces"]["channel"]["l1_misses"] >= 3
 

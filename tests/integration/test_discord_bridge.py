@@ -31,6 +31,7 @@ from server.infra.breaker import BreakerPolicy
 from tests.conftest import fresh_sqlite_url, make_settings
 from tests.support.accounts import bearer, login, make_admin, register
 from tests.support.appserver import AppServer
+from tests.support.contract import assert_conforms
 from tests.support.discord_standin import Call, DiscordStandin
 from tests.support.live import replicas
 from tests.support.wsclient import WsClient
@@ -416,6 +417,8 @@ async def test_health_route_takes_bot_reports_and_stats_show_them_on_every_repli
             assert {d["field"] for d in bad.json()["error"]["details"]} >= {"state", "token"}
             ok = await http.put("/api/bridges/discord/health", json=report, headers=bearer(bot.token))
             assert ok.status_code == 200, ok.text
+            stored = await assert_conforms(http, ok, "PUT", "/api/bridges/discord/health")
+            assert stored["ok"] is True and abs(stored["reported_at"] - time.time()) < 60
         async with b.client() as http:
             stats = (await http.get("/api/admin/stats", headers=member)).json()
         discord = stats["bridges"]["discord"]

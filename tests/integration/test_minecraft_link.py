@@ -20,11 +20,12 @@ from server.auth.tokens import hash_secret
 from server.db.tables import audit_log
 from server.db.tables_linking import mc_api_keys, mc_link_codes
 from server.db.types import utcnow
-from server.minecraft.linking import CODE_ALPHABET
+from server.minecraft.linking import CODE_ALPHABET, normalise_uuid
 from tests.conftest import make_settings
 from tests.support.accounts import PASSWORD, bearer, make_admin
 from tests.support.appserver import AppServer
 from tests.support.community import people
+from tests.support.contract import assert_conforms
 from tests.support.live import replicas
 from tests.support.wsclient import WsClient
 
@@ -57,7 +58,9 @@ async def issue_key(client: httpx.AsyncClient, admin: dict[str, str], server_id:
 async def code_for(client: httpx.AsyncClient, key: str, name: str = "Steve", uuid: str = UUID) -> str:
     response = await client.post("/api/plugin/link-codes", json={"name": name, "uuid": uuid}, headers=bearer(key))
     assert response.status_code == 201, response.text
-    return str(response.json()["code"])
+    answer = await assert_conforms(client, response, "POST", "/api/plugin/link-codes")
+    assert (answer["name"], answer["uuid"]) == (name, normalise_uuid(uuid))
+    return str(answer["code"])
 
 
 def field_errors(response: httpx.Response) -> set[tuple[str, str]]:
@@ -76,12 +79,13 @@ async def test_keys_are_shown_once_hashed_listed_scoped_and_revoked(server: AppS
         assert (await client.post("/api/admin/servers/999/keys", json={"name": "x"}, headers=admin)).status_code == 404
         created = await client.post(f"/api/admin/servers/{sid}/keys", json={"name": "Survival plugin"}, headers=admin)
         assert created.status_code == 201
-        key = created.json()["key"]
+        key = (await assert_conforms(client, created, "POST", "/api/admin/servers/{id}/keys"))["key"]
         assert key.startswith("vxs_") and created.json()["prefix"] == key[:8]
         rows = await server.resources.db.fetch_all("t", sa.select(mc_api_keys))
         assert [r["key_hash"] for r in rows] == [hash_secret(key)]  # only the hash is stored
 
-        listed = (await client.get(f"/api/admin/servers/{sid}/keys", headers=admin)).json()["keys"]
+        response = await client.get(f"/api/admin/servers/{sid}/keys", headers=admin)
+        listed = (await assert_conforms(client, response, "GET", "/api/admin/servers/{id}/keys"))["keys"]
         assert [(k["name"], k["prefix"], k["last_used_at"], k["revoked"]) for k in listed] == \
             [("Survival plugin", key[:8], None, False)]
         assert "key" not in listed[0]
@@ -93,7 +97,9 @@ async def test_keys_are_shown_once_hashed_listed_scoped_and_revoked(server: AppS
         assert (await client.get(f"/api/plugin/players/{UUID}", headers=bearer("vxs_nope"))).status_code == 401
         answer = await client.get(f"/api/plugin/players/{UUID}", headers=bearer(key))
         assert answer.json() == {"linked": False, "user": None}
-        listed = (await client.get(f"/api/admin/servers/{sid}/keys", headers=admin)).json()["keys"]
+        await assert_conforms(client, answer, "GET", "/api/plugin/players/{uuid}")
+        response = await client.get(f"/api/admin/servers/{sid}/keys", headers=admin)
+        listed = (await assert_conforms(client, response, "GET", "/api/admin/servers/{id}/keys"))["keys"]
         assert listed[0]["last_used_at"] is not None
         await code_for(client, key)
         code_row = await server.resources.db.fetch_one("t", sa.select(mc_link_codes))
@@ -109,6 +115,8 @@ async def test_keys_are_shown_once_hashed_listed_scoped_and_revoked(server: AppS
 
         revoked = await client.delete(f"/api/admin/servers/{sid}/keys/{listed[0]['id']}", headers=admin)
         assert revoked.status_code == 200 and revoked.json()["revoked"] is True
+        revoked_key = await assert_conforms(client, revoked, "DELETE", "/api/admin/servers/{id}/keys/{key_id}")
+        assert revoked_key["id"] == listed[0]["id"] and revoked_key["revoked_at"] is not None
         assert (await client.get(f"/api/plugin/players/{UUID}", headers=bearer(key))).status_code == 401
         assert (await client.get(f"/api/plugin/players/{UUID}", headers=bearer(second))).status_code == 200
         assert (await client.delete(f"/api/admin/servers/{sid}/keys/99999", headers=admin)).status_code == 404
@@ -153,10 +161,21 @@ async def test_link_codes_validate_replace_and_link_once(server: AppServer) -> N
         assert linked.status_code == 200, linked.text
         assert linked.json() == {"linked": True, "minecraft": {"name": "Steve", "uuid": UUID,
                                                               "head": f"http://heads.test/{UUID}/64"}}
+        await assert_conforms(client, linked, "POST", "/api/minecraft/link")
+        status = await client.get("/api/minecraft/link", headers=bob)
+        assert (await assert_conforms(client, status, "GET", "/api/minecraft/link")) == linked.json()
         profile = (await client.get("/api/users/bob", headers=bob)).json()
         assert profile["minecraft"] == {"name": "Steve", "uuid": UUID}
         answer = (await client.get(f"/api/plugin/players/{UUID.replace('-', '').upper()}", headers=bearer(key))).json()
         assert answer == {"linked": True, "user": {"id": u["bob"]["id"], "username": "bob"}}
+        # with a rank, the plugin gets it too (to show it in game)
+        rank = (await client.post("/api/admin/ranks", json={"name": "Gold", "colour": "#FFD700", "badge": "G"},
+                                  headers=u["root"]["headers"])).json()
+        assert (await client.put("/api/admin/users/bob/rank", json={"rank_id": rank["id"]},
+                                 headers=u["root"]["headers"])).status_code == 200
+        ranked = await client.get(f"/api/plugin/players/{UUID}", headers=bearer(key))
+        assert (await assert_conforms(client, ranked, "GET", "/api/plugin/players/{uuid}"))["user"]["rank"] == {
+            "name": "Gold", "colour": "#ffd700", "badge": "G"}
 
         again = await client.post("/api/minecraft/link", json={"code": code}, headers=u["carol"]["headers"])
         assert again.status_code == 422  # single use
@@ -179,6 +198,7 @@ async def test_link_codes_validate_replace_and_link_once(server: AppServer) -> N
 
         unlinked = await client.delete("/api/minecraft/link", headers=bob)
         assert unlinked.json() == {"linked": False, "minecraft": None}
+        await assert_conforms(client, unlinked, "DELETE", "/api/minecraft/link")
         assert (await client.get(f"/api/plugin/players/{UUID}", headers=bearer(key))).json()["linked"] is False
         assert (await client.get("/api/minecraft/link", headers=bob)).json()["linked"] is False
         relinked = await client.post("/api/minecraft/link", json={"code": await code_for(client, key)},
@@ -195,6 +215,7 @@ async def test_signing_up_with_a_code(server: AppServer) -> None:
         code = await code_for(client, key, "Notch_1", UUID)
         check = await client.post("/api/minecraft/codes/check", json={"code": code})
         assert check.status_code == 200
+        await assert_conforms(client, check, "POST", "/api/minecraft/codes/check")
         assert check.json() | {"expires_at": None} == {"name": "Notch_1", "uuid": UUID, "username": "Notch_1",
                                                         "linked": False, "expires_at": None}
         weak = await client.post("/api/minecraft/signup", json={"code": code, "email": "n@example.com",
@@ -204,6 +225,8 @@ async def test_signing_up_with_a_code(server: AppServer) -> None:
                                                                  "password": PASSWORD})
         assert made.status_code == 201, made.text
         assert made.json()["user"]["username"] == "Notch_1"
+        user = (await assert_conforms(client, made, "POST", "/api/minecraft/signup"))["user"]
+        assert (user["minecraft_uuid"], user["email"], user["email_verified"]) == (UUID, "n@example.com", False)
         login = await client.post("/api/auth/login", json={"login": "Notch_1", "password": PASSWORD})
         me = bearer(login.json()["access_token"])
         assert (await client.get("/api/minecraft/link", headers=me)).json()["minecraft"]["name"] == "Notch_1"
@@ -271,8 +294,9 @@ async def test_the_bots_join_and_leave_make_the_list_exact(backend: dict[str, An
         u = await setup(a, client)
         sid = u["server"]["id"]
         key = await issue_key(client, u["root"]["headers"], sid)
-        assert (await other.put("/api/plugin/players", json={"players": ["Alex", "Steve"]},
-                                headers=bearer(key))).status_code == 200
+        listed = await other.put("/api/plugin/players", json={"players": ["Alex", "Steve"]}, headers=bearer(key))
+        assert listed.status_code == 200
+        assert await assert_conforms(other, listed, "PUT", "/api/plugin/players") == {"players": ["Alex", "Steve"]}
         await exact_players(client, sid, ["Alex", "Steve"])
         assert field_errors(await other.put("/api/plugin/players", json={"players": ["no way"]},
                                             headers=bearer(key))) == {("players.0", "value_error")}

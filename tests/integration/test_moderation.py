@@ -16,6 +16,7 @@ from server.db.types import utcnow
 from tests.support.accounts import PASSWORD, login
 from tests.support.appserver import AppServer
 from tests.support.community import people, say
+from tests.support.contract import assert_conforms
 from tests.support.live import personal, replicas, token_of
 from tests.support.wsclient import WsClient
 
@@ -59,7 +60,7 @@ async def test_a_mute_refuses_writing_with_its_end_and_lifting_it_restores(pair:
             response = await client.post("/api/moderation/sanctions", headers=mod["headers"], json={
                 "kind": "mute", "username": "bob", "channel": ROOM, "minutes": 5, "reason": "spam"})
             assert response.status_code == 201, response.text
-            sanction = response.json()
+            sanction = await assert_conforms(client, response, "POST", "/api/moderation/sanctions")
             assert sanction["kind"] == "mute" and sanction["channel"] == ROOM and sanction["until"]
             event = await personal(ws, "sanction")
             assert event["reason"] == "spam" and event["until"] == sanction["until"]
@@ -77,9 +78,11 @@ async def test_a_mute_refuses_writing_with_its_end_and_lifting_it_restores(pair:
             dm = (await client.post("/api/dms", json={"username": "mod"}, headers=bob["headers"])).json()["channel"]
             assert (await ws.request("publish", channel=dm, data={"text": "why?"}))["ok"]
 
-            listed = (await client.get("/api/moderation/sanctions", params={"username": "bob"},
-                                       headers=mod["headers"])).json()["sanctions"]
+            response = await client.get("/api/moderation/sanctions", params={"username": "bob"},
+                                        headers=mod["headers"])
+            listed = (await assert_conforms(client, response, "GET", "/api/moderation/sanctions"))["sanctions"]
             assert [s["id"] for s in listed] == [sanction["id"]]
+            assert listed[0]["username"] == "bob" and listed[0]["channel"] == ROOM and listed[0]["until"]
             assert (await client.delete(f"/api/moderation/sanctions/{sanction['id']}",
                                         headers=mod["headers"])).status_code == 204
             assert (await personal(ws, "sanction_lifted"))["id"] == sanction["id"]
@@ -145,9 +148,12 @@ async def test_a_site_ban_closes_every_connection_with_4007_and_signs_out(pair: 
         response = await client.post("/api/moderation/sanctions", headers=admin["headers"], json={
             "kind": "ban", "username": "bob", "reason": "cheating", "minutes": 10})
         assert response.status_code == 201, response.text
-        assert response.json()["channel"] is None
+        assert (await assert_conforms(client, response, "POST", "/api/moderation/sanctions"))["channel"] is None
         for ws in (here, there):
             assert await ws.close_code(timeout=1.0) == 4007
+        listed = await client.get("/api/moderation/sanctions", headers=admin["headers"])
+        sanctions_now = (await assert_conforms(client, listed, "GET", "/api/moderation/sanctions"))["sanctions"]
+        assert [(s["username"], s["kind"], s["channel_id"]) for s in sanctions_now] == [("bob", "ban", None)]
         assert (await client.get("/api/rooms", headers=bob["headers"])).status_code == 401
         relogin = await client.post("/api/auth/login", json={"login": "bob", "password": PASSWORD})
         assert relogin.status_code == 401
@@ -177,6 +183,7 @@ async def test_kick_slow_mode_and_room_roles(pair: tuple[AppServer, AppServer]) 
         response = await client.put("/api/rooms/den/members/dave/role", json={"role": "moderator"},
                                     headers=carol["headers"])
         assert response.json()["role"] == "moderator"
+        await assert_conforms(client, response, "PUT", "/api/rooms/{name}/members/{username}/role")
         ws = await WsClient.connect(two.base_url, token_of(bob))
         try:
             assert (await ws.request("subscribe", channel="room:den"))["ok"]
@@ -193,6 +200,7 @@ async def test_kick_slow_mode_and_room_roles(pair: tuple[AppServer, AppServer]) 
             assert response.status_code == 403
             response = await client.put("/api/rooms/den/slow-mode", json={"seconds": 30}, headers=dave["headers"])
             assert response.json() == {"channel": "room:den", "slow_mode": 30}
+            await assert_conforms(client, response, "PUT", "/api/rooms/{name}/slow-mode")
             assert (await client.get("/api/rooms/den", headers=bob["headers"])).json()["slow_mode"] == 30
             first = await ws.request("publish", channel="room:den", data={"text": "one"})
             assert first["ok"]
@@ -255,6 +263,17 @@ async def test_who_may_sanction_whom_and_bad_requests(app_server: AppServer) -> 
         for who, status in (("carol", 403), ("mod", 200)):
             response = await client.post(resolve, json={"action": "dismiss"}, headers=u[who]["headers"])
             assert response.status_code == status, who
+        await assert_conforms(client, response, "POST", "/api/admin/reports/{report_id}/resolve")
+        # a reported feed post: the queue says which post, with its text
+        post = (await client.post("/api/posts", json={"content": "buy gold"}, headers=u["bob"]["headers"])).json()
+        filed = await client.post("/api/reports", json={"target": "post", "id": post["id"], "reason": "spam"},
+                                  headers=u["carol"]["headers"])
+        assert filed.status_code == 201, filed.text
+        await assert_conforms(client, filed, "POST", "/api/reports")
+        response = await client.get("/api/admin/reports", headers=u["mod"]["headers"])
+        queue = (await assert_conforms(client, response, "GET", "/api/admin/reports"))["reports"]
+        assert [(r["target"], r["text"], r["user"], r["channel"]) for r in queue] == [
+            ({"kind": "post", "id": post["id"]}, "buy gold", "bob", None)]
         assert (await client.post("/api/rooms/den/slow-mode", json={"seconds": 5})).status_code in (401, 405)
         response = await client.put("/api/rooms/den/slow-mode", json={"seconds": 99999},
                                     headers=u["carol"]["headers"])
@@ -277,7 +296,7 @@ async def test_reports_reach_the_queue_live_and_actions_resolve_them(pair: tuple
             response = await client.post("/api/reports", json={"channel": ROOM, "offset": rude, "reason": "rude"},
                                          headers=alice["headers"])
             assert response.status_code == 201, response.text
-            first = response.json()["id"]
+            first = (await assert_conforms(client, response, "POST", "/api/reports"))["id"]
             live = await personal(staff, "report")
             assert live["report"]["id"] == first and live["report"]["text"] == "something rude"
             response = await client.post("/api/reports", json={"username": "bob", "reason": "spams everyone"},
@@ -297,13 +316,18 @@ async def test_reports_reach_the_queue_live_and_actions_resolve_them(pair: tuple
 
             assert (await client.get("/api/admin/reports", headers=alice["headers"])).status_code == 403
             assert (await client.get("/api/admin/reports")).status_code == 401
-            queue = (await client.get("/api/admin/reports", headers=mod["headers"])).json()["reports"]
+            response = await client.get("/api/admin/reports", headers=mod["headers"])
+            queue = (await assert_conforms(client, response, "GET", "/api/admin/reports"))["reports"]
             assert [(r["id"], r["user"], r["reporter"]) for r in queue] == [(second, "bob", "alice"),
                                                                             (first, "bob", "alice")]
+            assert [(r["channel"], r["offset"], r["text"]) for r in queue] == [(None, None, None),
+                                                                               (ROOM, rude, "something rude")]
 
             response = await client.post(f"/api/admin/reports/{first}/resolve", json={"action": "delete"},
                                          headers=mod["headers"])
             assert response.status_code == 200 and response.json()["resolution"] == "delete"
+            resolved_one = await assert_conforms(client, response, "POST", "/api/admin/reports/{report_id}/resolve")
+            assert resolved_one["id"] == first and resolved_one["status"] == "resolved"
             deleted = await staff.push("message")
             while deleted["channel"] != ROOM:
                 deleted = await staff.push("message")
@@ -319,8 +343,8 @@ async def test_reports_reach_the_queue_live_and_actions_resolve_them(pair: tuple
                                       headers=bob["headers"])
             assert reply.status_code == 403
             assert (await client.get("/api/admin/reports", headers=mod["headers"])).json()["reports"] == []
-            resolved = (await client.get("/api/admin/reports", params={"status": "resolved"},
-                                         headers=mod["headers"])).json()["reports"]
+            response = await client.get("/api/admin/reports", params={"status": "resolved"}, headers=mod["headers"])
+            resolved = (await assert_conforms(client, response, "GET", "/api/admin/reports"))["reports"]
             assert {r["resolution"] for r in resolved} == {"delete", "mute"}
         finally:
             await staff.close()

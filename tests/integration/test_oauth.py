@@ -11,7 +11,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -19,10 +19,13 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
+from server.auth.oauth_providers import KNOWN
 from server.db.tables import audit_log, oauth_accounts, users
 from server.db.types import utcnow
+from server.routes.oauth import ProviderName
 from tests.conftest import make_settings
 from tests.support.appserver import AppServer
+from tests.support.contract import assert_conforms
 from tests.support.oauth_provider import LocalProvider, rotated_key
 from tests.support.services import free_port
 
@@ -190,9 +193,14 @@ async def test_discord_sign_up_and_sign_in(vonix: AppServer, provider: LocalProv
         assert user["avatar_url"] == "https://cdn.discordapp.com/avatars/81234567890/abc123.png"
         assert user["email"] == "blaze@example.com" and user["email_verified"] is False
 
-        listed = (await http.get(f"{vonix.base_url}/api/auth/oauth/accounts")).json()
+        accounts = await http.get(f"{vonix.base_url}/api/auth/oauth/accounts")
+        listed = accounts.json()
         assert [a["provider"] for a in listed["accounts"]] == ["discord"]
         assert listed["available"] == ["google", "discord"]
+        assert listed["accounts"][0]["email"] == "blaze@example.com"
+        async with vonix.client() as api:  # a linked account, as documented
+            await assert_conforms(api, accounts, "GET", "/api/auth/oauth/accounts")
+        assert get_args(ProviderName) == KNOWN  # the documented provider names are the known ones
 
     async with browser() as http:
         await oauth_flow(http, vonix, "discord")

@@ -22,6 +22,7 @@ from server.observability.metrics import Metrics
 from tests.conftest import make_settings
 from tests.support.accounts import PASSWORD, bearer, login, make_admin, register
 from tests.support.appserver import AppServer
+from tests.support.contract import assert_conforms
 from tests.support.http_recorder import HttpRecorder
 from tests.support.wsclient import WsClient
 
@@ -31,7 +32,8 @@ async def boom(request: Request) -> Response:
 
 
 def with_boom(server: AppServer) -> AppServer:
-    server.app.router.routes.append(Route("/api/test/boom", boom))
+    # Left out of the OpenAPI document (the tests below also read it): a test-only route.
+    server.app.router.routes.append(Route("/api/test/boom", boom, include_in_schema=False))
     return server
 
 
@@ -77,7 +79,8 @@ async def test_unexpected_error_is_500_grouped_and_counted(backend: dict[str, An
         assert body == {"error": {"code": "internal_error", "message": "Something went wrong on our side.",
                                   "request_id": first.headers["x-request-id"]}}
         assert "kaboom" not in first.text and "Traceback" not in first.text
-        groups = (await client.get("/api/admin/errors", headers=admin)).json()["groups"]
+        listed = await client.get("/api/admin/errors", headers=admin)
+        groups = (await assert_conforms(client, listed, "GET", "/api/admin/errors"))["groups"]
         assert len(groups) == 1 and groups[0]["count"] == 1
         assert groups[0]["error_type"] == "builtins.RuntimeError"
         assert groups[0]["location"].endswith("test_observability:boom")
@@ -88,11 +91,19 @@ async def test_unexpected_error_is_500_grouped_and_counted(backend: dict[str, An
         report = await client.post("/api/errors", json={"message": "x is undefined", "type": "TypeError",
                                                          "source": "app.js:12", "url": "http://t/rooms"})
         assert report.status_code == 202
+        fingerprint = (await assert_conforms(client, report, "POST", "/api/errors"))["fingerprint"]
         too_big = await client.post("/api/errors", content=b'{"message": "' + b"y" * 20000 + b'"}',
                                     headers={"content-type": "application/json"})
         assert too_big.status_code in (413, 422)
         client_groups = (await client.get("/api/admin/errors?source=client", headers=admin)).json()["groups"]
         assert [g["error_type"] for g in client_groups] == ["client.TypeError"]
+        assert client_groups[0]["fingerprint"] == fingerprint
+        assert client_groups[0]["sample"]["url"] == "http://t/rooms"
+
+        # The cluster view on this backend (Redis heartbeats and cache state in scaled mode).
+        stats = await assert_conforms(client, await client.get("/api/admin/stats", headers=admin),
+                                      "GET", "/api/admin/stats")
+        assert stats["replica_count"] == len(stats["replicas"]) >= 1
 
 
 async def test_unexpected_error_logged_once(app_server: AppServer, caplog: pytest.LogCaptureFixture) -> None:

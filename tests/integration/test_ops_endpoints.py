@@ -14,6 +14,7 @@ from starlette.routing import Route
 from server.jsonio import JSONResponse, read_json
 from tests.conftest import make_settings
 from tests.support.appserver import AppServer
+from tests.support.contract import assert_conforms
 
 
 class EchoBody(BaseModel):
@@ -29,6 +30,9 @@ async def echo(request: Request) -> Response:
 async def test_health_reports_components(app_server: AppServer, backend: dict[str, str]) -> None:
     async with app_server.client() as client:
         response = await client.get("/api/health")
+        # Database and migrations known (the app server checked readiness before serving): the
+        # answer with every component is the documented `Health`.
+        await assert_conforms(client, response, "GET", "/api/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"

@@ -20,6 +20,7 @@ from tests.conftest import make_settings
 from tests.support.accounts import bearer, login, register, totp_code
 from tests.support.appserver import AppServer
 from tests.support.authenticator import SoftAuthenticator, b64url
+from tests.support.contract import assert_conforms
 
 RP_ID = "vonix.test"
 ORIGIN = "https://vonix.test"
@@ -69,8 +70,10 @@ async def test_register_list_rename_remove(server: AppServer) -> None:
         assert first.status_code == 201, first.text
         assert first.json()["passkey"]["name"] == "Phone"
         assert first.json()["passkey"]["backup_eligible"] is True
+        await assert_conforms(client, first, "POST", "/api/auth/passkeys/register")
 
-        options = (await client.post("/api/auth/passkeys/register/options", headers=headers)).json()["publicKey"]
+        ceremony = await client.post("/api/auth/passkeys/register/options", headers=headers)
+        options = (await assert_conforms(client, ceremony, "POST", "/api/auth/passkeys/register/options"))["publicKey"]
         assert options["rp"] == {"id": RP_ID, "name": "Vonix"}
         assert options["authenticatorSelection"]["residentKey"] == "required"
         # The registered passkey is excluded: the same authenticator is not registered twice.
@@ -79,7 +82,8 @@ async def test_register_list_rename_remove(server: AppServer) -> None:
         assert second.status_code == 201 and second.json()["passkey"]["name"].startswith("Passkey on ")
         assert second.json()["passkey"]["backup_eligible"] is False
 
-        listed = (await client.get("/api/auth/passkeys", headers=headers)).json()["passkeys"]
+        listing = await client.get("/api/auth/passkeys", headers=headers)
+        listed = (await assert_conforms(client, listing, "GET", "/api/auth/passkeys"))["passkeys"]
         assert [p["name"] for p in listed] == ["Phone", second.json()["passkey"]["name"]]
         assert all(p["last_used_at"] is None for p in listed)
         assert listed[0]["transports"] == ["internal"] and "public_key" not in listed[0]
@@ -87,6 +91,7 @@ async def test_register_list_rename_remove(server: AppServer) -> None:
         pid = listed[0]["id"]
         renamed = await client.patch(f"/api/auth/passkeys/{pid}", json={"name": "  Work   phone "}, headers=headers)
         assert renamed.status_code == 200 and renamed.json()["passkey"]["name"] == "Work phone"
+        await assert_conforms(client, renamed, "PATCH", "/api/auth/passkeys/{passkey_id}")
         blank = await client.patch(f"/api/auth/passkeys/{pid}", json={"name": "   "}, headers=headers)
         assert blank.status_code == 422 and code_of(blank) == "validation_failed"
 
@@ -136,7 +141,8 @@ async def test_sign_in_with_a_passkey_alone(server: AppServer) -> None:
         headers = await member(client, "Alone_Ann")
         assert (await add_passkey(client, headers, device, "Laptop")).status_code == 201
 
-        options = (await client.post("/api/auth/login/passkey/options")).json()
+        ceremony = await client.post("/api/auth/login/passkey/options")
+        options = await assert_conforms(client, ceremony, "POST", "/api/auth/login/passkey/options")
         assert options["publicKey"]["rpId"] == RP_ID
         assert options["publicKey"]["userVerification"] == "required"
         assert not options["publicKey"].get("allowCredentials")  # discoverable: no username first
@@ -146,7 +152,9 @@ async def test_sign_in_with_a_passkey_alone(server: AppServer) -> None:
         assert signed.status_code == 200, signed.text
         assert signed.json()["user"]["username"] == "Alone_Ann" and "access_token" not in signed.json()
         assert "vonix_access" in signed.cookies or "vonix_session" in signed.cookies
+        await assert_conforms(client, signed, "POST", "/api/auth/login/passkey")  # a cookie session
         token = await passkey_login(client, device)
+        await assert_conforms(client, token, "POST", "/api/auth/login/passkey")  # a token session
         me = await client.get("/api/auth/me", headers=bearer(token.json()["access_token"]))
         assert me.json()["username"] == "Alone_Ann"
         sessions = (await client.get("/api/auth/sessions", headers=headers)).json()["sessions"]
@@ -174,7 +182,8 @@ async def test_passkey_as_the_second_factor(server: AppServer) -> None:
         assert (await add_passkey(client, other, stranger)).status_code == 201
 
         ticket = (await login(client, "two_tom"))["mfa_ticket"]
-        options = (await client.post("/api/auth/login/mfa/passkey/options", json={"mfa_ticket": ticket})).json()
+        ceremony = await client.post("/api/auth/login/mfa/passkey/options", json={"mfa_ticket": ticket})
+        options = await assert_conforms(client, ceremony, "POST", "/api/auth/login/mfa/passkey/options")
         allowed = options["publicKey"]["allowCredentials"]
         assert [c["id"] for c in allowed] == [b64url(device.credentials[0].credential_id)]
 
@@ -198,6 +207,7 @@ async def test_passkey_as_the_second_factor(server: AppServer) -> None:
             "credential": device.get(options["publicKey"])})  # presence is enough after the password
         assert ok.status_code == 200, ok.text
         assert "access_token" in ok.json() and ok.json()["user"]["username"] == "Two_Tom"
+        await assert_conforms(client, ok, "POST", "/api/auth/login/mfa/passkey")
 
         forged = await client.post("/api/auth/login/mfa/passkey/options", json={"mfa_ticket": ticket + "x"})
         assert forged.status_code == 401 and code_of(forged) == "invalid_mfa_ticket"

@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import fresh_sqlite_url, make_settings
 from tests.support.accounts import bearer, login, make_admin, register
 from tests.support.appserver import AppServer
+from tests.support.contract import assert_conforms
 from tests.support.services import RedisServer
 
 
@@ -129,18 +130,21 @@ async def test_post_action_limit_and_admin_report(backend: dict[str, Any]) -> No
         assert codes == [201, 201] and refused.status_code == 429
         assert refused.json()["error"]["code"] == "rate_limited" and int(refused.headers["Retry-After"]) > 0
         assert refused.headers["RateLimit-Limit"] == "2", "the action's headers, not the API's"
-        report = (await client.get("/api/admin/ratelimits", headers=token)).json()
+        report = await assert_conforms(client, await client.get("/api/admin/ratelimits", headers=token),
+                                       "GET", "/api/admin/ratelimits")
         assert report["counts"]["action:post"] == {"allowed": 2, "limited": 1}
         assert report["counts"]["write"]["allowed"] >= 3 and report["counts"]["read"]["allowed"] >= 1
         assert {"rule": "action:post", "key": f"user:{(await client.get('/api/auth/me', headers=token)).json()['id']}",
                 "count": 1} in report["top_limited"]
         assert {r["rule"] for r in report["rules"]} >= {"auth", "write", "read", "action:post", "auth:account",
                                                    "auth:ip", "ws:publish"}
-        cache = (await client.get("/api/admin/cache", headers=token)).json()
+        cache = await assert_conforms(client, await client.get("/api/admin/cache", headers=token),
+                                      "GET", "/api/admin/cache")
         assert cache["namespaces"]["principal"]["l1_hits"] >= 1
         assert (await client.delete("/api/admin/cache", headers=token)).status_code == 422
         dropped = await client.delete("/api/admin/cache", params={"tag": "channel:room:general"}, headers=token)
         assert dropped.status_code == 200 and dropped.json()["local_entries_dropped"] >= 1
+        await assert_conforms(client, dropped, "DELETE", "/api/admin/cache")
 
 
 @pytest.mark.serial  # restarts a server on the same port: another worker could take it meanwhile

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from tests.support.accounts import bearer, login, make_admin, register
 from tests.support.appserver import AppServer
+from tests.support.contract import assert_conforms
 
 
 def admin_routes(app: Any) -> list[tuple[str, str]]:
@@ -55,8 +56,10 @@ async def test_admin_db_report_and_audit(auth_server: AppServer) -> None:
         await register(client, "Root_Ro")
         await make_admin(auth_server, "Root_Ro")
         admin = bearer((await login(client, "root_ro"))["access_token"])
-        report = (await client.get("/api/admin/db", headers=admin)).json()
-        audit = (await client.get("/api/admin/audit?limit=100", headers=admin)).json()
+        report = await assert_conforms(client, await client.get("/api/admin/db", headers=admin),
+                                       "GET", "/api/admin/db")
+        audit = await assert_conforms(client, await client.get("/api/admin/audit?limit=100", headers=admin),
+                                      "GET", "/api/admin/audit")
     assert report["pool"]["size"] >= 1
     assert {t["name"] for t in report["tables"]} >= {"users", "messages", "sessions"}
     assert report["slowest_queries"] and "query" in report["slowest_queries"][0]
@@ -75,6 +78,7 @@ async def test_bot_token_works_as_bearer(auth_server: AppServer) -> None:
         created = await client.post("/api/admin/bots", json={"name": "echo_bot", "scopes": ["publish"]},
                                     headers=admin)
         assert created.status_code == 201
+        assert (await assert_conforms(client, created, "POST", "/api/admin/bots"))["scopes"] == ["publish"]
         token = created.json()["token"]
         assert token.startswith("vxb_")
         me = await client.get("/api/auth/me", headers=bearer(token))

@@ -14,6 +14,7 @@ import pytest
 from server.notifications.events import MessageStored
 from tests.support.appserver import AppServer
 from tests.support.community import people, say
+from tests.support.contract import assert_conforms
 from tests.support.live import personal, replicas, token_of
 from tests.support.wsclient import WsClient
 
@@ -105,6 +106,7 @@ async def test_read_op_refuses_what_the_user_cannot_read(app_server: AppServer) 
         rest = await client.post(f"/api/channels/{dm}/read", json={"offset": 5}, headers=u["carol"]["headers"])
         assert rest.status_code == 200
         assert rest.json() == {"channel": dm, "offset": 1, "channel_unread": 0, "unread": 0}
+        await assert_conforms(client, rest, "POST", "/api/channels/{channel}/read")
 
 
 async def test_reading_a_public_room_without_joining_settles_its_mentions(app_server: AppServer) -> None:

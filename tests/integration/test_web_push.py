@@ -20,6 +20,7 @@ from tests.conftest import make_settings
 from tests.support.accounts import PASSWORD, register
 from tests.support.appserver import AppServer
 from tests.support.community import people, say
+from tests.support.contract import assert_conforms
 from tests.support.push_service import PushService
 from tests.support.wsclient import WsClient
 
@@ -119,6 +120,7 @@ async def test_a_gone_subscription_is_deleted(backend: dict[str, Any], push_serv
         push_service.answer(gone, status)
         result = await client.post("/api/push/test", headers=u["bob"]["headers"])
         assert sorted(result.json()["outcomes"]) == ["gone", "sent"]
+        await assert_conforms(client, result, "POST", "/api/push/test")
         assert await subscriptions_of(client, u["bob"]) == [kept.endpoint]
         assert [name for name, _ in push_service.requests].count(gone.name) == 1  # never retried
 
@@ -153,6 +155,7 @@ async def test_each_push_host_has_its_own_circuit_breaker(backend: dict[str, Any
             assert (await client.post("/api/push/test", headers=u["bob"]["headers"])).json()["outcomes"] == ["failed"]
         tripped = await client.post("/api/push/test", headers=u["bob"]["headers"])
         assert tripped.json()["outcomes"] == ["circuit_open"]
+        await assert_conforms(client, tripped, "POST", "/api/push/test")
         assert len(push_service.requests) == 2  # the open circuit sent nothing
         other = await client.post("/api/push/test", headers=u["carol"]["headers"])
         assert other.json()["outcomes"] == ["sent"]  # another host is unaffected
