@@ -37,15 +37,12 @@ run: $(STAMP)
 	$(BIN)/vonix migrate
 	exec $(BIN)/vonix serve
 
-## test: install, make sure redis-server and PostgreSQL exist, run every test (both backends):
-## TEST_WORKERS processes share the suite (each starts its own Redis and PostgreSQL), then the
-## `serial` tests (benchmark smoke runs that pin servers to a core and read CPU times) run alone.
-TEST_WORKERS ?= 2
+## test: install, make sure redis-server and PostgreSQL exist, run every test (both backends) on
+## TEST_WORKERS processes (each starts its own Redis and PostgreSQL; tests/support/services.py gives
+## each its own ports, so a server a test restarts keeps its port)
+TEST_WORKERS ?= 3
 test: $(STAMP) services-bin
-	@rc=0; \
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS) || { c=$$?; [ $$c = 5 ] || rc=$$c; }; \
-	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS) || { c=$$?; [ $$c = 5 ] || rc=$$c; }; \
-	exit $$rc
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 services-bin:
 	@scripts/ensure-test-binaries.sh

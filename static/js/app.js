@@ -120,7 +120,11 @@ render.guard = async (ctx, view) => {
   document.title = `Vonix · ${location.pathname.split("/").filter(Boolean).map(decodeURIComponent).join(" · ") || "home"}`;
   document.getElementById("main").scrollTop = 0; // #main scrolls: a new screen starts at its top
   await view(ctx);
-  document.getElementById("main").focus({ preventScroll: true });
+  // The new screen takes the focus (keyboard and screen-reader users start there), unless the
+  // member is already in it: a composer can be typed into before its screen has finished loading
+  // (history, subscription), and moving the focus then sent their Enter nowhere.
+  const main = document.getElementById("main");
+  if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
 };
 
 route("/", landingView, { auth: false }); // signed out: the public home page (servers, events, posts)

@@ -4,9 +4,19 @@ sizes are saved to artifacts/screenshots/."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from tests.browser.conftest import DESKTOP, PHONE, eventually, make_users, new_page, screenshot, sign_in_with_form
+from tests.browser.conftest import (
+    DESKTOP,
+    PHONE,
+    assert_clean,
+    eventually,
+    make_users,
+    new_page,
+    screenshot,
+    sign_in_with_form,
+)
 from tests.support.accounts import PASSWORD
 from tests.support.appserver import AppServer
 
@@ -61,6 +71,34 @@ async def test_two_users_chat_live(browser: Any, web: AppServer) -> None:
     texts = await bob.locator(".msg .text").all_inner_texts()
     assert texts == ["hi @alice, want to build a farm?", "yes, by the river"]
     assert alice.errors == [] and bob.errors == []
+
+
+async def test_typing_while_the_conversation_still_loads_keeps_the_focus_and_sends(browser: Any,
+                                                                                  web: AppServer) -> None:
+    """The composer shows before the history has come; a member who starts typing then must not lose
+    the focus when the screen finishes loading (their Enter went nowhere: seen on a loaded CI)."""
+    await make_users(web, "alice")
+    alice = await new_page(browser, web.base_url, username="alice", viewport=PHONE)
+    history_asked = asyncio.Event()
+
+    async def slow_history(route: Any) -> None:
+        history_asked.set()
+        await asyncio.sleep(1.5)
+        await route.continue_()
+
+    await alice.route("**/api/channels/*/messages?*", slow_history)
+    await alice.goto("/rooms/general")
+    box = alice.get_by_role("textbox", name="Message # general")
+    await box.wait_for()
+    await asyncio.wait_for(history_asked.wait(), 10)
+    assert await alice.locator('.log[aria-busy="true"]').count() == 1  # still loading
+    await box.fill("typed before the history came")
+    await alice.locator('.log[aria-busy="false"]').wait_for(state="attached")
+    assert await box.evaluate("(el) => document.activeElement === el")
+    await alice.keyboard.press("Enter")
+    await alice.locator(".msg:not(.pending) .text", has_text="typed before the history came").wait_for()
+    assert await box.input_value() == ""
+    assert_clean(alice)
 
 
 async def test_screenshots_of_the_main_screens(browser: Any, web: AppServer) -> None:

@@ -103,7 +103,6 @@ async def replies(base_url: str, token: str) -> Counter[int]:
                    if m["from"] and m["from"]["username"] == "echo_bot")
 
 
-@pytest.mark.serial  # restarts a server on the same port: another worker could take it meanwhile
 @pytest.mark.slow
 async def test_echo_bot_answers_and_recovers_after_a_server_restart(stack: dict[str, Any]) -> None:
     first = await asyncio.to_thread(stack["serve"])

@@ -169,7 +169,6 @@ async def test_stale_entry_served_at_once_while_one_refresh_replaces_it(redis_cl
         await b.close()
 
 
-@pytest.mark.serial  # restarts a server on the same port: another worker could take it meanwhile
 async def test_redis_outage_keeps_l1_and_recovers_by_itself() -> None:
     server = RedisServer().start()
     clients_a = RedisClients(server.url, Metrics(), timeout=0.3, health_interval=0.1)

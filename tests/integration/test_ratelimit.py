@@ -147,7 +147,6 @@ async def test_post_action_limit_and_admin_report(backend: dict[str, Any]) -> No
         await assert_conforms(client, dropped, "DELETE", "/api/admin/cache")
 
 
-@pytest.mark.serial  # restarts a server on the same port: another worker could take it meanwhile
 async def test_redis_outage_fails_open_on_a_local_count(sqlite_template: Path, tmp_path: Path) -> None:
     redis = RedisServer().start()
     settings = make_settings(DATABASE_URL=fresh_sqlite_url(sqlite_template, tmp_path), REDIS_URL=redis.url,

@@ -11,8 +11,7 @@ from tests.conftest import TEMPLATE_DB, fresh_postgres_url, make_settings
 from tests.support.appserver import AppServer
 from tests.support.services import PostgresServer, RedisServer
 
-# serial: restarts servers on the same port, which another worker could take meanwhile
-pytestmark = [pytest.mark.slow, pytest.mark.serial]
+pytestmark = [pytest.mark.slow]
 
 
 async def _ready(server: AppServer) -> tuple[int, list[str]]:

@@ -227,7 +227,6 @@ async def test_sigterm_drains_with_1012_and_clients_recover_without_loss(
         staying.stop()
 
 
-@pytest.mark.serial  # restarts a server on the same port: another worker could take it meanwhile
 async def test_redis_outage_keeps_local_delivery_and_recovers(
     scaled_backend: dict[str, Any], tmp_path: Path
 ) -> None:

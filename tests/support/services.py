@@ -16,11 +16,43 @@ import tempfile
 import time
 from pathlib import Path
 
+# Ports for the servers tests start come from a block of their own per test process, outside the
+# kernel's ephemeral range. Why not port 0 (the kernel's pick): a test that stops a server and
+# starts it again on its port (an outage, a restart) needs that port to stay free meanwhile, and
+# with several workers any outgoing connection or `bind(0)` of another process could take a port
+# the kernel had just handed out. Nothing takes a port of this block but this process, which
+# hands each one out once per turn of the block.
+_BLOCKS = 8
+_next_port: dict[str, int] = {}
+
+
+def _port_block() -> range:
+    try:
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    start, end = (10000, low) if low - 10000 >= 8000 else (high + 1, 65536)
+    size = (end - start) // (_BLOCKS + 1)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw3"; "" outside xdist
+    index = int(worker[2:]) % _BLOCKS + 1 if worker[2:].isdigit() else 0
+    return range(start + index * size, start + (index + 1) * size)
+
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    block = _port_block()
+    key = f"{block.start}"
+    candidate = _next_port.get(key, block.start + os.getpid() % len(block))
+    for _ in range(len(block)):
+        port = block.start + (candidate - block.start) % len(block)
+        candidate = port + 1
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _next_port[key] = candidate
+        return port
+    raise RuntimeError(f"no free port in {block}")
 
 
 def wait_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:

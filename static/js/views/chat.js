@@ -107,8 +107,10 @@ export async function chatView(ctx) {
   const eventsByTarget = new Map(); // target offset -> event frames (offset order)
   const dialogs = new Set();
 
+  // aria-busy until the history, the outbox and the subscription are in: screen readers wait for
+  // the whole page instead of reading a half-loaded one.
   const log = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": `Messages in ${target.title}`,
-    tabindex: "0" });
+    tabindex: "0", "aria-busy": "true" });
   const older = h("button", { class: "btn secondary older", type: "button", hidden: true }, "Load older messages");
   log.append(older);
   const typingLine = h("p", { class: "typing", "aria-live": "polite" });
@@ -868,5 +870,8 @@ export async function chatView(ctx) {
     const el = byOffset.get(Number(ctx.hash.slice(1)));
     if (el) { el.classList.add("highlight"); el.scrollIntoView({ block: "center" }); }
   }
-  input.focus();
+  log.setAttribute("aria-busy", "false");
+  // Ready to type where a keyboard is at hand; on a touch screen focusing would pop the on-screen
+  // keyboard over half the conversation the member came to read.
+  if (matchMedia("(hover: hover) and (pointer: fine)").matches) input.focus();
 }
