@@ -1,5 +1,8 @@
 """Publish idempotency for ephemeral channels: a repeated (user, nonce) within 24 h returns the
 first offset and publishes nothing. Persisted channels get the same guarantee from the database.
+
+In Redis every call touches one key (`SET NX`, `GET`, `SET`), so Redis Cluster needs nothing more:
+each key goes to its own slot's node (a nonce holding braces only picks which slot that is).
 """
 
 from __future__ import annotations

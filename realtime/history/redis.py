@@ -1,7 +1,7 @@
 """Scaled-mode history: one Lua script assigns or orders the offset, appends and publishes.
 
-Keys per channel share the `{channel}` hash tag (one Redis Cluster slot; the batch script for
-committed messages derives the keys of several channels itself, so it needs one Redis primary):
+Keys per channel share the `{channel}` hash tag, so each channel's keys live in one Redis Cluster
+slot:
 - `{ch}:offset` last offset, `{ch}:epoch` epoch (re-created when Redis lost the history, so
   clients learn their gap cannot be filled from the hot window),
 - `{ch}:window` ZSET offset -> frame, trimmed to the newest `size`,
@@ -9,6 +9,14 @@ committed messages derives the keys of several channels itself, so it needs one 
   committed N and N+1 but N+1 reached Redis first); they are published as soon as N arrives, or
   after `stale_ms` if N never comes (its publisher died; the database still has it).
 All keys expire after `ttl` seconds without traffic.
+
+On a single Redis the scripts PUBLISH on `prefix + channel`, and the batch script for committed
+messages derives each channel's key names itself (the Python side would otherwise encode four key
+names per message). On Redis Cluster (a `RedisCluster` client) every key a script touches is passed
+in KEYS, a committed batch is split into one script call per slot (one pipeline, so one round
+trip per node), and the scripts SPUBLISH on the shard channel `prefix + "{" + channel + "}"`
+(`shard_topic`), which hashes to the slot of the channel's keys: the message is published by the
+node that stored it, to the shard the sharded broker listens on.
 """
 
 from __future__ import annotations
@@ -19,10 +27,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError
 
 from realtime.history.base import FrameParts, Published, envelope
 
-# KEYS: offset, epoch, window, pending ; ARGV: head, middle, tail, size, ttl, channel, new_epoch, ts
+# KEYS: offset, epoch, window, pending ; ARGV: head, middle, tail, size, ttl, topic, new_epoch, ts
 _ASSIGN = """
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
@@ -36,23 +47,19 @@ redis.call('ZADD', KEYS[3], offset, frame)
 redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[4]) + 1))
 local ttl = tonumber(ARGV[5])
 redis.call('EXPIRE', KEYS[1], ttl); redis.call('EXPIRE', KEYS[2], ttl); redis.call('EXPIRE', KEYS[3], ttl)
-redis.call('PUBLISH', ARGV[6], offset .. ' ' .. ARGV[8] .. '\\n' .. frame)
+redis.call('%(publish)s', ARGV[6], offset .. ' ' .. ARGV[8] .. '\\n' .. frame)
 return {offset, epoch}
 """
 
-# ARGV: prefix, size, ttl, now_ms, stale_ms, ts, then per message: channel, offset, epoch, frame.
-# One call per committed batch: the keys are derived here from the channel (the Python side
-# would otherwise encode four key names and five constants per message).
-_ORDERED_BATCH = """
+# ARGV: prefix, size, ttl, now_ms, stale_ms, ts, then per message: channel (or topic), offset,
+# epoch, frame. `order` places one committed message in its channel; a driver below calls it.
+_ORDER = """
 local prefix, size, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now, stale, ts = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-local function order(channel, offset, epoch, frame)
-  local base = prefix .. 'h:{' .. channel .. '}:'
-  local k_offset, k_epoch, k_window, k_pending = base .. 'offset', base .. 'epoch', base .. 'window', base .. 'pending'
-  local topic = prefix .. channel
+local function order(k_offset, k_epoch, k_window, k_pending, topic, offset, epoch, frame)
   local function emit(off, payload, sent)
     redis.call('ZADD', k_window, off, payload)
-    redis.call('PUBLISH', topic, off .. ' ' .. sent .. '\\n' .. payload)
+    redis.call('%(publish)s', topic, off .. ' ' .. sent .. '\\n' .. payload)
     redis.call('SET', k_offset, off)
   end
   redis.call('SET', k_epoch, epoch)
@@ -87,12 +94,28 @@ local function order(channel, offset, epoch, frame)
   redis.call('EXPIRE', k_offset, ttl); redis.call('EXPIRE', k_epoch, ttl)
   redis.call('EXPIRE', k_window, ttl); redis.call('EXPIRE', k_pending, ttl)
 end
+"""
+
+# Single Redis: no KEYS; the key names are derived from each message's channel (as in `_keys`).
+_ORDERED_BATCH = _ORDER % {"publish": "PUBLISH"} + """
 for i = 7, #ARGV, 4 do
-  order(ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3])
+  local base = prefix .. 'h:{' .. ARGV[i] .. '}:'
+  order(base .. 'offset', base .. 'epoch', base .. 'window', base .. 'pending', prefix .. ARGV[i],
+        tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3])
 end
 return 1
 """
 
+# Redis Cluster: KEYS are the four keys of each message in order (all in one slot); each
+# message's first ARGV is its shard channel.
+_ORDERED_BATCH_DECLARED = _ORDER % {"publish": "SPUBLISH"} + """
+for i = 7, #ARGV, 4 do
+  local k = i - 7
+  order(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[i],
+        tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3])
+end
+return 1
+"""
 # KEYS: epoch ; ARGV: new_epoch, ttl
 _POSITION_EPOCH = """
 local epoch = redis.call('GET', KEYS[1])
@@ -104,16 +127,29 @@ return epoch
 """
 
 
+def shard_topic(prefix: str, channel: str) -> str:
+    """The shard channel a cluster-mode script publishes `channel` on: in the slot of its keys."""
+    return f"{prefix}{{{channel}}}"
+
+
+def check_prefix(prefix: str) -> str:
+    """A brace in the prefix would become the hash tag of every key (see the module docstring)."""
+    if "{" in prefix or "}" in prefix:
+        raise ValueError(f"Redis key prefix {prefix!r} must not contain '{{' or '}}' (Redis Cluster hash tags)")
+    return prefix
+
+
 class RedisHistory:
-    def __init__(self, client: aioredis.Redis, *, size: int = 1000, ttl: int = 86400, prefix: str = "vonix:",
-                 stale_ms: int = 2000) -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster, *, size: int = 1000, ttl: int = 86400,
+                 prefix: str = "vonix:", stale_ms: int = 2000) -> None:
         self.client = client
         self.size = size
         self.ttl = ttl
-        self.prefix = prefix
+        self.prefix = check_prefix(prefix)
         self.stale_ms = stale_ms
-        self._assign = client.register_script(_ASSIGN)
-        self._ordered = client.register_script(_ORDERED_BATCH)
+        self.cluster = isinstance(client, RedisCluster)
+        self._assign = client.register_script(_ASSIGN % {"publish": "SPUBLISH" if self.cluster else "PUBLISH"})
+        self._ordered = client.register_script(_ORDERED_BATCH_DECLARED if self.cluster else _ORDERED_BATCH)
         self._epoch = client.register_script(_POSITION_EPOCH)
 
     def _keys(self, channel: str) -> list[str]:
@@ -122,9 +158,13 @@ class RedisHistory:
         base = f"{self.prefix}h:{{{channel}}}"
         return [f"{base}:offset", f"{base}:epoch", f"{base}:window", f"{base}:pending"]
 
+    def topic(self, channel: str) -> str:
+        """Where the scripts publish `channel`: its shard channel on a cluster, else prefix + channel."""
+        return shard_topic(self.prefix, channel) if self.cluster else self.prefix + channel
+
     async def publish(self, channel: str, parts: FrameParts) -> Published:
         result: Any = await self._assign(keys=self._keys(channel), args=[
-            parts.head, parts.middle, parts.tail, self.size, self.ttl, self.prefix + channel,
+            parts.head, parts.middle, parts.tail, self.size, self.ttl, self.topic(channel),
             secrets.token_hex(4), b"%.6f" % time.time()])
         value = result[1]
         return Published(int(result[0]), value.decode() if isinstance(value, bytes) else str(value))
@@ -132,17 +172,49 @@ class RedisHistory:
     async def publish_stored(self, stored: Sequence[tuple[str, FrameParts, int, str]]) -> None:
         """One script call for a committed batch; the script orders each message in its channel.
 
-        A script Redis does not know (restarted, flushed) is loaded and run again by redis-py's
-        `Script`; running part of a batch twice is harmless: the script skips offsets it has seen.
+        A script Redis does not know (restarted, flushed) is loaded and run again (by redis-py's
+        `Script`, or on a cluster by `_publish_stored_by_slot`); running part of a batch twice is
+        harmless: the script skips offsets it has seen.
         """
         now = time.time()
-        args: list[Any] = [self.prefix, self.size, self.ttl, int(now * 1000), self.stale_ms, b"%.6f" % now]
+        head: list[Any] = [self.prefix, self.size, self.ttl, int(now * 1000), self.stale_ms, b"%.6f" % now]
+        if self.cluster:
+            await self._publish_stored_by_slot(stored, head)
+            return
+        args = list(head)
         for channel, parts, offset, epoch in stored:
             args += (channel, offset, epoch, parts.build(offset, epoch))
         await self._ordered(keys=(), args=args)
 
+    async def _publish_stored_by_slot(self, stored: Sequence[tuple[str, FrameParts, int, str]],
+                                      head: list[Any]) -> None:
+        """Cluster: one script call per slot, with its messages' keys declared, in one pipeline
+        (redis-py sends each node its calls at once). A message keeps its place among the others
+        of its channel, which share its slot."""
+        calls: dict[int, tuple[list[str], list[Any]]] = {}
+        for channel, parts, offset, epoch in stored:
+            keys = self._keys(channel)
+            slot_keys, slot_args = calls.setdefault(key_slot(keys[0].encode()), ([], list(head)))
+            slot_keys += keys
+            slot_args += (self.topic(channel), offset, epoch, parts.build(offset, epoch))
+        for attempt in range(2):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for keys, args in calls.values():
+                    pipe.evalsha(self._ordered.sha, len(keys), *keys, *args)
+                try:
+                    await pipe.execute()
+                    return
+                except NoScriptError:
+                    if attempt:
+                        raise
+            self._ordered.sha = await self.client.script_load(self._ordered.script)
+
     async def publish_control(self, channel: str, frame: bytes) -> None:
-        await self.client.publish(self.prefix + channel, envelope(None, time.time(), frame))
+        payload = envelope(None, time.time(), frame)
+        if self.cluster:
+            await self.client.spublish(self.topic(channel), payload)
+        else:
+            await self.client.publish(self.topic(channel), payload)
 
     async def recover(self, channel: str, since: int, limit: int) -> list[tuple[int, bytes]] | None:
         return (await self.recover_many([(channel, since, limit)]))[0]

@@ -1,7 +1,7 @@
 """Presence in Redis, shared by every replica; all multi-key updates are Lua scripts.
 
 Per channel, four keys share the `{channel}` hash tag, so each script touches one hash slot
-(Redis Cluster would accept them):
+(Redis Cluster runs it on the node owning the channel, beside the channel's history):
 - `presence:{ch}:exp`   ZSET conn_id -> expiry (the replica's clock + ttl)
 - `presence:{ch}:conn`  HASH conn_id -> user_id
 - `presence:{ch}:count` HASH user_id -> entries not yet removed; 0 -> 1 is a join, 1 -> 0 a leave
@@ -18,6 +18,10 @@ counted and added in one script; the key's own TTL collects users who left no re
 
 Scripts are loaded once (`register_script`); pipelines call EVALSHA directly (redis-py would
 otherwise ask SCRIPT EXISTS before every pipeline) and reload once on NOSCRIPT after a restart.
+
+Every script declares all its keys, and pipelines are never transactions, so the same code runs on
+Redis Cluster (a `RedisCluster` client splits each pipeline by node); the prefix may not contain
+braces, which would replace the hash tags.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError
+from redis.exceptions import NoScriptError, ReadOnlyError, RedisClusterUnreachableError, SlotNotCoveredError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from realtime.logs import get_logger
@@ -111,8 +116,10 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
-# Failures that mean "Redis is not reachable right now", not a bug in a script.
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
+# Failures that mean "Redis is not reachable right now", not a bug in a script (the last two: a
+# cluster with no reachable node, or a slot whose master is gone and not yet replaced).
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError,
+                RedisClusterUnreachableError, SlotNotCoveredError)
 
 
 def _text(value: bytes | str) -> str:
@@ -122,7 +129,7 @@ def _text(value: bytes | str) -> str:
 class RedisPresence:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: aioredis.Redis | RedisCluster,
         *,
         ttl: float = DEFAULT_TTL,
         prefix: str = "vonix:",
@@ -131,6 +138,8 @@ class RedisPresence:
     ) -> None:
         self.redis = redis
         self.ttl = ttl
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(f"Redis key prefix {prefix!r} must not contain '{{' or '}}' (Redis Cluster hash tags)")
         self.prefix = prefix
         self.clock: Clock = clock or time.time
         self.batch = batch

@@ -15,6 +15,15 @@ invalidations it could not deliver, so it recovers by itself.
 
 When Redis fails a call, the level is skipped for `RETRY_AFTER` seconds (and while the health ping
 says Redis is down): no request waits on a dead Redis more than once per second.
+
+Redis Cluster: an entry's tags link it to other entries with other tags (a session entry carries
+`session:S` and `user:U`), so no partition of entries and tag sets keeps every store and
+invalidation in one slot except one slot for the whole level: under cluster mode the prefix is
+`vonix:{cache}:`, and the L2 lives on one shard (its load is what L1 misses, not every read). The
+invalidate script then may not delete keys it read from a tag set (undeclared keys):
+`INVALIDATE_DECLARED` takes the members as KEYS and, when a set holds a member it was not given (a
+store came between), changes nothing and names the missing ones; the call is repeated with them.
+A single Redis keeps the original names and scripts.
 """
 
 from __future__ import annotations
@@ -27,15 +36,18 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from server.cache.backend import Fetched, Invalidation
-from server.infra.redis import RedisClients
+from server.infra.redis import UNAVAILABLE, RedisClients
 from server.observability.logging import get_logger
 
 log = get_logger("vonix.cache")
 
 CHANNEL = "vonix:_sys:cache"
+PREFIX = "vonix:cache:"
+CLUSTER_PREFIX = "vonix:{cache}:"  # one hash tag: the whole level in one cluster slot
+DECLARE_ROUNDS = 5  # invalidation attempts while stores keep adding members to the tag sets
 RETRY_AFTER = 1.0
 VERSION_TTL = 600.0
 MAX_PENDING = 1000
@@ -83,6 +95,38 @@ end
 return removed
 """
 
+# Cluster: KEYS as INVALIDATE, then the tag sets' members as the caller last read them. ARGV: n, m,
+# version ttl ms. -> {1, removed} done; {0, {member...}} nothing changed, members not declared.
+INVALIDATE_DECLARED = """
+local n = tonumber(ARGV[1])
+local m = tonumber(ARGV[2])
+local first = 2 * n + 2 * m
+local declared = {}
+for i = first + 1, #KEYS do declared[KEYS[i]] = true end
+local missing = {}
+for j = 1, m do
+  for _, member in ipairs(redis.call('SMEMBERS', KEYS[2 * n + j])) do
+    if not declared[member] then missing[#missing + 1] = member end
+  end
+end
+if #missing > 0 then return {0, missing} end
+local t = redis.call('TIME')
+local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local removed = 0
+for i = 1, n do
+  removed = removed + redis.call('DEL', KEYS[i])
+  redis.call('SET', KEYS[n + i], now, 'PX', ARGV[3])
+end
+for i = first + 1, #KEYS do
+  removed = removed + redis.call('DEL', KEYS[i])
+end
+for j = 1, m do
+  redis.call('DEL', KEYS[2 * n + j])
+  redis.call('SET', KEYS[2 * n + m + j], now, 'PX', ARGV[3])
+end
+return {1, removed}
+"""
+
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
@@ -91,15 +135,16 @@ def _glob_escape(text: str) -> str:
 class RedisShared:
     name = "redis"
 
-    def __init__(self, redis: RedisClients, *, prefix: str = "vonix:cache:", channel: str = CHANNEL,
+    def __init__(self, redis: RedisClients, *, prefix: str | None = None, channel: str = CHANNEL,
                  metrics: Any = None) -> None:
         self.redis = redis
-        self.prefix = prefix
+        self.cluster = bool(getattr(redis, "cluster", False))
+        self.prefix = _checked_prefix(prefix or (CLUSTER_PREFIX if self.cluster else PREFIX), self.cluster)
         self.channel = channel
         self.origin = uuid.uuid4().hex  # per cache object: two replicas may share one instance id in tests
         self._fetch = redis.commands.register_script(FETCH)
         self._store = redis.commands.register_script(STORE)
-        self._invalidate = redis.commands.register_script(INVALIDATE)
+        self._invalidate = redis.commands.register_script(INVALIDATE_DECLARED if self.cluster else INVALIDATE)
         self._subscribed = False
         self._suspect = False  # the health ping failed while subscribed: resubscribe once it is back
         self._down_until = 0.0
@@ -150,7 +195,7 @@ class RedisShared:
             return Fetched(None, None)
         try:
             payload, token = await self._fetch(keys=[self.prefix + "k:" + key])
-        except (RedisError, OSError) as exc:
+        except UNAVAILABLE as exc:
             self._failed("fetch", exc)
             return Fetched(None, None)
         return Fetched(payload, int(token))
@@ -162,7 +207,7 @@ class RedisShared:
         keys = [p + "k:" + key, p + "v:k:" + key, *(p + "v:t:" + t for t in tags), *(p + "t:" + t for t in tags)]
         try:
             stored = await self._store(keys=keys, args=[token, payload, max(1, int(ttl * 1000)), 1 + len(tags)])
-        except (RedisError, OSError) as exc:
+        except UNAVAILABLE as exc:
             self._failed("store", exc)
             return None
         return bool(stored)
@@ -174,7 +219,7 @@ class RedisShared:
         try:
             await self._apply(invalidation)
             await self.redis.publisher.publish(self.channel, invalidation.encode(self.origin))
-        except (RedisError, OSError) as exc:
+        except UNAVAILABLE as exc:
             self._failed("invalidate", exc)
             self._queue(invalidation)
 
@@ -182,16 +227,40 @@ class RedisShared:
         p = self.prefix
         keys, tags = invalidation.keys, invalidation.tags
         if keys or tags:
-            await self._invalidate(
-                keys=[*(p + "k:" + k for k in keys), *(p + "v:k:" + k for k in keys),
-                      *(p + "t:" + t for t in tags), *(p + "v:t:" + t for t in tags)],
-                args=[len(keys), len(tags), int(VERSION_TTL * 1000)])
+            names = [*(p + "k:" + k for k in keys), *(p + "v:k:" + k for k in keys),
+                     *(p + "t:" + t for t in tags), *(p + "v:t:" + t for t in tags)]
+            args = [len(keys), len(tags), int(VERSION_TTL * 1000)]
+            if self.cluster:
+                await self._invalidate_declared(names, args)
+            else:
+                await self._invalidate(keys=names, args=args)
         for prefix in invalidation.prefixes:
             pattern = p + "k:" + _glob_escape(prefix) + "*"
             async for batch in self._scan(pattern):
                 await self.redis.commands.unlink(*batch)
 
+    async def _invalidate_declared(self, names: list[str], args: list[int]) -> None:
+        """Cluster: repeat the script with the members it reports until it finds none undeclared
+        (a tag whose set holds entries takes two calls: the first only reads the sets)."""
+        members: list[bytes] = []
+        for _ in range(DECLARE_ROUNDS):
+            done, found = await self._invalidate(keys=[*names, *members], args=args)
+            if done:
+                return
+            members += found
+        raise ResponseError(f"cache tag sets kept gaining members for {DECLARE_ROUNDS} rounds")
+
     async def _scan(self, pattern: str) -> Any:
+        if self.cluster:  # one SCAN per primary, each to its end (redis-py keeps the cursors)
+            batch: list[Any] = []
+            async for name in self.redis.commands.scan_iter(match=pattern, count=500):
+                batch.append(name)
+                if len(batch) >= 500:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+            return
         cursor = 0
         while True:
             cursor, found = await self.redis.commands.scan(cursor, match=pattern, count=500)
@@ -212,7 +281,7 @@ class RedisShared:
             try:
                 await self._apply(invalidation)
                 await self.redis.publisher.publish(self.channel, invalidation.encode(self.origin))
-            except (RedisError, OSError) as exc:
+            except UNAVAILABLE as exc:
                 self._failed("replay", exc)
                 self._pending = pending[number:] + self._pending
                 return
@@ -260,6 +329,13 @@ class RedisShared:
                     await asyncio.wait_for(pubsub.aclose(), timeout=1.0)
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)
+
+
+def _checked_prefix(prefix: str, cluster: bool) -> str:
+    """On a cluster every key of the level must carry the prefix's one hash tag."""
+    if cluster and (prefix.count("{") != 1 or prefix.count("}") != 1 or prefix.index("{") > prefix.index("}") - 2):
+        raise ValueError(f"cache prefix {prefix!r} needs exactly one non-empty hash tag on Redis Cluster")
+    return prefix
 
 
 class _Resubscribe(Exception):

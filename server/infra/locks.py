@@ -10,6 +10,11 @@ and `RedisLock` (`SET NX PX` plus compare-and-delete / compare-and-expire script
 sharing a Redis. `make_lock` picks one by whether Redis is configured. When Redis is unreachable
 the Redis lock answers None instead of waiting: the clients' short timeouts bound every call, and
 skipping one run is always safer than two replicas running it together.
+
+Every Redis call and script touches the one key of its lock, so Redis Cluster needs no hash tags:
+the call goes to the node owning that key. (A lock is as safe as that node: when its master fails
+before the replica received the key, a second replica may take the lock once; the TTL-bounded
+jobs it guards tolerate a rare overlap, as the `held` docstring says.)
 """
 
 from __future__ import annotations
@@ -21,9 +26,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from redis.exceptions import RedisError
-
-from server.infra.redis import RedisClients
+from server.infra.redis import UNAVAILABLE, RedisClients
 from server.observability.logging import get_logger
 
 log = get_logger("vonix.locks")
@@ -113,7 +116,7 @@ class RedisLock:
         token = _token()
         try:
             taken = await self._client.set(KEY_PREFIX + key, token, nx=True, px=_ms(ttl))
-        except (RedisError, OSError, TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             log.warning("lock_unavailable", key=key, error=f"{exc.__class__.__name__}: {exc}")
             return None
         return token if taken else None
@@ -121,7 +124,7 @@ class RedisLock:
     async def release(self, key: str, token: str) -> bool:
         try:
             return bool(await self._release(keys=[KEY_PREFIX + key], args=[token]))
-        except (RedisError, OSError, TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             # The key expires by itself; the next holder only waits out the TTL.
             log.warning("lock_release_failed", key=key, error=f"{exc.__class__.__name__}: {exc}")
             return False
@@ -129,7 +132,7 @@ class RedisLock:
     async def extend(self, key: str, token: str, ttl: float) -> bool:
         try:
             return bool(await self._extend(keys=[KEY_PREFIX + key], args=[token, _ms(ttl)]))
-        except (RedisError, OSError, TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             log.warning("lock_extend_failed", key=key, error=f"{exc.__class__.__name__}: {exc}")
             return False
 

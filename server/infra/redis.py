@@ -10,6 +10,15 @@ hangs; a background ping every `REDIS_HEALTH_INTERVAL` seconds keeps `healthy` c
 it as `vonix_redis_up`. Components read `healthy` to degrade to local-only behaviour where that is
 safe (the cache serves L1, the broker delivers on this replica only) and fail closed where it is
 not (authentication rate limits). The pools reconnect by themselves once Redis returns.
+
+Redis Cluster (`cluster=True`, `REDIS_CLUSTER`): *commands* and *publisher* are
+`RedisCluster` clients built from the same URL (any node; the others are discovered and MOVED/ASK
+are followed), with the same timeouts and retry; a command's keys pick its node, so every
+multi-key operation of the components keeps its keys in one hash slot (each component's
+docstring says how). *subscriber* stays a plain client of the URL's node: the sharded broker
+opens its own per-shard connections from its settings, the cache listener's classic SUBSCRIBE
+hears every node's PUBLISH. The health ping asks every primary: a shard without its master cannot
+serve its slots, so the store is not healthy until a replica took over.
 """
 
 from __future__ import annotations
@@ -19,14 +28,34 @@ import contextlib
 import time
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterUnreachableError, RedisError, SlotNotCoveredError
 
 from server.observability.logging import get_logger
 from server.observability.metrics import Metrics
 
 log = get_logger("vonix.redis")
+
+# What "Redis cannot answer now" looks like on either kind of client. The cluster client raises
+# two outage errors outside `RedisError` (no node reachable, a slot without a master); catching
+# them lets a component degrade exactly as on a single Redis. Other `RedisClusterException`s
+# (keys of one command in several slots) are bugs and must stay loud.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    RedisError, OSError, TimeoutError, RedisClusterUnreachableError, SlotNotCoveredError)
+
+# A client of either kind: both speak the same command API to the components.
+Client = aioredis.Redis | RedisCluster
+
+
+def reject_braces(prefix: str) -> str:
+    """A key prefix must not carry `{` or `}`: Redis Cluster hashes a key by its first `{...}`,
+    so a brace in the prefix would replace the hash tags the components put after it (and with
+    them the one-slot guarantee of every multi-key script)."""
+    if "{" in prefix or "}" in prefix:
+        raise ValueError(f"Redis key prefix {prefix!r} must not contain '{{' or '}}' (Redis Cluster hash tags)")
+    return prefix
 
 
 class RedisClients:
@@ -40,12 +69,20 @@ class RedisClients:
         timeout: float = 1.0,
         health_interval: float = 5.0,
         pool_size: int = 50,
+        cluster: bool = False,
     ) -> None:
         self.url = url
         self.timeout = timeout
         self.health_interval = health_interval
-        self.commands = self._client(url, pool_size, timeout, "commands")
-        self.publisher = self._client(url, max(4, pool_size // 4), timeout, "publisher")
+        self.cluster = cluster
+        self.commands: Client
+        self.publisher: Client
+        if cluster:
+            self.commands = self._cluster_client(url, pool_size, timeout, "commands")
+            self.publisher = self._cluster_client(url, max(4, pool_size // 4), timeout, "publisher")
+        else:
+            self.commands = self._client(url, pool_size, timeout, "commands")
+            self.publisher = self._client(url, max(4, pool_size // 4), timeout, "publisher")
         # The subscriber blocks on reads for as long as no message arrives: no read timeout.
         self.subscriber = self._client(url, 4, None, "subscriber")
         self.healthy = False
@@ -75,6 +112,24 @@ class RedisClients:
         )
         return aioredis.Redis(connection_pool=pool)
 
+    @staticmethod
+    def _cluster_client(url: str, size: int, timeout: float, name: str) -> RedisCluster:
+        """The cluster twin of `_client`. Its pools are per node and do not queue: past `size`
+        connections to one node a call fails at once (MaxConnectionsError, a ConnectionError)
+        instead of waiting up to `timeout` for a free one, so each node gets twice the single
+        pool's size; the components degrade on that error as on any other outage."""
+        return RedisCluster.from_url(
+            url,
+            max_connections=2 * size,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
+            client_name=f"vonix-{name}",
+            # One retry, as on a single Redis; on a connection error the client also refreshes
+            # the slot map first, so the retry reaches a promoted replica.
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
+        )
+
     async def start(self) -> None:
         await self.check()
         self._task = asyncio.create_task(self._health_loop(), name="redis-health")
@@ -88,21 +143,29 @@ class RedisClients:
             # Bounded: a connection stuck after an outage must not hold up a shutdown.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.aclose(), timeout=2.0)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.connection_pool.disconnect(), timeout=2.0)
+            if isinstance(client, aioredis.Redis):  # a cluster client's aclose closes every node
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.connection_pool.disconnect(), timeout=2.0)
 
     async def check(self) -> bool:
         """Ping once now; update health, metric and log a line on each change."""
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(self.commands.ping(), timeout=self.timeout)
-        except (RedisError, OSError, TimeoutError) as exc:
+            await asyncio.wait_for(self._ping_all(), timeout=self.timeout)
+        except UNAVAILABLE as exc:
             self._set(False, f"{exc.__class__.__name__}: {exc}".strip(": "))
             return False
         self.last_ping_seconds = time.perf_counter() - started
         self._ping.observe(self.last_ping_seconds)
         self._set(True, None)
         return True
+
+    async def _ping_all(self) -> None:
+        if isinstance(self.commands, RedisCluster):
+            # Primaries only: a lost replica serves no slot, a lost master stops its slots.
+            await self.commands.ping(target_nodes=RedisCluster.PRIMARIES)
+        else:
+            await self.commands.ping()
 
     def _set(self, healthy: bool, error: str | None) -> None:
         if healthy != self.healthy:

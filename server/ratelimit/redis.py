@@ -8,17 +8,23 @@ rule and a sorted set of limited keys per five-minute bucket, kept an hour).
 When Redis is unreachable (the health ping says so, or a call just failed: then Redis is skipped
 for a second), a rule with `fail_open` counts on this replica's `MemoryLimiter` (each replica then
 allows the limit on its own); a rule without it refuses with a one-second `Retry-After`.
+
+Redis Cluster: a script's three keys must share a slot, but the analytics keys are shared by every
+limited key. So in cluster mode the counts are split into `CLUSTER_PARTITIONS` partitions, each
+with its own analytics keys, and a limited key's state lives in its partition's slot (hash tag
+`{rl.<n>}`, n from a CRC of rule and key): `vonix:rl:{rl.7}:<rule>|<key>`, `vonix:rl:{rl.7}:stats:<bucket>`,
+`vonix:rl:{rl.7}:top:<bucket>`. The partitions spread the limits over the shards; the admin snapshot
+reads them all. A single Redis keeps the original key names (one partition, no tag).
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from collections import Counter
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from server.infra.redis import RedisClients
+from server.infra.redis import UNAVAILABLE, RedisClients, reject_braces
 from server.observability.logging import get_logger
 from server.ratelimit.analytics import BUCKET_SECONDS, BUCKETS, LocalAnalytics
 from server.ratelimit.memory import Decision, MemoryLimiter
@@ -26,6 +32,7 @@ from server.ratelimit.rules import Rule
 
 log = get_logger("vonix.ratelimit")
 RETRY_AFTER = 1.0
+CLUSTER_PARTITIONS = 16
 
 _CLOCK = """
 local t = redis.call('TIME')
@@ -119,22 +126,28 @@ class RedisCounts:
 
     def __init__(self, redis: RedisClients, *, prefix: str = "vonix:rl:", clock: Any = time.time) -> None:
         self.redis = redis
-        self.prefix = prefix
+        self.prefix = reject_braces(prefix)
         self.clock = clock
+        # "" on a single Redis (the original names), one hash tag per partition on a cluster.
+        self._tags = ([f"{{rl.{n}}}:" for n in range(CLUSTER_PARTITIONS)]
+                      if getattr(redis, "cluster", False) else [""])
         self.fallback = MemoryLimiter()
         self.local = LocalAnalytics(clock)  # decisions taken while Redis was unreachable
         self._window = redis.commands.register_script(SLIDING_WINDOW)
         self._bucket = redis.commands.register_script(TOKEN_BUCKET)
         self._down_until = 0.0
 
-    def _analytics_keys(self) -> tuple[str, str]:
+    def _keys(self, rule: str, key: str) -> list[str]:
+        """State, stats and top keys of one decision: in one slot (the partition's tag) on a cluster."""
+        name = f"{rule}|{key}"
+        tags = self._tags
+        base = self.prefix + (tags[zlib.crc32(name.encode()) % len(tags)] if len(tags) > 1 else tags[0])
         bucket = int(self.clock() // BUCKET_SECONDS)
-        return f"{self.prefix}stats:{bucket}", f"{self.prefix}top:{bucket}"
+        return [base + name, f"{base}stats:{bucket}", f"{base}top:{bucket}"]
 
     async def hit(self, rule: Rule, key: str, cost: int = 1) -> Decision:
         if self.redis.healthy and time.monotonic() >= self._down_until:
-            stats, top = self._analytics_keys()
-            keys = [f"{self.prefix}{rule.name}|{key}", stats, top]
+            keys = self._keys(rule.name, key)
             ttl = BUCKET_SECONDS * (BUCKETS + 1)
             try:
                 if rule.burst is None:
@@ -143,7 +156,7 @@ class RedisCounts:
                 else:
                     reply = await self._bucket(keys=keys, args=[rule.rate / 1000, rule.burst, cost, rule.name,
                                                                 key, ttl])
-            except (RedisError, OSError) as exc:
+            except UNAVAILABLE as exc:
                 if time.monotonic() >= self._down_until:
                     log.warning("ratelimit_redis_failed", error=exc.__class__.__name__)
                 self._down_until = time.monotonic() + RETRY_AFTER
@@ -168,11 +181,12 @@ class RedisCounts:
         newest = int(self.clock() // BUCKET_SECONDS)
         try:
             async with self.redis.commands.pipeline(transaction=False) as pipe:
-                for number in range(newest - BUCKETS + 1, newest + 1):
-                    pipe.hgetall(f"{self.prefix}stats:{number}")
-                    pipe.zrevrange(f"{self.prefix}top:{number}", 0, 99, withscores=True)
+                for tag in self._tags:
+                    for number in range(newest - BUCKETS + 1, newest + 1):
+                        pipe.hgetall(f"{self.prefix}{tag}stats:{number}")
+                        pipe.zrevrange(f"{self.prefix}{tag}top:{number}", 0, 99, withscores=True)
                 replies = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except UNAVAILABLE as exc:
             log.warning("ratelimit_analytics_failed", error=exc.__class__.__name__)
             return counts, limited
         for stats, top in zip(replies[::2], replies[1::2], strict=True):

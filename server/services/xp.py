@@ -11,6 +11,8 @@ level-up is a live event on the member's own channel.
 
 The leaderboard (all-time and this ISO week) is a pair of Redis sorted sets in scaled mode,
 rebuilt from the table whenever Redis has lost them; in embedded mode the database answers.
+Each Redis command names one set (the update pipeline is no transaction, the rebuild's transaction
+holds one key), so the same calls work on Redis Cluster.
 """
 
 from __future__ import annotations
