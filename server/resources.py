@@ -116,6 +116,7 @@ class Resources:
                 timeout=settings.redis_timeout,
                 health_interval=settings.redis_health_interval,
                 pool_size=settings.redis_pool_size,
+                cluster=settings.redis_cluster,
             )
         lifecycle = Lifecycle()
         health = HealthChecks(db, redis, lifecycle)

@@ -11,6 +11,7 @@ import secrets
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -77,6 +78,7 @@ class Settings(BaseSettings):
     redis_timeout: float = Field(default=1.0, gt=0, validation_alias="REDIS_TIMEOUT")
     redis_health_interval: float = Field(default=5.0, gt=0, validation_alias="REDIS_HEALTH_INTERVAL")
     redis_pool_size: int = Field(default=50, ge=2, validation_alias="REDIS_POOL_SIZE")
+    redis_cluster: bool = Field(default=False, validation_alias="REDIS_CLUSTER")
 
     trusted_proxies: CommaList = Field(default_factory=lambda: ["127.0.0.1", "::1"],
                                        validation_alias="TRUSTED_PROXIES")
@@ -358,6 +360,20 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @model_validator(mode="after")
+    def _redis_cluster_rules(self) -> Settings:
+        """Refused at start, not on the first command: a cluster client takes no database number
+        and no unix socket, and without REDIS_URL there is nothing to discover the cluster from."""
+        if self.redis_cluster:
+            if self.redis_url is None:
+                raise ValueError("REDIS_CLUSTER=true needs REDIS_URL (any node of the cluster)")
+            parsed = urlsplit(self.redis_url)
+            if parsed.scheme not in ("redis", "rediss"):
+                raise ValueError("REDIS_URL: a Redis Cluster is reached over redis:// or rediss://")
+            if parsed.path.strip("/") not in ("", "0"):
+                raise ValueError("REDIS_URL: a Redis Cluster has only database 0")
+        return self
 
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:

@@ -35,11 +35,16 @@ class Broker(Protocol):
 
 
 def create_broker(redis: Any | None, *, prefix: str = "vonix:", metrics: Any = None) -> Broker:
-    """Pick the backend: Redis pub/sub when a Redis client bundle is given, else in-process."""
+    """Pick the backend: Redis pub/sub when a Redis client bundle is given (sharded pub/sub on a
+    Redis Cluster), else in-process."""
     if redis is None:
         from realtime.broker.memory import MemoryBroker
 
         return MemoryBroker()
+    if getattr(redis, "cluster", False):
+        from realtime.broker.cluster import ClusterBroker
+
+        return ClusterBroker(redis.publisher, redis.subscriber, prefix=prefix, metrics=metrics)
     from realtime.broker.redis import RedisBroker
 
     return RedisBroker(redis.publisher, redis.subscriber, prefix=prefix, metrics=metrics)

@@ -38,9 +38,15 @@ class SubscriberError(ConnectionError):
 class SubscriberProtocol(asyncio.Protocol):
     """Parses pushes as they arrive; `lost` resolves when the connection ends for any reason."""
 
-    def __init__(self, deliver: Deliver, confirm: Confirm) -> None:
+    def __init__(self, deliver: Deliver, confirm: Confirm, *, dropped: Confirm | None = None,
+                 refused: Callable[[Any], None] | None = None) -> None:
         self.deliver = deliver
         self.confirm = confirm
+        # Sharded pub/sub (Redis Cluster): `dropped(channel)` when the server ends a shard
+        # subscription itself (its slot moved to another node), `refused(error)` for an error reply
+        # nobody waits for (an SSUBSCRIBE sent to a node that no longer owns the slot: MOVED).
+        self.dropped = dropped
+        self.refused = refused
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.reads = 0  # data_received calls: the quiet-line PING looks for progress
@@ -66,14 +72,17 @@ class SubscriberProtocol(asyncio.Protocol):
                 break
             if type(reply) is list:
                 kind = reply[0]
-                if kind == b"message":
+                if kind == b"message" or kind == b"smessage":
                     try:
                         deliver(reply[1], reply[2])
                     except Exception:  # one bad message must not cost the others their delivery
                         log.exception("broker_delivery_failed")
                     continue
-                if kind == b"subscribe":
+                if kind == b"subscribe" or kind == b"ssubscribe":
                     self.confirm(reply[1])
+                    continue
+                if kind == b"sunsubscribe" and self.dropped is not None:
+                    self.dropped(reply[1])
                     continue
                 if kind == b"pong" and self._replies:  # PING while subscribed
                     self._answer(reply)
@@ -117,6 +126,8 @@ class SubscriberProtocol(asyncio.Protocol):
             waiter = self._replies.popleft()
             if not waiter.done():
                 waiter.set_result(reply)
+        elif self.refused is not None and isinstance(reply, hiredis.ReplyError):
+            self.refused(reply)
 
     def _fail(self, error: Exception) -> None:
         self.connection_lost(error)
@@ -124,17 +135,22 @@ class SubscriberProtocol(asyncio.Protocol):
 
 
 async def open_subscriber(client: Any, deliver: Deliver, confirm: Confirm, *, name: str = "vonix-subscriber",
-                          within: float = 5.0) -> SubscriberProtocol:
-    """Connect and authenticate with the settings of a redis-py client (`client.connection_pool`)."""
+                          within: float = 5.0, address: tuple[str, int] | None = None,
+                          dropped: Confirm | None = None,
+                          refused: Callable[[Any], None] | None = None) -> SubscriberProtocol:
+    """Connect and authenticate with the settings of a redis-py client (`client.connection_pool`);
+    `address` (host, port) names another node with the same credentials (a cluster's shard)."""
     kwargs: dict[str, Any] = client.connection_pool.connection_kwargs
     loop = asyncio.get_running_loop()
 
     def factory() -> SubscriberProtocol:
-        return SubscriberProtocol(deliver, confirm)
+        return SubscriberProtocol(deliver, confirm, dropped=dropped, refused=refused)
 
     connect_timeout = kwargs.get("socket_connect_timeout") or within
     try:
-        if kwargs.get("path"):
+        if address is not None:
+            connecting = loop.create_connection(factory, address[0], address[1], ssl=_tls(client, kwargs))
+        elif kwargs.get("path"):
             connecting = loop.create_unix_connection(factory, kwargs["path"])
         else:
             connecting = loop.create_connection(factory, kwargs.get("host", "localhost"), kwargs.get("port", 6379),
