@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from realtime.broker.base import MessageHandler, StateHandler
-from realtime.broker.subscriber import SubscriberError, SubscriberProtocol, open_subscriber, ping_while_quiet
+from realtime.broker.subscriber import SubscriberError, SubscriberProtocol, hold, open_subscriber
 from realtime.history.redis import shard_topic
 from realtime.logs import get_logger
 
@@ -303,13 +303,7 @@ class ClusterBroker:
                 first = False
                 delay = 0.05
                 await self._settle()
-                pinger = asyncio.create_task(ping_while_quiet(connection, every=self.ping_every,
-                                                              answer_within=self.ping_within))
-                try:
-                    await connection.lost
-                finally:
-                    pinger.cancel()
-                raise SubscriberError("the shard connection ended")
+                await hold(connection, every=self.ping_every, answer_within=self.ping_within)
             except asyncio.CancelledError:
                 raise
             except (SubscriberError, OSError) as exc:

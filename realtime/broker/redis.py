@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from realtime.broker.base import MessageHandler, StateHandler
-from realtime.broker.subscriber import SubscriberError, SubscriberProtocol, open_subscriber, ping_while_quiet
+from realtime.broker.subscriber import SubscriberError, SubscriberProtocol, hold, open_subscriber
 from realtime.logs import get_logger
 
 log = get_logger("vonix.broker")
@@ -155,13 +155,7 @@ class RedisBroker:
                     log.info("broker_reconnected", channels=len(self._channels))
                 first = False
                 delay = 0.05
-                pinger = asyncio.create_task(ping_while_quiet(connection, every=self.ping_every,
-                                                              answer_within=self.ping_within))
-                try:
-                    await connection.lost
-                finally:
-                    pinger.cancel()
-                raise SubscriberError("the subscriber connection ended")
+                await hold(connection, every=self.ping_every, answer_within=self.ping_within)
             except asyncio.CancelledError:
                 raise
             except (SubscriberError, OSError) as exc:

@@ -201,3 +201,14 @@ async def ping_while_quiet(protocol: SubscriberProtocol, *, every: float, answer
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(protocol.lost)
             return
+
+
+async def hold(protocol: SubscriberProtocol, *, every: float, answer_within: float) -> None:
+    """Wait as long as the connection lives, PINGing it when quiet; raises SubscriberError when it
+    ends (the caller's supervisor reconnects)."""
+    pinger = asyncio.create_task(ping_while_quiet(protocol, every=every, answer_within=answer_within))
+    try:
+        await protocol.lost
+    finally:
+        pinger.cancel()
+    raise SubscriberError("the subscriber connection ended")
