@@ -155,6 +155,31 @@ async def test_a_dead_master_is_followed_to_its_promoted_replica(
     cluster.wait_ok()
 
 
+async def test_a_moved_slot_is_followed_to_its_new_master(
+        cluster: RedisClusterServers, brokers: list[tuple[ClusterBroker, Received]]) -> None:
+    (a, _), (b, on_b) = brokers
+    channel = "room:resharded"
+    wire = shard_topic("vonix:", channel)
+    slot = key_slot(wire.encode())
+    await b.subscribe(channel)
+    await a.publish(channel, b"before")
+    await on_b.wait_for(1)
+    source = cluster.master_for_slot(slot)
+    target = next(node for node in cluster.masters_now() if node.port != source.port)
+
+    cluster.migrate_slot(slot, target)  # Redis ends the shard subscription on the old owner
+    deadline = time.monotonic() + 10
+    while not (on_b.states and on_b.states[-1] is True and shard_subscribers(cluster, wire)[target.port] == 1):
+        assert time.monotonic() < deadline, (on_b.states, shard_subscribers(cluster, wire))
+        await asyncio.sleep(0.05)
+    assert on_b.states == [False, True]  # the gap reported, then closed once subscribed on the new owner
+    assert shard_subscribers(cluster, wire)[source.port] == 0
+    await a.publish(channel, b"after")  # the publisher follows MOVED to the new owner
+    await on_b.wait_for(2)
+    assert on_b.messages == [(channel, b"before"), (channel, b"after")]
+    cluster.migrate_slot(slot, source)  # as it was, for the other tests of the module
+
+
 async def test_two_replicas_on_the_cluster_deliver_a_room_message(
         cluster: RedisClusterServers, postgres_service: PostgresServer) -> None:
     """The whole path: a stored room message, published on A by the history script with SPUBLISH

@@ -108,6 +108,21 @@ class RedisClusterServers:
                     return next(n for n in self.nodes if n.port == port)
         raise LookupError(f"no master owns slot {slot}")
 
+    def migrate_slot(self, slot: int, to: ClusterNode) -> None:
+        """Move one hash slot and its keys to master `to` (what `redis-cli --cluster reshard` does
+        for each slot), then tell every master who owns it now."""
+        source = self.master_for_slot(slot)
+        if source.port == to.port:
+            return
+        source_id, target_id = source.command("cluster", "myid").strip(), to.command("cluster", "myid").strip()
+        _ok(to.command("cluster", "setslot", str(slot), "importing", source_id))
+        _ok(source.command("cluster", "setslot", str(slot), "migrating", target_id))
+        while keys := source.command("cluster", "getkeysinslot", str(slot), "100").split():
+            _ok(source.command("migrate", "127.0.0.1", str(to.port), "", "0", "5000", "keys", *keys))
+        for node in self.masters_now():
+            _ok(node.command("cluster", "setslot", str(slot), "node", target_id))
+        self.wait_ok()
+
     def cleanup(self) -> None:
         for node in self.nodes:
             node.cleanup()
@@ -126,3 +141,8 @@ def _slot_ranges(output: str) -> list[tuple[int, int, int]]:
         else:
             i += 1
     return ranges
+
+
+def _ok(reply: str) -> None:
+    if not reply.strip().startswith(("OK", "NOKEY")):
+        raise RuntimeError(f"cluster command refused: {reply.strip()}")
