@@ -58,6 +58,9 @@ class GroupCommit:
         self.eager_batch = eager_batch
         self._full = asyncio.Event()
         self.batches = 0  # committed batches (stats, tests)
+        # channel -> highest offset delivered while the history could not be reached: bounded by
+        # the channels that saw an outage, each entry dropped by the next successful publish.
+        self._skipped: dict[str, int] = {}
 
     async def store(self, user: ConnUser | None, channel: str, data: Any, nonce: str | None,
                     ts: float) -> Persisted:
@@ -146,11 +149,16 @@ class GroupCommit:
 
     async def _publish(self, stored: list[tuple[StoreRequest, Persisted]]) -> None:
         try:
+            for channel in {request.channel for request, _ in stored} & self._skipped.keys():
+                await self.history.skip_to(channel, self._skipped[channel])
+                del self._skipped[channel]
             await self.history.publish_stored([(r.channel, p.parts, p.offset, p.epoch) for r, p in stored])
         except Exception as exc:
             # Stored but the broker is unreachable: deliver on this replica now; the others
-            # catch up from the database when their broker reconnects.
+            # catch up from the database when their broker reconnects or the next message shows
+            # the gap. The history never saw these offsets: the next publish moves it past them.
             log.warning("publish_degraded_local_only", messages=len(stored), error=exc.__class__.__name__)
             for request, persisted in stored:
+                self._skipped[request.channel] = max(self._skipped.get(request.channel, -1), persisted.offset)
                 self.deliver_local(request.channel, persisted.offset,
                                    persisted.parts.build(persisted.offset, persisted.epoch), request.ts)

@@ -68,6 +68,11 @@ class History(Protocol):
         offset comes from the database (the source of truth); the history orders and caches it."""
         ...
 
+    async def skip_to(self, channel: str, offset: int) -> None:
+        """Offsets up to `offset` of a stored channel were delivered without this history (its
+        publish failed): later ones must not wait for them."""
+        ...
+
     async def publish_control(self, channel: str, frame: bytes) -> None:
         """Publish an ephemeral push (join/leave/typing): no offset, not stored."""
         ...

@@ -62,6 +62,9 @@ class MemoryHistory:
         ring.frames.append((offset, frame))
         await self.broker.publish(channel, envelope(offset, time.time(), frame))  # type: ignore[attr-defined]
 
+    async def skip_to(self, channel: str, offset: int) -> None:
+        return None  # in-process: its publish cannot fail, so it never waits for an offset
+
     async def publish_control(self, channel: str, frame: bytes) -> None:
         await self.broker.publish(channel, envelope(None, time.time(), frame))  # type: ignore[attr-defined]
 

@@ -139,6 +139,18 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+# KEYS[1]: a channel's offset key; ARGV[1]: the highest offset this replica delivered without
+# Redis (stored while its publish failed). Moves the ordering past it, keeping the key's TTL; a
+# missing key needs nothing (the next message is emitted whatever its offset).
+_SKIP_TO = """
+local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if last >= 0 and last < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+end
+return 1
+"""
+
+
 class RedisHistory:
     def __init__(self, client: aioredis.Redis | RedisCluster, *, size: int = 1000, ttl: int = 86400,
                  prefix: str = "vonix:", stale_ms: int = 2000) -> None:
@@ -151,6 +163,7 @@ class RedisHistory:
         self._assign = client.register_script(_ASSIGN % {"publish": "SPUBLISH" if self.cluster else "PUBLISH"})
         self._ordered = client.register_script(_ORDERED_BATCH_DECLARED if self.cluster else _ORDERED_BATCH)
         self._epoch = client.register_script(_POSITION_EPOCH)
+        self._skip_to = client.register_script(_SKIP_TO)
 
     def _keys(self, channel: str) -> list[str]:
         # `_ORDERED_BATCH` builds the same names in Lua (prefix .. 'h:{' .. channel .. '}:'); a test
@@ -208,6 +221,13 @@ class RedisHistory:
                     if attempt:
                         raise
             self._ordered.sha = await self.client.script_load(self._ordered.script)
+
+    async def skip_to(self, channel: str, offset: int) -> None:
+        """Offsets up to `offset` were stored and delivered while Redis could not be reached: the
+        ordering script must not wait for them (it would park every later message in `pending`
+        until `stale_ms` ran out and yet another message came). Other replicas fill such a gap
+        from the database when the next message shows it."""
+        await self._skip_to(keys=[self._keys(channel)[0]], args=[offset])
 
     async def publish_control(self, channel: str, frame: bytes) -> None:
         payload = envelope(None, time.time(), frame)

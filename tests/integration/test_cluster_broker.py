@@ -212,12 +212,6 @@ def test_cluster_mode_needs_a_clustered_url() -> None:
         make_settings(REDIS_CLUSTER="true", REDIS_URL="unix:///tmp/redis.sock")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug, issue 19: messages A stored while its Redis publish failed (delivered locally only) "
-    "never pass through the history script, so the promoted master's offset for the room stays "
-    "behind; the script then parks every later message in `pending` until `stale` runs out AND "
-    "another message comes, so the last ones of a burst wait for the next message. Fix: pass the "
-    "highest offset delivered in degraded mode with the next publish so the script moves past it"))
 async def test_a_busy_room_loses_nothing_and_doubles_nothing_when_its_master_dies(
         cluster: RedisClusterServers, postgres_service: PostgresServer) -> None:
     """The failover of the issue: a publisher on A keeps writing to a room (retrying a refused

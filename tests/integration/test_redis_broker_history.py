@@ -183,3 +183,30 @@ async def test_batch_script_orders_commits_that_reach_redis_out_of_order(clients
         assert (await history.position("room:h")).epoch == "e1"
     finally:
         await broker.close()
+
+
+async def test_offsets_delivered_without_redis_do_not_hold_back_the_next_ones(clients: Any) -> None:
+    """A replica that stored 2..4 while its publish failed (delivered locally only) tells the
+    history with `skip_to` before its next publish: nothing waits any longer in `pending` for
+    offsets that will never pass through Redis (until stale_ms and then yet another message)."""
+    publisher, subscriber = clients
+    received = Received()
+    broker = await _broker(publisher, subscriber, received)
+    history = RedisHistory(publisher, prefix=broker.prefix, stale_ms=60_000)
+    try:
+        await broker.subscribe("room:h")
+        await history.publish_stored([("room:h", _parts("one"), 1, "e1")])
+        await _until(lambda: len(received.messages) == 1)
+        await history.publish_stored([("room:h", _parts("five"), 5, "e1")])  # without skip_to: parked
+        await asyncio.sleep(0.2)
+        assert len(received.messages) == 1
+        await history.skip_to("room:h", 4)
+        await history.publish_stored([("room:h", _parts("six"), 6, "e1")])
+        await _until(lambda: len(received.messages) == 3)
+        assert [open_envelope(p)[0] for _, p in received.messages] == [1, 5, 6]  # 5 released, in order
+        assert await publisher.ttl(f"{broker.prefix}h:{{room:h}}:offset") > 0  # the TTL kept
+        await history.skip_to("room:h", 3)  # never backwards
+        await history.publish_stored([("room:h", _parts("seven"), 7, "e1")])
+        await _until(lambda: len(received.messages) == 4)
+    finally:
+        await broker.close()
