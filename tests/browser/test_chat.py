@@ -48,12 +48,14 @@ async def test_two_users_chat_live(browser: Any, web: AppServer) -> None:
     await alice.locator(".msg .text", has_text="want to build a farm").wait_for()
     await bob.locator(".msg:not(.pending) .text", has_text="want to build a farm").wait_for()
     # The mention arrived while alice had the room open: read live, it leaves no badge behind.
+    # The notification is created after the message is stored: wait for it to exist and be read,
+    # not only for the unread count to be 0 (it is 0 before the notification exists, too).
     async def settled() -> bool:
         response = await alice.context.request.get("/api/notifications/unread")
-        return bool((await response.json())["unread"] == 0 and await alice.locator("#notif-count").is_hidden())
+        notes = await (await alice.context.request.get("/api/notifications")).json()
+        return bool((await response.json())["unread"] == 0 and await alice.locator("#notif-count").is_hidden()
+                    and [(n["kind"], n["read"]) for n in notes["notifications"]] == [("mention", True)])
     assert await eventually(settled)
-    notes = await (await alice.context.request.get("/api/notifications")).json()
-    assert [(n["kind"], n["read"]) for n in notes["notifications"]] == [("mention", True)]
     assert await alice.get_by_text("bob is typing…").count() == 0  # the message ends the typing hint
 
     await alice.get_by_role("button", name="Reply to bob").click()

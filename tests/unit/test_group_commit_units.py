@@ -149,8 +149,10 @@ async def test_the_commit_window_groups_a_steady_stream_and_spares_a_lone_messag
     windowed.window = 0.02
     lone_latency = await stream(windowed)
 
-    assert len(eager_store.batches) > 15  # ~40-60 on an idle machine; timers bunch up under load
+    # ~40-60 eager batches on an idle machine; a loaded one bunches the 1 ms timers (12 seen), so
+    # the eager count is compared with the windowed one rather than with a fixed figure.
     assert len(windowed_store.batches) <= 8, windowed_store.batches
+    assert len(eager_store.batches) > len(windowed_store.batches) + 2, (eager_store.batches, windowed_store.batches)
     assert max(len(b) for b in windowed_store.batches[:-1]) >= 10
     assert windowed_store.batches[-1] == ["lone"] and lone_latency < 0.015
     assert [off for _, off in broker.published] == list(range(1, 62))
