@@ -1,7 +1,10 @@
 """Fixtures shared by every test tier.
 
 `backend` runs a test twice: *embedded* (SQLite file + in-process broker) and *scaled* (a fresh
-PostgreSQL database from a migrated template + the session's real Redis).
+PostgreSQL database from a migrated template + the session's real Redis). The realtime, cache,
+rate-limit and presence tests add a third mode, *cluster* (`THREE_MODES`): the same PostgreSQL with a
+real Redis Cluster of 3 masters + 3 replicas and `REDIS_CLUSTER=true` (issue 19). `scaled_backend`
+(several replicas sharing the services) takes `SCALED_AND_CLUSTER` the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from server.db import migrate
 from server.db.urls import parse_database_url
 from server.settings import Settings, load_settings
 from tests.support.appserver import AppServer
+from tests.support.cluster import RedisClusterServers
 from tests.support.services import PostgresServer, RedisServer
 
 TEMPLATE_DB = "vonix_template"
@@ -51,6 +55,23 @@ def redis_service() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster_service() -> Iterator[RedisClusterServers]:
+    """One cluster per test process, started by the first test that asks for it. Tests that kill
+    or reshard nodes start their own (tests/integration/test_cluster_broker.py)."""
+    servers = RedisClusterServers().start()
+    yield servers
+    servers.cleanup()
+
+
+def flushed_cluster(servers: RedisClusterServers) -> str:
+    """Empty every master (data and cached scripts); the cluster's URL."""
+    for node in servers.masters_now():
+        node.command("flushall")
+        node.command("script", "flush")
+    return servers.url
+
+
+@pytest.fixture(scope="session")
 def postgres_service() -> Iterator[PostgresServer]:
     server = PostgresServer().init().start()
     server.psql(f"CREATE DATABASE {TEMPLATE_DB}")
@@ -78,12 +99,27 @@ def fresh_sqlite_url(template: Path, directory: Path) -> str:
     return f"sqlite:///{target}"
 
 
+# Parametrize a test (or a module's tests) over the cluster mode too: the argument overrides the
+# fixture's own params.
+THREE_MODES = pytest.mark.parametrize("backend", ["embedded", "scaled", "cluster"], indirect=True)
+SCALED_AND_CLUSTER = pytest.mark.parametrize("scaled_backend", ["scaled", "cluster"], indirect=True)
+
+
+def cluster_backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    postgres = request.getfixturevalue("postgres_service")
+    url = flushed_cluster(request.getfixturevalue("redis_cluster_service"))
+    return {"DATABASE_URL": fresh_postgres_url(postgres), "REDIS_URL": url, "REDIS_CLUSTER": "true",
+            "REDIS_HEALTH_INTERVAL": 0.5}
+
+
 @pytest.fixture(params=["embedded", "scaled"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     """Settings overrides for a backend mode; scaled mode flushes the shared Redis first."""
     if request.param == "embedded":
         template = request.getfixturevalue("sqlite_template")
         return {"DATABASE_URL": fresh_sqlite_url(template, tmp_path)}
+    if request.param == "cluster":
+        return cluster_backend(request)
     postgres = request.getfixturevalue("postgres_service")
     redis = request.getfixturevalue("redis_service")
     import redis as redis_sync
@@ -131,10 +167,15 @@ async def auth_server(backend: dict[str, Any], smtp_server: Any) -> AsyncIterato
 
 
 @pytest.fixture
-def scaled_backend(postgres_service: PostgresServer, redis_service: RedisServer) -> dict[str, Any]:
-    """Scaled mode only (tests about several replicas sharing PostgreSQL and Redis)."""
+def scaled_backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Scaled mode only (tests about several replicas sharing PostgreSQL and Redis), or the cluster
+    mode under `SCALED_AND_CLUSTER`."""
     import redis as redis_sync
 
+    if getattr(request, "param", "scaled") == "cluster":
+        return cluster_backend(request)
+    postgres_service = request.getfixturevalue("postgres_service")
+    redis_service = request.getfixturevalue("redis_service")
     client = redis_sync.Redis.from_url(redis_service.url)
     client.flushall()
     client.close()

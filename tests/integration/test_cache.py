@@ -21,7 +21,7 @@ from server.cache.backend import LocalOnly
 from server.cache.redis import RedisShared
 from server.infra.redis import RedisClients
 from server.observability.metrics import Metrics
-from tests.conftest import make_settings
+from tests.conftest import SCALED_AND_CLUSTER, THREE_MODES, flushed_cluster, make_settings
 from tests.support.accounts import bearer, login, make_admin, register
 from tests.support.appserver import AppServer
 from tests.support.contract import assert_conforms
@@ -44,6 +44,7 @@ async def replicas(scaled_backend: dict[str, Any]) -> AsyncIterator[tuple[AppSer
         yield a, b
 
 
+@SCALED_AND_CLUSTER
 async def test_tag_invalidation_on_a_evicts_b_l1_within_100ms(replicas: tuple[AppServer, AppServer]) -> None:
     a, b = replicas
     cache_b = b.resources.cache
@@ -74,6 +75,7 @@ async def test_tag_invalidation_on_a_evicts_b_l1_within_100ms(replicas: tuple[Ap
     assert report["namespaces"]["channel"]["l1_misses"] >= 3
 
 
+@SCALED_AND_CLUSTER
 async def test_session_revoked_on_a_is_refused_on_b_at_once(replicas: tuple[AppServer, AppServer]) -> None:
     a, b = replicas
     async with a.client() as on_a, b.client() as on_b:
@@ -89,11 +91,21 @@ async def test_session_revoked_on_a_is_refused_on_b_at_once(replicas: tuple[AppS
         assert not any(e.key.startswith(principals.name) and e.value for e in b.resources.cache.l1)
 
 
-@pytest.fixture
-async def redis_clients(redis_service: RedisServer) -> AsyncIterator[RedisClients]:
-    clients = RedisClients(redis_service.url, Metrics(), timeout=0.5, health_interval=0.2)
+async def flushed_clients(request: pytest.FixtureRequest, mode: str) -> RedisClients:
+    """Started clients on the session's single Redis ("scaled") or Redis Cluster ("cluster"), emptied."""
+    if mode == "cluster":
+        url = flushed_cluster(request.getfixturevalue("redis_cluster_service"))
+    else:
+        url = request.getfixturevalue("redis_service").url
+    clients = RedisClients(url, Metrics(), timeout=0.5, health_interval=0.2, cluster=mode == "cluster")
     await clients.commands.flushall()
     await clients.start()
+    return clients
+
+
+@pytest.fixture(params=["scaled", "cluster"])
+async def redis_clients(request: pytest.FixtureRequest) -> AsyncIterator[RedisClients]:
+    clients = await flushed_clients(request, request.param)
     yield clients
     await clients.close()
 
@@ -104,16 +116,13 @@ async def shared_cache(clients: RedisClients | None, **options: Any) -> Cache:
     return cache
 
 
-@pytest.fixture(params=["embedded", "scaled"])
+@pytest.fixture(params=["embedded", "scaled", "cluster"])
 async def shared_clients(request: pytest.FixtureRequest) -> AsyncIterator[RedisClients | None]:
-    """None (embedded: nothing shared) or Redis clients on the session's Redis, flushed."""
+    """None (embedded: nothing shared) or Redis clients on the session's Redis or cluster, flushed."""
     if request.param == "embedded":
         yield None
         return
-    server = request.getfixturevalue("redis_service")
-    clients = RedisClients(server.url, Metrics(), timeout=0.5, health_interval=0.2)
-    await clients.commands.flushall()
-    await clients.start()
+    clients = await flushed_clients(request, request.param)
     yield clients
     await clients.close()
 
@@ -229,6 +238,7 @@ async def test_redis_outage_keeps_l1_and_recovers_by_itself() -> None:
         server.cleanup()
 
 
+@THREE_MODES
 async def test_channel_membership_is_cached_and_invalidated_by_writers(app_server: AppServer) -> None:
     cache = app_server.resources.cache
     async with app_server.client() as http:
@@ -249,6 +259,7 @@ async def test_channel_membership_is_cached_and_invalidated_by_writers(app_serve
     assert cache.counts["member"]["l1_hits"] >= 1
 
 
+@THREE_MODES
 async def test_closed_history_pages_are_cached(app_server: AppServer) -> None:
     cache = app_server.resources.cache
     async with app_server.client() as http:
@@ -269,6 +280,7 @@ async def test_closed_history_pages_are_cached(app_server: AppServer) -> None:
     assert cache.counts["history"]["loads"] == 2 and cache.counts["history"]["l1_hits"] == 4
 
 
+@THREE_MODES
 async def test_role_change_reaches_a_cached_principal(app_server: AppServer) -> None:
     async with app_server.client() as http:
         await register(http, "Promoted_Pia")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis as redis_sync
@@ -22,6 +23,7 @@ from server.infra.redis import RedisClients
 from server.observability.metrics import Metrics
 from tests.conftest import fresh_postgres_url, make_settings
 from tests.integration.test_realtime_replicas import make_users
+from tests.support.accounts import make_admin
 from tests.support.appserver import AppServer
 from tests.support.cluster import RedisClusterServers
 from tests.support.services import PostgresServer
@@ -270,3 +272,123 @@ async def test_a_busy_room_loses_nothing_and_doubles_nothing_when_its_master_die
             if doomed not in cluster.live():
                 doomed.start()
             cluster.wait_ok()
+
+
+def wait_replicas_in_sync(cluster: RedisClusterServers, timeout: float = 10.0) -> None:
+    """Until every live replica's replication offset equals its master's: what the master stored is
+    on the replica too (replication is asynchronous; a failover test must know what it kills)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        masters = {node.port: node.command("info", "replication") for node in cluster.masters_now()}
+        behind = []
+        for node in cluster.live():
+            info = node.command("info", "replication")
+            if "role:slave" not in info:
+                continue
+            port = int(_field(info, "master_port"))
+            if port in masters and _field(info, "slave_repl_offset") != _field(masters[port], "master_repl_offset"):
+                behind.append(node.port)
+        if not behind:
+            return
+        assert time.monotonic() < deadline, f"replicas {behind} not in sync after {timeout} s"
+        time.sleep(0.05)
+
+
+def _field(info: str, name: str) -> str:
+    return next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith(name + ":"))
+
+
+async def publish_until_accepted(client: WsClient, channel: str, text: str, within: float = 15.0) -> dict[str, Any]:
+    """Publish, retrying a refused or unanswered publish (the slot has no master for a moment)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            reply = await client.request("publish", channel=channel, data={"text": text}, timeout=3)
+        except TimeoutError:
+            reply = {"ok": False}
+        if reply.get("ok"):
+            return reply
+        assert time.monotonic() < deadline, f"publish to {channel} refused for {within} s: {reply}"
+        await asyncio.sleep(0.2)
+
+
+async def test_ephemeral_channels_recover_across_a_failover_and_say_so_when_their_shard_lost_its_data(
+        cluster: RedisClusterServers, postgres_service: PostgresServer) -> None:
+    """An ephemeral channel's history lives only in Redis, on the master owning its slot.
+
+    1. That master dies, its in-sync replica is promoted: a member who was away resubscribes with
+       `since` and gets every message published meanwhile (before and after the failover), once,
+       in order, `recovered: true`.
+    2. The whole shard loses its data (master and replica die and come back empty): the channel
+       gets a new epoch, and the member resubscribing with `since` is told `recovered: false`
+       instead of being handed offsets of another history as if nothing had happened.
+    """
+    settings = make_settings(DATABASE_URL=fresh_postgres_url(postgres_service), REDIS_URL=cluster.url,
+                             REDIS_CLUSTER="true", REDIS_HEALTH_INTERVAL=0.5, REDIS_TIMEOUT=0.5)
+    channel = "bot:weather"
+    slot = key_slot(shard_topic("vonix:", channel).encode())
+    async with AppServer(settings) as a, AppServer(settings) as b:
+        tokens = await make_users(a.base_url, "Eph_Admin", "Eph_Reader")
+        await make_admin(a, "Eph_Admin")  # an admin may publish on any bot: channel
+        publisher = await WsClient.connect(a.base_url, tokens["Eph_Admin"])
+        reader = await WsClient.connect(b.base_url, tokens["Eph_Reader"])
+        try:
+            await reader.request("subscribe", channel=channel)
+            first = await publish_until_accepted(publisher, channel, "m0")
+            seen = await reader.push("message")
+            assert (seen["offset"], seen["epoch"]) == (first["offset"], first["epoch"])
+            await reader.close()  # the member is away from here on
+
+            away = [await publish_until_accepted(publisher, channel, f"m{i}") for i in range(1, 4)]
+            wait_replicas_in_sync(cluster)
+            doomed = cluster.master_for_slot(slot)
+            doomed.kill()
+            started = time.monotonic()
+            away += [await publish_until_accepted(publisher, channel, f"m{i}") for i in range(4, 7)]
+            assert time.monotonic() - started < 15  # cluster-node-timeout 1 s: a few seconds, no hang
+            assert cluster.master_for_slot(slot).port != doomed.port
+            assert [r["epoch"] for r in away] == [first["epoch"]] * 6  # the promoted replica kept the history
+            assert [r["offset"] for r in away] == list(range(first["offset"] + 1, first["offset"] + 7))
+
+            reader = await WsClient.connect(b.base_url, tokens["Eph_Reader"])
+            reply = await reader.request("subscribe", channel=channel,
+                                         since={"offset": seen["offset"], "epoch": seen["epoch"]})
+            assert reply["recovered"] is True, reply
+            assert [(m["offset"], m["data"]["text"]) for m in reply["missed"]] == \
+                [(r["offset"], f"m{i}") for i, r in enumerate(away, start=1)]
+            last = reply["missed"][-1]
+            await reader.close()
+            doomed.start()  # back as the promoted master's replica
+            cluster.wait_ok()
+
+            shard = [node for node in cluster.live() if _owns_or_follows(cluster, node, slot)]
+            assert len(shard) == 2, [node.port for node in shard]
+            for node in shard:  # the shard loses its data: both die, both come back empty
+                node.kill()
+            for node in shard:
+                node.start()
+            cluster.wait_ok()
+            after = await publish_until_accepted(publisher, channel, "new history")
+            assert after["epoch"] != first["epoch"] and after["offset"] == 1
+
+            reader = await WsClient.connect(b.base_url, tokens["Eph_Reader"])
+            reply = await reader.request("subscribe", channel=channel,
+                                         since={"offset": last["offset"], "epoch": last["epoch"]})
+            assert reply["recovered"] is False and reply["missed"] == [], reply
+            assert (reply["offset"], reply["epoch"]) == (1, after["epoch"])  # where to continue from
+        finally:
+            await publisher.close()
+            await reader.close()
+            for node in cluster.nodes:
+                if node not in cluster.live():
+                    node.start()
+            cluster.wait_ok()
+
+
+def _owns_or_follows(cluster: RedisClusterServers, node: Any, slot: int) -> bool:
+    """True for the master owning `slot` and for its replicas."""
+    owner = cluster.master_for_slot(slot)
+    if node.port == owner.port:
+        return True
+    info = node.command("info", "replication")
+    return "role:slave" in info and int(_field(info, "master_port")) == owner.port

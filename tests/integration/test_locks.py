@@ -1,5 +1,5 @@
-"""The lock contract, the same for the in-process and the Redis implementation (real Redis), and
-a Redis outage that makes `acquire` answer None quickly instead of hanging."""
+"""The lock contract, the same for the in-process and the Redis implementation (real Redis and Redis
+Cluster), and a Redis outage that makes `acquire` answer None quickly instead of hanging."""
 
 from __future__ import annotations
 
@@ -12,16 +12,21 @@ import pytest
 from server.infra.locks import KEY_PREFIX, Lock, MemoryLock, RedisLock, held, make_lock
 from server.infra.redis import RedisClients
 from server.observability.metrics import Metrics
+from tests.conftest import flushed_cluster
 from tests.support.services import RedisServer, free_port
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def lock(request: pytest.FixtureRequest) -> AsyncIterator[Lock]:
     if request.param == "memory":
         yield MemoryLock()
         return
-    service: RedisServer = request.getfixturevalue("redis_service")
-    redis = RedisClients(service.url, Metrics(), timeout=0.5)
+    if request.param == "cluster":
+        redis = RedisClients(flushed_cluster(request.getfixturevalue("redis_cluster_service")), Metrics(),
+                             timeout=0.5, cluster=True)
+    else:
+        service: RedisServer = request.getfixturevalue("redis_service")
+        redis = RedisClients(service.url, Metrics(), timeout=0.5)
     await redis.commands.flushall()
     yield make_lock(redis)
     await redis.close()

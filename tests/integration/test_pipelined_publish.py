@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.conftest import make_settings
+from tests.conftest import THREE_MODES, make_settings
 from tests.support.appserver import AppServer
 from tests.support.community import people
 from tests.support.wsclient import WsClient
 
 
+@THREE_MODES
 async def test_fifty_publishes_in_flight_share_commits_and_keep_their_order(backend: dict[str, Any]) -> None:
     settings = make_settings(WS_COMMIT_WINDOW_MS=50, WS_PUBLISH_BURST=100, WS_PUBLISH_RATE=100, **backend)
     async with AppServer(settings) as server:

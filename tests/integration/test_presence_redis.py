@@ -1,5 +1,8 @@
 """Presence in the real Redis, shared by two RedisPresence instances playing two replicas.
 
+Every test runs on a single Redis and on a Redis Cluster of 3 masters + 3 replicas (issue 19:
+each channel's keys share a hash slot, so every script runs on one shard).
+
 Each replica has its own client (its own connection pool), as separate processes would. Most
 tests share one fake clock so expiry is instant and exact; the killed-replica test uses real time
 and a one-second ttl, and runs several sweepers at once to prove each leave is reported once.
@@ -18,7 +21,8 @@ import redis.asyncio as aioredis
 
 from realtime.presence import PresenceUnavailable, PresenceUser, create_presence
 from realtime.presence.redis import RedisPresence
-from tests.support.services import RedisServer, free_port
+from tests.conftest import flushed_cluster
+from tests.support.services import free_port
 
 TTL = 45.0
 ALICE = PresenceUser(1, "alice")
@@ -26,7 +30,8 @@ BOB = PresenceUser(2, "bob")
 CAROL = PresenceUser(3, "carol")
 INDEX = "vonix:presence:channels"
 
-Connect = Callable[[], aioredis.Redis]
+Client = aioredis.Redis | aioredis.RedisCluster
+Connect = Callable[[], Client]
 
 
 class FakeClock:
@@ -40,13 +45,18 @@ class FakeClock:
         self.now += seconds
 
 
-@pytest.fixture
-async def connect(redis_service: RedisServer) -> AsyncIterator[Connect]:
-    """A factory of clients to a flushed Redis, one per replica; all closed afterwards."""
-    clients: list[aioredis.Redis] = []
+@pytest.fixture(params=["single", "cluster"])
+async def connect(request: pytest.FixtureRequest) -> AsyncIterator[Connect]:
+    """A factory of clients to a flushed Redis or Redis Cluster, one per replica; all closed afterwards."""
+    clients: list[Client] = []
+    if request.param == "cluster":
+        url = flushed_cluster(request.getfixturevalue("redis_cluster_service"))
+    else:
+        url = request.getfixturevalue("redis_service").url
 
-    def make() -> aioredis.Redis:
-        client = aioredis.Redis.from_url(redis_service.url, socket_timeout=2, socket_connect_timeout=2)
+    def make() -> Client:
+        kind = aioredis.RedisCluster if request.param == "cluster" else aioredis.Redis
+        client = kind.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         clients.append(client)
         return client
 
@@ -54,6 +64,13 @@ async def connect(redis_service: RedisServer) -> AsyncIterator[Connect]:
     yield make
     for client in clients:
         await client.aclose()
+
+
+async def keys(redis: Client, pattern: str) -> list[bytes]:
+    """KEYS on every master of a cluster (the cluster client asks one node by default)."""
+    if isinstance(redis, aioredis.RedisCluster):
+        return await redis.keys(pattern, target_nodes=aioredis.RedisCluster.PRIMARIES)  # type: ignore[no-any-return]
+    return await redis.keys(pattern)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -203,12 +220,12 @@ async def test_nothing_is_left_in_redis_after_everyone_leaves(
 ) -> None:
     a, b = replicas
     await a.join("room:a", "tab1", ALICE)
-    assert len(await a.redis.keys("vonix:presence:{room:a}:*")) == 4, "one hash tag per channel"
+    assert len(await keys(a.redis, "vonix:presence:{room:a}:*")) == 4, "one hash tag per channel"
     await a.leave("room:a", "tab1", ALICE.user_id)
-    assert await a.redis.keys("vonix:presence:{room:a}:*") == []
+    assert await keys(a.redis, "vonix:presence:{room:a}:*") == []
     clock.advance(TTL + 1)
     assert await b.sweep() == []
-    assert await a.redis.keys("vonix:presence:*") == [], "the emptied channel left the sweep index"
+    assert await keys(a.redis, "vonix:presence:*") == [], "the emptied channel left the sweep index"
 
 
 async def test_connection_cap_holds_across_replicas(

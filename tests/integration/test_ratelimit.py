@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import fresh_sqlite_url, make_settings
+from tests.conftest import THREE_MODES, fresh_sqlite_url, make_settings
 from tests.support.accounts import bearer, login, make_admin, register
 from tests.support.appserver import AppServer
 from tests.support.contract import assert_conforms
@@ -37,6 +37,7 @@ async def servers(backend: dict[str, Any]) -> AsyncIterator[list[AppServer]]:
         yield [a, b]
 
 
+@THREE_MODES
 async def test_101st_request_is_429_and_replicas_share_the_count(servers: list[AppServer]) -> None:
     clients = [server.client() for server in servers]
     try:
@@ -73,6 +74,7 @@ async def bucket_server(backend: dict[str, Any]) -> AsyncIterator[AppServer]:
         yield server
 
 
+@THREE_MODES
 async def test_token_bucket_allows_burst_then_refill_rate(bucket_server: AppServer) -> None:
     async with bucket_server.client() as client:
         # The burst of 10 passes; on a loaded machine the bucket may refill a token or two (5 a
@@ -99,6 +101,7 @@ async def test_token_bucket_allows_burst_then_refill_rate(bucket_server: AppServ
     assert other.headers["RateLimit-Limit"] == "300", "other routes keep their class's limit (read: burst 300)"
 
 
+@THREE_MODES
 async def test_forged_forwarded_for_from_untrusted_peer_does_not_change_the_key(backend: dict[str, Any]) -> None:
     untrusting = make_settings(TRUSTED_PROXIES="10.9.9.9", RATE_LIMIT_READ="3/60", **backend)
     async with AppServer(untrusting) as server, server.client() as client:
@@ -117,6 +120,7 @@ async def test_forged_forwarded_for_from_untrusted_peer_does_not_change_the_key(
         assert await status("203.0.113.6") == 401, "a different client behind the proxy"
 
 
+@THREE_MODES
 async def test_post_action_limit_and_admin_report(backend: dict[str, Any]) -> None:
     settings = make_settings(RATE_LIMIT_ACTIONS="post=2/60", **backend)
     async with AppServer(settings) as server, server.client() as client:
@@ -182,6 +186,7 @@ async def test_limits_are_off_when_disabled(backend: dict[str, Any]) -> None:
     assert "ratelimit-limit" not in responses[0].headers
 
 
+@THREE_MODES
 async def test_auth_write_and_read_are_counted_apart(backend: dict[str, Any]) -> None:
     settings = make_settings(RATE_LIMIT_AUTH="3/60", RATE_LIMIT_WRITE="2/60", RATE_LIMIT_READ="4/60", **backend)
     async with AppServer(settings) as server, server.client() as client:

@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_settings
+from realtime.broker.cluster import ClusterBroker
+from tests.conftest import SCALED_AND_CLUSTER, THREE_MODES, make_settings
 from tests.support.accounts import bearer, login, register
 from tests.support.appserver import AppServer
+from tests.support.cluster import RedisClusterServers
 from tests.support.wsclient import WsClient
 
 
@@ -30,6 +32,7 @@ async def replicas(scaled_backend: dict[str, Any]) -> Any:
         yield a, b
 
 
+@SCALED_AND_CLUSTER
 async def test_two_replicas_deliver_once_in_order(replicas: tuple[AppServer, AppServer]) -> None:
     a, b = replicas
     tokens = await tokens_for(a, "Ann", "Ben", "Cat")
@@ -61,6 +64,7 @@ async def roomy_server(backend: dict[str, Any]) -> Any:
         yield server
 
 
+@THREE_MODES
 async def test_recovery_after_reconnect(roomy_server: AppServer) -> None:
     app_server = roomy_server
     tokens = await tokens_for(app_server, "Rita", "Sam")
@@ -87,6 +91,7 @@ async def test_recovery_after_reconnect(roomy_server: AppServer) -> None:
     await writer.close()
 
 
+@THREE_MODES
 async def test_recovery_past_hot_window(backend: dict[str, Any]) -> None:
     settings = make_settings(WS_HISTORY_SIZE=10, WS_PUBLISH_BURST=500, WS_PUBLISH_RATE=500, **backend)
     async with AppServer(settings) as server:
@@ -113,6 +118,7 @@ async def test_recovery_past_hot_window(backend: dict[str, Any]) -> None:
         await client.close()
 
 
+@THREE_MODES
 async def test_repeated_nonce_publishes_once(app_server: AppServer) -> None:
     tokens = await tokens_for(app_server, "Nina")
     client = await WsClient.connect(app_server.base_url, tokens["Nina"])
@@ -133,6 +139,7 @@ async def test_repeated_nonce_publishes_once(app_server: AppServer) -> None:
     await client.close()
 
 
+@THREE_MODES
 async def test_protocol_errors(app_server: AppServer) -> None:
     tokens = await tokens_for(app_server, "Eve", "Hal")
     bystander = await WsClient.connect(app_server.base_url, tokens["Hal"])
@@ -171,6 +178,7 @@ async def test_protocol_errors(app_server: AppServer) -> None:
     await bystander.close()
 
 
+@THREE_MODES
 async def test_publish_flood_is_limited_then_cut(backend: dict[str, Any]) -> None:
     settings = make_settings(WS_PUBLISH_RATE=0.5, WS_PUBLISH_BURST=5, **backend)
     async with AppServer(settings) as server:
@@ -213,6 +221,7 @@ async def test_auth_frame_timeout(backend: dict[str, Any]) -> None:
         assert await client.close_code() == 4002
 
 
+@THREE_MODES
 async def test_slow_consumer_is_cut_off_and_others_keep_up(backend: dict[str, Any]) -> None:
     settings = make_settings(WS_MAX_QUEUE_BYTES=64 * 1024, WS_PUBLISH_RATE=1000, WS_PUBLISH_BURST=1000, **backend)
     async with AppServer(settings) as server:
@@ -262,6 +271,7 @@ async def test_slow_consumer_is_cut_off_and_others_keep_up(backend: dict[str, An
         assert await slow.close_code(timeout=10) == 4101
 
 
+@THREE_MODES
 async def test_large_gap_recovers_completely_from_the_database(backend: dict[str, Any]) -> None:
     """More than one database page (200) past the hot window: every message, or recovered:false."""
     settings = make_settings(WS_HISTORY_SIZE=10, WS_PUBLISH_BURST=1000, WS_PUBLISH_RATE=1000, **backend)
@@ -277,3 +287,16 @@ async def test_large_gap_recovers_completely_from_the_database(backend: dict[str
         assert back["recovered"] is True
         assert [int(m["data"]["text"]) for m in back["missed"]] == list(range(450))
         await client.close()
+
+
+@pytest.mark.parametrize("backend", ["cluster"], indirect=True)
+async def test_the_cluster_mode_runs_on_the_cluster(app_server: AppServer,
+                                                    redis_cluster_service: RedisClusterServers) -> None:
+    """The third mode is what it says: sharded pub/sub on the cluster's masters, not a single Redis."""
+    assert isinstance(app_server.resources.broker, ClusterBroker)
+    tokens = await tokens_for(app_server, "Cleo")
+    client = await WsClient.connect(app_server.base_url, tokens["Cleo"])
+    assert (await client.request("subscribe", channel="room:general"))["ok"]
+    shard_channels = [node.command("pubsub", "shardchannels").split() for node in redis_cluster_service.masters_now()]
+    assert sum("room:general" in channel for listed in shard_channels for channel in listed) == 1, shard_channels
+    await client.close()

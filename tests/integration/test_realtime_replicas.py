@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import make_settings
+from tests.conftest import SCALED_AND_CLUSTER, make_settings
 from tests.support.accounts import PASSWORD, bearer, register
 from tests.support.appserver import AppServer
 from tests.support.replica import Replica
@@ -43,6 +43,7 @@ async def pair(scaled_backend: dict[str, Any]) -> Any:
         yield a, b
 
 
+@SCALED_AND_CLUSTER
 async def test_presence_across_replicas_two_tabs_leave_once(pair: tuple[AppServer, AppServer]) -> None:
     a, b = pair
     tokens = await make_users(a.base_url, "Watcher", "Tabby")
@@ -70,6 +71,7 @@ async def test_presence_across_replicas_two_tabs_leave_once(pair: tuple[AppServe
     await watcher.close()
 
 
+@SCALED_AND_CLUSTER
 async def test_connection_cap_and_revocation_across_replicas(pair: tuple[AppServer, AppServer]) -> None:
     a, b = pair
     await make_users(a.base_url, "Capped")
@@ -94,6 +96,7 @@ async def test_connection_cap_and_revocation_across_replicas(pair: tuple[AppServ
     await two.close()
 
 
+@SCALED_AND_CLUSTER
 async def test_revocation_closes_socket_on_the_other_replica(pair: tuple[AppServer, AppServer]) -> None:
     a, b = pair
     await make_users(a.base_url, "Revoked")
@@ -137,6 +140,7 @@ def _replica_env(backend: dict[str, Any], **extra: Any) -> dict[str, Any]:
             "WS_PUBLISH_BURST": 500, "WS_PUBLISH_RATE": 500, "MAINTENANCE_ENABLED": "false", **extra}
 
 
+@SCALED_AND_CLUSTER
 async def test_sigkill_clears_presence(scaled_backend: dict[str, Any], tmp_path: Path) -> None:
     env = _replica_env(scaled_backend)
     doomed = Replica(env, log_path=tmp_path / "doomed.log").start()
@@ -160,6 +164,7 @@ async def test_sigkill_clears_presence(scaled_backend: dict[str, Any], tmp_path:
         survivor.stop()
 
 
+@SCALED_AND_CLUSTER
 async def test_sigterm_drains_with_1012_and_clients_recover_without_loss(
     scaled_backend: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from server.auth.bots import create_bot
-from tests.conftest import make_settings
+from tests.conftest import SCALED_AND_CLUSTER, THREE_MODES, make_settings
 from tests.integration.test_realtime_core import tokens_for
 from tests.support.accounts import bearer
 from tests.support.appserver import AppServer
@@ -29,6 +29,7 @@ async def create_rooms(server: AppServer, token: str, *names: str, private: bool
             assert created.status_code == 201, created.text
 
 
+@THREE_MODES
 async def test_batch_subscribe_answers_each_channel_and_recovers(server: AppServer) -> None:
     tokens = await tokens_for(server, "Owner", "Guest")
     await create_rooms(server, tokens["Owner"], "alpha", "beta")
@@ -74,6 +75,7 @@ MALFORMED: list[tuple[dict[str, Any], str]] = [
 ]
 
 
+@THREE_MODES
 async def test_a_malformed_batch_is_refused_whole(server: AppServer) -> None:
     tokens = await tokens_for(server, "Picky")
     await create_rooms(server, tokens["Picky"], "alpha")
@@ -87,6 +89,7 @@ async def test_a_malformed_batch_is_refused_whole(server: AppServer) -> None:
     await client.close()
 
 
+@THREE_MODES
 async def test_concurrent_subscribers_each_get_every_message_after_their_offset(server: AppServer) -> None:
     """Subscribers after the first on a replica take the position from what the replica delivered
     (no database read): while messages flow, each reply's offset must still be exactly where that
@@ -122,6 +125,7 @@ async def test_concurrent_subscribers_each_get_every_message_after_their_offset(
     await talker.close()
 
 
+@THREE_MODES
 async def test_presence_arrives_as_few_diffs_and_only_to_those_who_asked(server: AppServer) -> None:
     names = [f"Member{i}" for i in range(12)]
     tokens = await tokens_for(server, "Watcher", "Quiet", *names)
@@ -170,6 +174,7 @@ async def test_presence_arrives_as_few_diffs_and_only_to_those_who_asked(server:
         await client.close()
 
 
+@THREE_MODES
 async def test_a_join_and_leave_within_one_interval_is_not_announced(backend: dict[str, Any]) -> None:
     async with AppServer(make_settings(WS_PRESENCE_INTERVAL_MS=400, **backend)) as app:
         tokens = await tokens_for(app, "Stayer", "Blink")
@@ -188,6 +193,7 @@ async def test_a_join_and_leave_within_one_interval_is_not_announced(backend: di
         await stayer.close()
 
 
+@SCALED_AND_CLUSTER
 async def test_recovery_reads_the_database_when_the_hot_window_is_behind(scaled_backend: dict[str, Any]) -> None:
     """A commit not yet published to Redis's hot window (or a hole left while Redis was away): the
     window holds less than the database. A resubscribe with `since` must still recover every
