@@ -34,6 +34,15 @@ class Broker(Protocol):
     async def unsubscribe(self, channel: str) -> None: ...
 
 
+async def notify_state(handler: StateHandler | None, connected: bool) -> None:
+    """Tell the node about a connectivity edge; it may answer with a coroutine (the gap fill waits
+    for nothing, but its start must not be lost), which is awaited here."""
+    if handler is not None:
+        result = handler(connected)
+        if result is not None:
+            await result
+
+
 def create_broker(redis: Any | None, *, prefix: str = "vonix:", metrics: Any = None) -> Broker:
     """Pick the backend: Redis pub/sub when a Redis client bundle is given (sharded pub/sub on a
     Redis Cluster), else in-process."""

@@ -28,7 +28,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from realtime.broker.base import MessageHandler, StateHandler
+from realtime.broker.base import MessageHandler, StateHandler, notify_state
 from realtime.broker.subscriber import SubscriberError, SubscriberProtocol, hold, open_subscriber
 from realtime.history.redis import shard_topic
 from realtime.logs import get_logger
@@ -230,10 +230,7 @@ class ClusterBroker:
         if connected == self._connected:
             return
         self._connected = connected
-        if self.on_state is not None:
-            result = self.on_state(connected)
-            if asyncio.iscoroutine(result):
-                await result
+        await notify_state(self.on_state, connected)
 
     # --- callbacks from the shard connections (synchronous, from the socket read) ------------------
     def _deliver(self, wire: bytes, payload: bytes) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from realtime.broker.base import MessageHandler, StateHandler
+from realtime.broker.base import MessageHandler, StateHandler, notify_state
 from realtime.broker.subscriber import SubscriberError, SubscriberProtocol, hold, open_subscriber
 from realtime.logs import get_logger
 
@@ -118,10 +118,7 @@ class RedisBroker:
         if connected == self._connected:
             return
         self._connected = connected
-        if self.on_state is not None:
-            result = self.on_state(connected)
-            if asyncio.iscoroutine(result):
-                await result
+        await notify_state(self.on_state, connected)
 
     async def _connect(self) -> SubscriberProtocol:
         connection = self._connection = await open_subscriber(self.subscriber, self._deliver, self._confirm)
