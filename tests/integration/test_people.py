@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -325,6 +327,13 @@ async def test_a_second_connection_does_not_announce_and_the_last_one_does(app_s
             await alice_ws.close()
 
 
+async def drain(ws: WsClient, quiet: float) -> None:
+    """Skip pushes until none has come for `quiet` seconds."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        while True:
+            await ws.push(timeout=quiet)
+
+
 async def test_a_reload_within_the_grace_announces_nothing_and_leaves_last_seen(app_server: AppServer) -> None:
     """A page reload closes the last socket and opens a new one a moment later: friends must not see
     the member flicker offline and online (and no last_seen write happens)."""
@@ -334,16 +343,25 @@ async def test_a_reload_within_the_grace_announces_nothing_and_leaves_last_seen(
         await client.post("/api/friends/alice/accept", headers=u["bob"]["headers"])
         alice_ws = await listen(app_server, u["alice"])
         try:
-            first = await WsClient.connect(app_server.base_url, token_of(u["bob"]))
+            bob = await WsClient.connect(app_server.base_url, token_of(u["bob"]))
             assert (await personal(alice_ws, "friend_presence"))["online"] is True
-            before = (await client.get("/api/users/bob", headers=u["alice"]["headers"])).json()["last_seen_at"]
-            await first.close()
-            second = await WsClient.connect(app_server.base_url, token_of(u["bob"]))
-            assert (await second.request("subscribe", channel=f"user:{u['bob']['id']}"))["ok"]
+            for _ in range(3):
+                before = (await client.get("/api/users/bob", headers=u["alice"]["headers"])).json()["last_seen_at"]
+                started = time.monotonic()
+                await bob.close()
+                bob = await WsClient.connect(app_server.base_url, token_of(u["bob"]))
+                assert (await bob.request("subscribe", channel=f"user:{u['bob']['id']}"))["ok"]
+                if time.monotonic() - started < OFFLINE_GRACE_SECONDS / 2:
+                    break
+                # A loaded machine took most of the grace to reload: that was no reload "within the
+                # grace". Let whatever friends were told arrive, and reload again.
+                await drain(alice_ws, OFFLINE_GRACE_SECONDS + 1)
+            else:
+                pytest.fail("three reloads each took more than half the grace")
             with pytest.raises(asyncio.TimeoutError):
                 await personal(alice_ws, "friend_presence", timeout=OFFLINE_GRACE_SECONDS + 1)
             assert (await client.get("/api/users/bob", headers=u["alice"]["headers"])).json()["last_seen_at"] == before
-            await second.close()
+            await bob.close()
             gone = await personal(alice_ws, "friend_presence")
             assert gone["online"] is False and gone["last_seen_at"]
         finally:

@@ -39,8 +39,9 @@ class WsClient:
                 for line in (frame if isinstance(frame, str) else frame.decode()).split("\n"):
                     message = orjson.loads(line)
                     request_id = message.get("id")
-                    if request_id is not None and request_id in self.replies:
-                        self.replies.pop(request_id).set_result(message)
+                    future = self.replies.pop(request_id, None) if request_id is not None else None
+                    if future is not None and not future.done():
+                        future.set_result(message)
                     elif "op" in message and "ok" not in message:
                         self.pushes.put_nowait(message)
                     else:
@@ -60,7 +61,10 @@ class WsClient:
         future = asyncio.get_running_loop().create_future()
         self.replies[request_id] = future
         await self.connection.send(orjson.dumps({"id": request_id, "op": op, **fields}).decode())
-        return await asyncio.wait_for(future, timeout)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self.replies.pop(request_id, None)  # a reply after the timeout is unmatched, not fatal
 
     async def send_raw(self, data: str | bytes) -> None:
         await self.connection.send(data)
