@@ -26,12 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisClusterUnreachableError, RedisError, SlotNotCoveredError
+from redis.exceptions import MaxConnectionsError, RedisClusterUnreachableError, RedisError, SlotNotCoveredError
 
 from server.observability.logging import get_logger
 from server.observability.metrics import Metrics
@@ -56,6 +58,53 @@ def reject_braces(prefix: str) -> str:
     if "{" in prefix or "}" in prefix:
         raise ValueError(f"Redis key prefix {prefix!r} must not contain '{{' or '}}' (Redis Cluster hash tags)")
     return prefix
+
+
+class QueueingRedisCluster(RedisCluster):
+    """A cluster client whose callers wait for a connection instead of failing.
+
+    redis-py's cluster pools do not queue: past `max_connections` to one node a call raises
+    MaxConnectionsError at once. 100 members subscribing at the same moment on one replica made
+    8-11% of their subscribes fail "unavailable" (`bench/bench_cluster.py`). Every command and
+    pipeline here first takes one of `max_connections` permits; a call or a pipeline holds at most
+    one connection per node, so no node's pool is ever exhausted and a burst queues (up to
+    `queue_timeout`, then MaxConnectionsError, which the components treat as an outage).
+    """
+
+    def __init__(self, *args: object, queue_timeout: float = 5.0, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.queue_timeout = queue_timeout
+        self.in_flight = asyncio.Semaphore(int(kwargs.get("max_connections", 100)))  # type: ignore[call-overload]
+
+    @contextlib.asynccontextmanager
+    async def permit(self) -> AsyncIterator[None]:
+        try:
+            await asyncio.wait_for(self.in_flight.acquire(), self.queue_timeout)
+        except TimeoutError:
+            raise MaxConnectionsError(f"no Redis connection free within {self.queue_timeout:g} s") from None
+        try:
+            yield
+        finally:
+            self.in_flight.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.permit():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refused by redis-py, as it should be
+        return QueueingPipeline(self, transaction)  # type: ignore[abstract]  # as redis-py builds its own
+
+
+class QueueingPipeline(ClusterPipeline):
+    """A pipeline of `QueueingRedisCluster`: one permit for the whole batch."""
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        client = self.cluster_client
+        assert isinstance(client, QueueingRedisCluster)
+        async with client.permit():
+            return await super().execute(raise_on_error, allow_redirections)
 
 
 class RedisClients:
@@ -114,13 +163,12 @@ class RedisClients:
 
     @staticmethod
     def _cluster_client(url: str, size: int, timeout: float, name: str) -> RedisCluster:
-        """The cluster twin of `_client`. Its pools are per node and do not queue: past `size`
-        connections to one node a call fails at once (MaxConnectionsError, a ConnectionError)
-        instead of waiting up to `timeout` for a free one, so each node gets twice the single
-        pool's size; the components degrade on that error as on any other outage."""
-        return RedisCluster.from_url(
+        """The cluster twin of `_client`: `size` calls in flight at most, a caller past them waits
+        up to the pool timeout (5 s) for one to finish, as on the single-Redis BlockingConnectionPool."""
+        return QueueingRedisCluster.from_url(
             url,
-            max_connections=2 * size,
+            max_connections=size,
+            queue_timeout=5.0,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             health_check_interval=30,

@@ -37,8 +37,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import sqlalchemy as sa
+from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import ClusterCrossSlotError, RedisClusterException, ResponseError
+from redis.exceptions import ClusterCrossSlotError, MaxConnectionsError, RedisClusterException, ResponseError
 
 from realtime.history.base import FrameParts, open_envelope
 from realtime.history.redis import _ORDERED_BATCH, RedisHistory
@@ -53,14 +54,15 @@ from server.db.tables import users
 from server.db.urls import parse_database_url
 from server.infra.breaker import Breakers
 from server.infra.locks import RedisLock
-from server.infra.redis import RedisClients
+from server.infra.redis import QueueingRedisCluster, RedisClients
 from server.observability.alerts import Alerter
 from server.observability.metrics import Metrics
 from server.ops.stats import ClusterStats
 from server.ratelimit.redis import CLUSTER_PARTITIONS, RedisCounts
 from server.ratelimit.rules import Rule
 from server.services.xp import Xp
-from tests.conftest import fresh_sqlite_url
+from tests.conftest import flushed_cluster, fresh_sqlite_url
+from tests.support.cluster import RedisClusterServers
 from tests.support.services import free_port, wait_port
 
 pytestmark = pytest.mark.scaled
@@ -268,13 +270,50 @@ async def test_cluster_clients_ping_every_primary_and_report_an_unreachable_clus
     down = RedisClients(f"redis://127.0.0.1:{free_port()}", Metrics(), timeout=0.3, cluster=True)
     try:
         assert await up.check() is True and up.healthy and up.last_ping_seconds is not None
-        assert type(up.commands).__name__ == "RedisCluster" and type(up.subscriber).__name__ == "Redis"
+        assert isinstance(up.commands, RedisCluster) and type(up.subscriber).__name__ == "Redis"
         assert await down.check() is False  # no exception escapes the health loop
         assert not down.healthy and down.last_error is not None
         assert down.last_error.startswith("RedisClusterUnreachableError")
     finally:
         await up.close()
         await down.close()
+
+
+async def test_a_burst_past_the_pool_waits_for_a_connection_instead_of_failing(
+        redis_cluster_service: RedisClusterServers) -> None:
+    """redis-py's cluster pools raise MaxConnectionsError at once past their size; a burst of
+    members subscribing at the same moment then failed "unavailable". Here 4 connections per
+    client serve 200 concurrent calls and 20 pipelines spanning all three masters: every one
+    succeeds, no node ever holds more than 4 connections, and a caller that cannot get one within
+    the queue timeout gets MaxConnectionsError (an outage to the components), not a hang."""
+    clients = RedisClients(flushed_cluster(redis_cluster_service), Metrics(), pool_size=4, cluster=True)
+    commands = clients.commands
+    assert isinstance(commands, QueueingRedisCluster)
+    try:
+        keys = [f"burst:{i}" for i in range(200)]
+        owners = {redis_cluster_service.master_for_slot(key_slot(k.encode())).port for k in keys}
+        assert len(owners) == 3  # the calls and each pipeline reach all three masters
+
+        async def pipeline(n: int) -> list[Any]:
+            async with commands.pipeline(transaction=False) as pipe:
+                for key in keys[n::20]:
+                    pipe.incr(key)
+                return list(await pipe.execute())
+
+        singles = await asyncio.gather(*(commands.set(key, 1) for key in keys))
+        batches = await asyncio.gather(*(pipeline(n) for n in range(20)))
+        assert all(singles) and sorted(v for batch in batches for v in batch) == [2] * 200
+        assert max(len(node._connections) for node in commands.get_nodes()) <= 4
+
+        for _ in range(4):
+            await commands.in_flight.acquire()  # every permit held by calls that do not end
+        commands.queue_timeout = 0.3
+        started = time.monotonic()
+        with pytest.raises(MaxConnectionsError):
+            await commands.get("burst:0")
+        assert 0.25 < time.monotonic() - started < 2
+    finally:
+        await clients.close()
 
 
 # --- history ------------------------------------------------------------------------------------
