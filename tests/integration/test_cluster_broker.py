@@ -3,6 +3,9 @@
 Each channel is subscribed on the master owning its slot only, every master carries a share of the
 channels, a message published on one replica reaches the other, and a master's death is followed:
 its replica is promoted, the broker subscribes there and reports the gap so the node can fill it.
+Under load (a publisher on one replica, a member on the other), a master's death, a slot moving to
+another master and an ephemeral channel's shard losing its data each keep the guarantees: stored
+messages once and in order, ephemeral gaps recovered or honestly reported `recovered: false`.
 """
 
 from __future__ import annotations
@@ -214,64 +217,112 @@ def test_cluster_mode_needs_a_clustered_url() -> None:
         make_settings(REDIS_CLUSTER="true", REDIS_URL="unix:///tmp/redis.sock")
 
 
+async def publish_once_acknowledged(publisher: WsClient, channel: str, i: int, within: float = 20.0) -> int:
+    """Publish message `i`, retrying a refused or unanswered publish with the same nonce (stored
+    once either way), as the PWA does; its acknowledged offset."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            reply = await publisher.request("publish", channel=channel, nonce=f"busy-{i}",
+                                            data={"text": f"busy {i}"}, timeout=5)
+        except TimeoutError:
+            reply = {"ok": False}
+        if reply.get("ok"):
+            return int(reply["offset"])
+        assert time.monotonic() < deadline, f"publish {i} refused for {within} s: {reply}"
+        await asyncio.sleep(0.2)
+
+
+async def assert_each_once_in_order(reader: WsClient, channel: str, acknowledged: list[int]) -> None:
+    """Every acknowledged offset reaches the reader once, in order, and nothing after the last."""
+    assert len(set(acknowledged)) == len(acknowledged) and acknowledged == sorted(acknowledged)
+    seen: list[int] = []
+    deadline = time.monotonic() + 20
+    while len(seen) < len(acknowledged):
+        assert time.monotonic() < deadline, f"{len(seen)} of {len(acknowledged)} reached B; missing " \
+            f"{sorted(set(acknowledged) - set(seen))[:10]}"
+        try:
+            message = await reader.push("message", timeout=max(0.1, deadline - time.monotonic()))
+        except TimeoutError:
+            continue  # the assertion above says what is missing
+        if message["channel"] == channel:
+            seen.append(message["offset"])
+    await asyncio.sleep(0.5)
+    while not reader.pushes.empty():  # nothing more may come: no duplicate after the last
+        extra = reader.pushes.get_nowait()
+        assert extra.get("op") != "message" or extra.get("channel") != channel, extra
+    assert seen == acknowledged  # each once, in order
+
+
+def busy_settings(cluster: RedisClusterServers, postgres_service: PostgresServer) -> Any:
+    return make_settings(DATABASE_URL=fresh_postgres_url(postgres_service), REDIS_URL=cluster.url,
+                         REDIS_CLUSTER="true", REDIS_HEALTH_INTERVAL=0.5, REDIS_TIMEOUT=0.5,
+                         WS_PUBLISH_BURST=500, WS_PUBLISH_RATE=500)
+
+
 async def test_a_busy_room_loses_nothing_and_doubles_nothing_when_its_master_dies(
         cluster: RedisClusterServers, postgres_service: PostgresServer) -> None:
     """The failover of the issue: a publisher on A keeps writing to a room (retrying a refused
     publish with the same nonce), a member on B reads; the master owning the room's slot is
     killed midway. Every acknowledged message reaches B exactly once, in offset order."""
-    settings = make_settings(DATABASE_URL=fresh_postgres_url(postgres_service), REDIS_URL=cluster.url,
-                             REDIS_CLUSTER="true", REDIS_HEALTH_INTERVAL=0.5, REDIS_TIMEOUT=0.5,
-                             WS_PUBLISH_BURST=500, WS_PUBLISH_RATE=500)
+    settings = busy_settings(cluster, postgres_service)  # one database for both replicas
     async with AppServer(settings) as a, AppServer(settings) as b:
         tokens = await make_users(a.base_url, "Busy_Pub", "Busy_Sub")
         publisher = await WsClient.connect(a.base_url, tokens["Busy_Pub"])
         reader = await WsClient.connect(b.base_url, tokens["Busy_Sub"])
+        wire = shard_topic("vonix:", "room:general")
+        doomed = cluster.master_for_slot(key_slot(wire.encode()))
         try:
             await reader.request("subscribe", channel="room:general")
-            wire = shard_topic("vonix:", "room:general")
-            doomed = cluster.master_for_slot(key_slot(wire.encode()))
             acknowledged: list[int] = []
-            refused = 0
             for i in range(120):
                 if i == 40:
                     doomed.kill()
-                deadline = time.monotonic() + 20
-                while True:  # a refused publish is retried with its nonce: stored once either way
-                    try:
-                        reply = await publisher.request("publish", channel="room:general", nonce=f"busy-{i}",
-                                                        data={"text": f"busy {i}"}, timeout=5)
-                    except TimeoutError:
-                        reply = {"ok": False}
-                    if reply.get("ok"):
-                        acknowledged.append(reply["offset"])
-                        break
-                    refused += 1
-                    assert time.monotonic() < deadline, f"publish {i} refused for 20 s: {reply}"
-                    await asyncio.sleep(0.2)
+                acknowledged.append(await publish_once_acknowledged(publisher, "room:general", i))
                 await asyncio.sleep(0.01)
-            assert len(set(acknowledged)) == 120 and acknowledged == sorted(acknowledged)
-            seen: list[int] = []
-            deadline = time.monotonic() + 20
-            while len(seen) < 120:
-                assert time.monotonic() < deadline, f"{len(seen)} of 120 reached B; missing " \
-                    f"{sorted(set(acknowledged) - set(seen))[:10]}"
-                try:
-                    message = await reader.push("message", timeout=max(0.1, deadline - time.monotonic()))
-                except TimeoutError:
-                    continue  # the assertion above says what is missing
-                if message["channel"] == "room:general":
-                    seen.append(message["offset"])
-            await asyncio.sleep(0.5)
-            while not reader.pushes.empty():  # nothing more may come: no duplicate after the last
-                extra = reader.pushes.get_nowait()
-                assert extra.get("op") != "message" or extra.get("channel") != "room:general", extra
-            assert seen == acknowledged  # each once, in order
+            await assert_each_once_in_order(reader, "room:general", acknowledged)
         finally:
             await publisher.close()
             await reader.close()
             if doomed not in cluster.live():
                 doomed.start()
             cluster.wait_ok()
+
+
+async def test_a_busy_room_loses_nothing_and_doubles_nothing_when_its_slot_moves(
+        cluster: RedisClusterServers, postgres_service: PostgresServer) -> None:
+    """Resharding under load: the room's slot (its history keys and its shard channel) moves to
+    another master while a publisher on A keeps writing and a member on B reads. Redis ends the
+    shard subscription on the old owner and answers ASK/TRYAGAIN while the keys move; every
+    acknowledged message still reaches B exactly once, in offset order."""
+    slot = key_slot(shard_topic("vonix:", "room:general").encode())
+    source = cluster.master_for_slot(slot)
+    target = next(node for node in cluster.masters_now() if node.port != source.port)
+    settings = busy_settings(cluster, postgres_service)  # one database for both replicas
+    async with AppServer(settings) as a, AppServer(settings) as b:
+        tokens = await make_users(a.base_url, "Moved_Pub", "Moved_Sub")
+        publisher = await WsClient.connect(a.base_url, tokens["Moved_Pub"])
+        reader = await WsClient.connect(b.base_url, tokens["Moved_Sub"])
+        try:
+            await reader.request("subscribe", channel="room:general")
+            acknowledged = [await publish_once_acknowledged(publisher, "room:general", i) for i in range(40)]
+            # The slot moves in a thread while the publishes go on, and they go on after it moved.
+            migration = asyncio.ensure_future(asyncio.to_thread(cluster.migrate_slot, slot, target))
+            after_move = 0
+            deadline = time.monotonic() + 30
+            while after_move < 40:
+                assert time.monotonic() < deadline, "the slot did not move within 30 s"
+                after_move += migration.done()
+                acknowledged.append(await publish_once_acknowledged(publisher, "room:general", len(acknowledged)))
+                await asyncio.sleep(0.01)
+            await migration  # its error, if it failed
+            assert cluster.master_for_slot(slot).port == target.port
+            await assert_each_once_in_order(reader, "room:general", acknowledged)
+        finally:
+            await publisher.close()
+            await reader.close()
+            if cluster.master_for_slot(slot).port != source.port:
+                cluster.migrate_slot(slot, source)  # as it was, for the other tests of the module
 
 
 def wait_replicas_in_sync(cluster: RedisClusterServers, timeout: float = 10.0) -> None:
