@@ -120,6 +120,24 @@ def production_values() -> dict[str, Any]:
     return yaml.safe_load((CHART / "values-production.yaml").read_text())
 
 
+def redis_cluster_values() -> dict[str, Any]:
+    """The Redis Cluster overlay (charts/vonix/values-redis-cluster.yaml)."""
+    return yaml.safe_load((CHART / "values-redis-cluster.yaml").read_text())
+
+
+def layered(*files: Mapping[str, Any]) -> dict[str, Any]:
+    """Values files merged the way `helm -f A -f B` merges them: maps key by key, the later
+    file winning; anything else (lists included) replaced whole."""
+    merged: dict[str, Any] = {}
+    for values in files:
+        for key, value in values.items():
+            if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+                merged[key] = layered(merged[key], value)
+            else:
+                merged[key] = value
+    return merged
+
+
 # --- docker compose ----------------------------------------------------------------------------
 
 _INTERPOLATION = re.compile(

@@ -17,8 +17,10 @@ from tests.deploy.support import (
     Replica,
     by_kind,
     default_is_unset,
+    layered,
     production_values,
     readme_variables,
+    redis_cluster_values,
     render_chart,
 )
 
@@ -45,6 +47,8 @@ VALUE_SETS = {
     "default": None,
     "production": production_values(),
     "everything-on": EVERYTHING_ON,
+    # `-f values-production.yaml -f values-redis-cluster.yaml`, as the overlay's header says.
+    "redis-cluster": layered(production_values(), redis_cluster_values()),
 }
 
 # ServiceMonitor is a Prometheus Operator CRD: kubernetes-validate has no schema for it. This is
@@ -108,7 +112,7 @@ def test_chart_lints_clean_in_strict_mode() -> None:
     import subprocess
 
     helm = shutil.which("helm")
-    for values in (None, production_values()):
+    for values in (None, production_values(), VALUE_SETS["redis-cluster"]):
         if helm:  # pragma: no cover - no helm binary on these machines
             result = subprocess.run([helm, "lint", "--strict", str(CHART)], capture_output=True, text=True)
             assert result.returncode == 0, result.stdout + result.stderr
@@ -324,6 +328,11 @@ def test_numeric_settings_in_the_schema_accept_what_the_app_accepts(monkeypatch:
         ({"settings": {"MAINTENANCE_BATCH_SIZE": "20000"}}, "MAINTENANCE_BATCH_SIZE"),
         ({"settings": {"MAX_BODY_BYTES": "512"}}, "MAX_BODY_BYTES"),
         ({"secrets": {"SMTP_URL": "mail.example.org:587"}}, "SMTP_URL"),
+        # A Redis Cluster has only database 0 and no unix socket (the app would exit with code 2).
+        ({"settings": {"REDIS_CLUSTER": "true"}, "secrets": {"REDIS_URL": "redis://redis-cluster:6379/1"}},
+         "REDIS_URL"),
+        ({"settings": {"REDIS_CLUSTER": True}, "secrets": {"REDIS_URL": "unix:///run/redis.sock"}}, "REDIS_URL"),
+        ({"settings": {"REDIS_CLUSTER": "yes"}}, "REDIS_CLUSTER"),
     ],
 )
 def test_dangerous_values_are_refused_at_render_time(values: dict[str, Any], message: str) -> None:
@@ -331,3 +340,87 @@ def test_dangerous_values_are_refused_at_render_time(values: dict[str, Any], mes
 
     with pytest.raises(helm_python.HelmError, match=re.escape(message)):
         render_chart(values)
+
+
+# --- Redis Cluster (values-redis-cluster.yaml) -----------------------------------------------
+
+# URLs the cluster rule of values.schema.json is probed with, beside the app's own check.
+CLUSTER_URL_SAMPLES = [
+    "redis://redis-cluster:6379", "redis://redis-cluster:6379/", "redis://redis-cluster:6379/0",
+    "redis://redis-cluster:6379/0/", "redis://redis-cluster:6379//0", "redis://redis-cluster:6379/1",
+    "redis://redis-cluster:6379/00", "redis://redis-cluster/15", "rediss://:pw@redis-cluster:6380/0?ssl_cert_reqs=none",
+    "rediss://:pw@redis-cluster:6380/2?ssl_cert_reqs=none", "redis://:p%2Fw@redis-cluster:6379/0",
+    "unix:///run/redis.sock", "unix:///run/redis.sock?db=0",
+]
+
+
+def test_cluster_redis_url_rule_in_the_schema_accepts_what_the_app_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With REDIS_CLUSTER "true" the schema refuses exactly the REDIS_URLs the app refuses at start."""
+    import json
+
+    from server.settings import ConfigError, load_settings
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    for variable in readme_variables():
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("REDIS_CLUSTER", "true")
+    disagreements = []
+    for url in CLUSTER_URL_SAMPLES:
+        values = {"settings": {"REDIS_CLUSTER": "true"}, "secrets": {"REDIS_URL": url}, "existingSecret": ""}
+        chart_accepts = jsonschema.Draft7Validator({"allOf": schema["allOf"]}).is_valid(values)
+        monkeypatch.setenv("REDIS_URL", url)
+        try:
+            load_settings(_env_file=None)
+            app_accepts = True
+        except ConfigError:
+            app_accepts = False
+        if chart_accepts != app_accepts:
+            disagreements.append(f"{url}: chart {chart_accepts}, app {app_accepts}")
+    assert not disagreements, disagreements
+    # Both sides refuse something, so the probe is not vacuous.
+    assert not jsonschema.Draft7Validator({"allOf": schema["allOf"]}).is_valid(
+        {"settings": {"REDIS_CLUSTER": "true"}, "secrets": {"REDIS_URL": "redis://h:6379/1"}})
+
+
+def test_redis_cluster_values_render_a_configuration_the_app_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The overlay on the chart's defaults: ConfigMap + Secret fed to the real settings loader."""
+    from server.settings import load_settings
+
+    _, documents = render_chart(redis_cluster_values())
+    kinds = by_kind(documents)
+    config = single(kinds, "ConfigMap")["data"]
+    secret = single(kinds, "Secret")["stringData"]
+    assert config["REDIS_CLUSTER"] == "true"
+    environment = {**config, **secret, "VONIX_INSTANCE_ID": "vonix-7d9f-abcde"}
+    for variable in readme_variables():
+        monkeypatch.delenv(variable, raising=False)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(_env_file=None)
+    assert settings.redis_cluster is True
+    assert settings.redis_url == redis_cluster_values()["secrets"]["REDIS_URL"]
+
+
+@pytest.mark.parametrize("base", ["production", "everything-on"])
+def test_redis_cluster_mode_leaves_the_autoscaler_as_it_is(base: str) -> None:
+    """The HPA scales on CPU, memory and open websockets per pod whatever the Redis behind the
+    pods: turning cluster mode on must not change a field of it."""
+    _, plain = render_chart(VALUE_SETS[base])
+    _, clustered = render_chart(layered(VALUE_SETS[base], redis_cluster_values()))
+    hpa = single(by_kind(plain), "HorizontalPodAutoscaler")
+    assert single(by_kind(clustered), "HorizontalPodAutoscaler") == hpa
+    if base == "everything-on":
+        pods = [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
+        assert pods == ["vonix_ws_connections"]
+
+
+def test_notes_mention_cluster_mode_only_when_it_is_on() -> None:
+    import helm_python
+
+    def notes(values: dict[str, Any] | None) -> str:
+        with helm_python.Chart.load(str(CHART)) as chart:
+            rendered = chart.render(dict(values or {}), name="vonix", namespace="vonix", is_install=True)
+        return next(text for path, text in rendered.items() if path.endswith("NOTES.txt"))
+
+    assert "Redis Cluster mode" in notes(redis_cluster_values())
+    assert "Redis Cluster mode" not in notes(None)
