@@ -112,7 +112,9 @@ class ReplyBody(BaseModel):
 class VoteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    value: Literal[1, -1, 0]
+    # Not `Literal[1, -1, 0]`: pydantic matches literals by equality, so JSON `false`/`true` would
+    # pass as 0/1 even in strict mode.
+    value: Annotated[int, Field(strict=True, ge=-1, le=1)]
 
 
 class Category(Closed):

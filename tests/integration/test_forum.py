@@ -337,6 +337,7 @@ async def test_private_categories_answer_404_and_input_is_checked(app_server: Ap
             (f"/api/forum/categories/{general_id}/threads", {"title": "ok", "body": "a\u0007b"}, "body"),
             (f"/api/forum/categories/{general_id}/threads", {"title": "ok", "body": "y", "pinned": True}, "pinned"),
             (f"/api/forum/threads/{tid}/vote", {"value": 2}, "value"),
+            (f"/api/forum/threads/{tid}/vote", {"value": False}, "value"),
             (f"/api/forum/threads/{tid}/replies", {"body": "x" * 5001}, "body"),
         ]
         for path, body, field in cases:
