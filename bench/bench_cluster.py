@@ -93,14 +93,6 @@ class ClusterConfig:
 
 # --- Redis deployments ------------------------------------------------------------------------
 
-def _pid(node: RedisServer) -> int:
-    pidfile = node.dir / "redis.pid"
-    deadline = time.monotonic() + 10
-    while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return int(pidfile.read_text().strip())
-
-
 @dataclass
 class Backend:
     """The Redis side of one deployment: its masters (one for single Redis) and their replicas."""
@@ -113,8 +105,8 @@ class Backend:
     replicas: list[RedisServer] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.master_pids = [_pid(node) for node in self.masters]
-        self.replica_pids = [_pid(node) for node in self.replicas]
+        self.master_pids = [node.pid() for node in self.masters]
+        self.replica_pids = [node.pid() for node in self.replicas]
         for pid in (*self.master_pids, *self.replica_pids):
             pin_pid(pid, SERVER_CORE)
 

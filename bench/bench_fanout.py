@@ -356,11 +356,7 @@ class Stack:
         self.cfg = cfg
         self.dir = Path(tempfile.mkdtemp(prefix="vonix-bench-"))
         self.redis = RedisServer().start()
-        pidfile = self.redis.dir / "redis.pid"
-        deadline = time.monotonic() + 10
-        while not pidfile.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        self.redis_pid = int(pidfile.read_text().strip())
+        self.redis_pid = self.redis.pid()
         pin_pid(self.redis_pid, SERVER_CORE)
         self.postgres: PostgresServer | None = None
         self._databases = 0

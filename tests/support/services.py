@@ -87,6 +87,19 @@ class RedisServer:
         wait_port(self.port)
         return self
 
+    def pid(self, timeout: float = 10.0) -> int:
+        """The daemon's pid. redis-server creates its pidfile and writes the number in two steps, so
+        a reader on a busy machine can find the file still empty."""
+        pidfile = self.dir / "redis.pid"
+        deadline = time.monotonic() + timeout
+        while True:
+            text = pidfile.read_text().strip() if pidfile.exists() else ""
+            if text.isdigit():
+                return int(text)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis-server wrote no pid to {pidfile} in {timeout:.0f} s")
+            time.sleep(0.02)
+
     def stop(self) -> None:
         subprocess.run([self.cli, "-p", str(self.port), "shutdown", "nosave"],
                        capture_output=True, check=False, timeout=10)
