@@ -47,7 +47,8 @@ class _Shard:
     """The subscriber connection to one master and the channels this replica follows there."""
 
     address: Address
-    channels: set[str] = field(default_factory=set)
+    channels: set[str] = field(default_factory=set)  # followed here: SSUBSCRIBE sent
+    confirmed: set[str] = field(default_factory=set)  # ... and confirmed by this master
     connection: SubscriberProtocol | None = None
     up: bool = False
     task: asyncio.Task[None] | None = None
@@ -140,6 +141,7 @@ class ClusterBroker:
         shard = self._shards.get(address) if address is not None else None
         if shard is not None:
             shard.channels.discard(channel)
+            shard.confirmed.discard(channel)
             if shard.connection is not None:
                 shard.connection.send("SUNSUBSCRIBE", wire)
 
@@ -163,6 +165,7 @@ class ClusterBroker:
             old = self._shards.get(before)
             if old is not None:
                 old.channels.discard(channel)
+                old.confirmed.discard(channel)
                 if old.connection is not None and old.up:
                     old.connection.send("SUNSUBSCRIBE", wire)
             if self._moves is not None:
@@ -221,10 +224,18 @@ class ClusterBroker:
         await self._set_state(False)
 
     async def _settle(self) -> None:
-        """Every followed channel subscribed again: the node may now fill the gap from history."""
-        if self._gap and all(shard.up for shard in self._shards.values() if shard.channels):
+        """Every followed channel subscribed again, as its master confirmed: the node may now fill
+        the gap from history. (Sent is not enough: while a slot moves, an SSUBSCRIBE can reach a
+        master that answers MOVED, and a gap filled before the channel is really subscribed again
+        would lose whatever is published after the fill.)"""
+        if self._gap and all(self._subscribed(channel) for channel in self._channels):
             self._gap = False
             await self._set_state(True)
+
+    def _subscribed(self, channel: str) -> bool:
+        address = self._placed.get(channel)
+        shard = self._shards.get(address) if address is not None else None
+        return shard is not None and shard.up and channel in shard.confirmed
 
     async def _set_state(self, connected: bool) -> None:
         if connected == self._connected:
@@ -238,26 +249,45 @@ class ClusterBroker:
         if channel is not None:
             self.on_message(channel, payload)
 
-    def _confirm(self, wire: bytes) -> None:
+    def _confirm(self, shard: _Shard, wire: bytes) -> None:
+        channel = self._names.get(wire)
+        if channel is not None and channel in shard.channels:
+            shard.confirmed.add(channel)
+            if self._gap:
+                self._spawn(self._settle())
         for waiter in self._confirmations.pop(wire, []):
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _dropped(self, wire: bytes) -> None:
+    def _dropped(self, shard: _Shard, wire: bytes) -> None:
         """Redis ended a shard subscription we still want: its slot moved to another master."""
         channel = self._names.get(wire)
-        if channel is None or channel not in self._channels:
+        if channel is None or channel not in self._channels or channel not in shard.channels:
             return  # the answer to our own SUNSUBSCRIBE
         log.info("broker_slot_moved", channel=channel)
-        self._spawn(self._moved())
+        self._unplace(shard, [channel])
+        self._spawn(self._moved(0.0))
 
-    def _refused(self, error: Any) -> None:
-        """An SSUBSCRIBE refused (MOVED: the slot map was stale; CLUSTERDOWN: a failover)."""
+    def _refused(self, shard: _Shard, error: Any) -> None:
+        """An SSUBSCRIBE refused (MOVED: the slot map was stale, or the slot is between two masters
+        while it moves; CLUSTERDOWN: a failover). The reply does not say which SSUBSCRIBE it answers:
+        every channel still unconfirmed on this master is subscribed again once the map is read
+        again, a moment later (two masters can send each other's MOVED while a slot moves)."""
         log.info("broker_subscribe_refused", error=str(error))
-        self._spawn(self._moved())
+        self._unplace(shard, [channel for channel in shard.channels if channel not in shard.confirmed])
+        self._spawn(self._moved(0.05))
 
-    async def _moved(self) -> None:
+    def _unplace(self, shard: _Shard, channels: list[str]) -> None:
+        for channel in channels:
+            shard.channels.discard(channel)
+            shard.confirmed.discard(channel)
+            if self._placed.get(channel) == shard.address:
+                del self._placed[channel]
+
+    async def _moved(self, after: float) -> None:
         await self._broke()
+        if after:
+            await asyncio.sleep(after * (0.5 + random.random()))
         await self._relocate()
 
     def _spawn(self, work: Any) -> None:
@@ -266,8 +296,9 @@ class ClusterBroker:
 
     # --- one shard's connection -----------------------------------------------------------------
     async def _connect(self, shard: _Shard) -> SubscriberProtocol:
-        connection = await open_subscriber(self.subscriber, self._deliver, self._confirm, address=shard.address,
-                                           dropped=self._dropped, refused=self._refused)
+        connection = await open_subscriber(
+            self.subscriber, self._deliver, lambda wire: self._confirm(shard, wire), address=shard.address,
+            dropped=lambda wire: self._dropped(shard, wire), refused=lambda error: self._refused(shard, error))
         shard.connection = connection
         wires = [self._wire(channel) for channel in shard.channels]
         waiters = []
@@ -310,6 +341,7 @@ class ClusterBroker:
                 log.exception("broker_shard_failed")
             finally:
                 shard.up = False
+                shard.confirmed.clear()
                 for channel in shard.channels:  # waiters stop waiting; the channel stays wanted
                     for waiter in self._confirmations.pop(self._wire(channel), []):
                         if not waiter.done():

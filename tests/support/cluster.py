@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support.services import RedisServer, free_port, wait_port
@@ -108,9 +109,11 @@ class RedisClusterServers:
                     return next(n for n in self.nodes if n.port == port)
         raise LookupError(f"no master owns slot {slot}")
 
-    def migrate_slot(self, slot: int, to: ClusterNode) -> None:
+    def migrate_slot(self, slot: int, to: ClusterNode, between: Callable[[], None] | None = None) -> None:
         """Move one hash slot and its keys to master `to` (what `redis-cli --cluster reshard` does
-        for each slot), then tell every master who owns it now."""
+        for each slot), then tell every master who owns it now, the old owner first. `between` runs
+        after the old owner gave the slot away and before the others heard of it: the moment when
+        the old owner answers MOVED to the new one and the new one, still importing, MOVED back."""
         source = self.master_for_slot(slot)
         if source.port == to.port:
             return
@@ -119,8 +122,12 @@ class RedisClusterServers:
         _ok(source.command("cluster", "setslot", str(slot), "migrating", target_id))
         while keys := source.command("cluster", "getkeysinslot", str(slot), "100").split():
             _ok(source.command("migrate", "127.0.0.1", str(to.port), "", "0", "5000", "keys", *keys))
+        _ok(source.command("cluster", "setslot", str(slot), "node", target_id))
+        if between is not None:
+            between()
         for node in self.masters_now():
-            _ok(node.command("cluster", "setslot", str(slot), "node", target_id))
+            if node.port != source.port:
+                _ok(node.command("cluster", "setslot", str(slot), "node", target_id))
         self.wait_ok()
 
     def cleanup(self) -> None:
