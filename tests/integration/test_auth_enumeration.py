@@ -231,27 +231,33 @@ async def timed_server(backend: dict[str, Any], slow_smtp: SlowSmtpServer) -> As
 
 
 Call = Callable[[int], Awaitable[httpx.Response]]
+Check = Callable[[list[tuple[Any, Any]]], None]
 
 
-async def interleaved(first: Call, second: Call) -> tuple[list[float], list[float], list[tuple[Any, Any]]]:
+Times = tuple[list[float], list[float], list[tuple[Any, Any]]]
+
+
+async def interleaved(first: Call, second: Call, start: int = 0) -> Times:
     """Each call ROUNDS times (after two warm-up rounds), alternating which goes first so that load
-    on the machine falls on both alike; their latencies and their answers, pair by pair."""
+    on the machine falls on both alike; their latencies and their answers, pair by pair. The calls
+    are numbered from `start` (a second measurement signs up other names)."""
     times: tuple[list[float], list[float]] = ([], [])
     answers = []
     for n in range(-2, ROUNDS):
         pair: list[Any] = [None, None]
         for side in ((0, 1) if n % 2 else (1, 0)):
             started = time.perf_counter()
-            pair[side] = await (first, second)[side](n + 2)
+            pair[side] = await (first, second)[side](start + n + 2)
             if n >= 0:
                 times[side].append(time.perf_counter() - started)
         answers.append((pair[0], pair[1]))
     return times[0], times[1], answers
 
 
-def assert_alike(a: list[float], b: list[float], what: str) -> None:
-    """The median of the round-by-round differences within 35% of the smaller median or 40 ms,
-    whichever is larger: far tighter than SMTP_DELAY, the gap a mail sent inline would make.
+def difference(a: list[float], b: list[float], what: str) -> str | None:
+    """Why the two are told apart by their timing, or None: the median of the round-by-round
+    differences must be within 35% of the smaller median or 40 ms, whichever is larger (far tighter
+    than SMTP_DELAY, the gap a mail sent inline would make, and than a skipped password hash).
 
     Paired, not median against median: the two calls of a round run back to back, so load that
     comes and goes on a shared machine (a benchmark beside the test) falls on both alike and cancels
@@ -259,9 +265,29 @@ def assert_alike(a: list[float], b: list[float], what: str) -> None:
     """
     ma, mb = statistics.median(a), statistics.median(b)
     gap = statistics.median(x - y for x, y in zip(a, b, strict=True))
-    assert abs(gap) <= max(0.35 * min(ma, mb), 0.040), \
-        f"{what}: the median difference per round is {gap * 1000:.0f} ms (medians {ma:.3f}s vs {mb:.3f}s)"
-    assert max(ma, mb) < SMTP_DELAY, f"{what}: a mail is sent before answering ({ma:.3f}s, {mb:.3f}s)"
+    if max(ma, mb) >= SMTP_DELAY:
+        return f"{what}: a mail is sent before answering ({ma:.3f}s, {mb:.3f}s)"
+    if abs(gap) > max(0.35 * min(ma, mb), 0.040):
+        return f"{what}: the median difference per round is {gap * 1000:.0f} ms (medians {ma:.3f}s vs {mb:.3f}s)"
+    return None
+
+
+async def measured_alike(first: Call, second: Call, what: str, check: Check) -> int:
+    """Measure, and once more if the first measurement tells them apart; how many it took.
+
+    Why a second measurement: on a CI machine running the whole suite on two cores, a burst of load
+    can still land on one side of most pairs (seen once: 83 ms on a 195 ms median). A real leak
+    (a mail, a hash or a query on one path only) shows in every measurement, so both must fail.
+    """
+    problems = []
+    for run in range(2):
+        a, b, answers = await interleaved(first, second, start=run * 100)
+        check(answers)
+        problem = difference(a, b, what)
+        if problem is None:
+            return run + 1
+        problems.append(problem)
+    raise AssertionError("; then ".join(problems))
 
 
 async def test_registration_and_forgot_password_take_the_same_time_either_way(
@@ -272,19 +298,22 @@ async def test_registration_and_forgot_password_take_the_same_time_either_way(
         mail = await slow_smtp.wait_for("timed_owner@example.com", "Confirm", timeout=10)
         assert (await client.post("/api/auth/email/verify", json={"token": link_token(mail)})).status_code == 204
 
-        owned, free, answers = await interleaved(
-            lambda n: sign_up(client, f"taken_{n}", "Timed_Owner@example.com"),
-            lambda n: sign_up(client, f"fresh_{n}", f"fresh_{n}@example.com"))
-        assert all(a.status_code == b.status_code == 201 for a, b in answers)
-        assert all(anonymous(a.json()) == anonymous(b.json()) for a, b in answers)
-        assert_alike(owned, free, "register")
+        def signed_up_alike(answers: list[tuple[Any, Any]]) -> None:
+            assert all(a.status_code == b.status_code == 201 for a, b in answers)
+            assert all(anonymous(a.json()) == anonymous(b.json()) for a, b in answers)
 
-        known, unknown, answers = await interleaved(
+        sign_ups = await measured_alike(
+            lambda n: sign_up(client, f"taken_{n}", "Timed_Owner@example.com"),
+            lambda n: sign_up(client, f"fresh_{n}", f"fresh_{n}@example.com"), "register", signed_up_alike)
+
+        def accepted_alike(answers: list[tuple[Any, Any]]) -> None:
+            assert all(a.status_code == b.status_code == 202 and a.json() == b.json() for a, b in answers)
+
+        resets = await measured_alike(
             lambda n: client.post("/api/auth/password/forgot", json={"email": "timed_owner@example.com"}),
-            lambda n: client.post("/api/auth/password/forgot", json={"email": f"ghost_{n}@example.com"}))
-        assert all(a.status_code == b.status_code == 202 and a.json() == b.json() for a, b in answers)
-        assert_alike(known, unknown, "password/forgot")
+            lambda n: client.post("/api/auth/password/forgot", json={"email": f"ghost_{n}@example.com"}),
+            "password/forgot", accepted_alike)
         await timed_server.resources.wait_spawned(limit_seconds=30)
     # The mails did go, after the answers: a notice per owned sign-up, a reset link per known request.
-    assert len(mails(slow_smtp, "timed_owner@example.com", "Someone tried to sign up")) == ROUNDS + 2
-    assert len(mails(slow_smtp, "timed_owner@example.com", "Reset your Vonix password")) == ROUNDS + 2
+    assert len(mails(slow_smtp, "timed_owner@example.com", "Someone tried to sign up")) == sign_ups * (ROUNDS + 2)
+    assert len(mails(slow_smtp, "timed_owner@example.com", "Reset your Vonix password")) == resets * (ROUNDS + 2)
