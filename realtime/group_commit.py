@@ -61,6 +61,9 @@ class GroupCommit:
         # channel -> highest offset delivered while the history could not be reached: bounded by
         # the channels that saw an outage, each entry dropped by the next successful publish.
         self._skipped: dict[str, int] = {}
+        # channel -> the task releasing its messages parked behind a missing offset (one per channel
+        # that has any; each ends when none is left).
+        self._parked: dict[str, asyncio.Task[None]] = {}
 
     async def store(self, user: ConnUser | None, channel: str, data: Any, nonce: str | None,
                     ts: float) -> Persisted:
@@ -152,7 +155,7 @@ class GroupCommit:
             for channel in {request.channel for request, _ in stored} & self._skipped.keys():
                 await self.history.skip_to(channel, self._skipped[channel])
                 del self._skipped[channel]
-            await self.history.publish_stored([(r.channel, p.parts, p.offset, p.epoch) for r, p in stored])
+            parked = await self.history.publish_stored([(r.channel, p.parts, p.offset, p.epoch) for r, p in stored])
         except Exception as exc:
             # Stored but the broker is unreachable: deliver on this replica now; the others
             # catch up from the database when their broker reconnects or the next message shows
@@ -162,3 +165,33 @@ class GroupCommit:
                 self._skipped[request.channel] = max(self._skipped.get(request.channel, -1), persisted.offset)
                 self.deliver_local(request.channel, persisted.offset,
                                    persisted.parts.build(persisted.offset, persisted.epoch), request.ts)
+            return
+        for channel in parked:
+            if channel not in self._parked:
+                self._parked[channel] = asyncio.get_running_loop().create_task(
+                    self._release_parked(channel), name="release-parked")
+
+    async def _release_parked(self, channel: str) -> None:
+        """Until nothing of `channel` waits in the history for a missing offset: release what went
+        stale when it is due. Without this the history looks again only when the channel's next
+        message comes, and on a quiet channel that may be never (realtime/history/redis.py)."""
+        try:
+            due = await self.history.release_stale(channel)
+            while due is not None:
+                await asyncio.sleep(due + 0.05)
+                due = await self.history.release_stale(channel)
+        except Exception as exc:  # Redis away: the next message of the channel releases them
+            log.warning("release_parked_failed", channel=channel, error=exc.__class__.__name__)
+        finally:
+            self._parked.pop(channel, None)
+
+    async def close(self) -> None:
+        """Stop the release timers (shutdown); whatever waits is released by the channel's next
+        message on any replica."""
+        tasks = list(self._parked.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+

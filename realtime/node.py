@@ -118,6 +118,7 @@ class Node:
     async def stop(self) -> None:
         with contextlib.suppress(TimeoutError):  # messages already queued are stored and published
             await asyncio.wait_for(self.commits.wait_idle(), timeout=5.0)
+        await self.commits.close()
         await self.presence_feed.close()
         for task in self._tasks:
             task.cancel()

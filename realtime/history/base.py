@@ -63,9 +63,15 @@ class History(Protocol):
         """Assign the next offset, append to the window, publish to the broker (ephemeral channels)."""
         ...
 
-    async def publish_stored(self, stored: Sequence[tuple[str, FrameParts, int, str]]) -> None:
+    async def publish_stored(self, stored: Sequence[tuple[str, FrameParts, int, str]]) -> set[str]:
         """Publish committed messages (channel, parts, offset, epoch) in this order, in one go: the
-        offset comes from the database (the source of truth); the history orders and caches it."""
+        offset comes from the database (the source of truth); the history orders and caches it.
+        Returns the channels where a message waits for a missing offset (see `release_stale`)."""
+        ...
+
+    async def release_stale(self, channel: str) -> float | None:
+        """Publish what waited too long for a missing offset in `channel`; the seconds until the
+        next waiting message is due, or None when nothing waits."""
         ...
 
     async def skip_to(self, channel: str, offset: int) -> None:

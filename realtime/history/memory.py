@@ -49,12 +49,16 @@ class MemoryHistory:
         await self._append(channel, ring, ring.last + 1, parts)
         return Published(ring.last, ring.epoch)
 
-    async def publish_stored(self, stored: Sequence[tuple[str, FrameParts, int, str]]) -> None:
+    async def publish_stored(self, stored: Sequence[tuple[str, FrameParts, int, str]]) -> set[str]:
         for channel, parts, offset, epoch in stored:
             ring = self._ring(channel)
             ring.epoch = epoch
             if offset > ring.last:  # else already published (a persisted duplicate): nothing to do
                 await self._append(channel, ring, offset, parts)
+        return set()  # one process commits in order: nothing ever waits for an offset
+
+    async def release_stale(self, channel: str) -> float | None:
+        return None
 
     async def _append(self, channel: str, ring: _Ring, offset: int, parts: FrameParts) -> None:
         ring.last = offset

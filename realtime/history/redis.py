@@ -52,7 +52,9 @@ return {offset, epoch}
 """
 
 # ARGV: prefix, size, ttl, now_ms, stale_ms, ts, then per message: channel (or topic), offset,
-# epoch, frame. `order` places one committed message in its channel; a driver below calls it.
+# epoch, frame. `order` places one committed message in its channel (or, without a message, only
+# releases what went stale) and returns the ms until its oldest parked frame goes stale, -1 when
+# nothing is parked; a driver below calls it.
 _ORDER = """
 local prefix, size, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now, stale, ts = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
@@ -62,17 +64,17 @@ local function order(k_offset, k_epoch, k_window, k_pending, topic, offset, epoc
     redis.call('%(publish)s', topic, off .. ' ' .. sent .. '\\n' .. payload)
     redis.call('SET', k_offset, off)
   end
-  redis.call('SET', k_epoch, epoch)
   local last = tonumber(redis.call('GET', k_offset) or '-1')
-  if last >= offset then
-    return
+  if offset then
+    redis.call('SET', k_epoch, epoch)
+    if last < 0 or offset == last + 1 then
+      emit(offset, frame, ts)
+      last = offset
+    elseif offset > last then
+      redis.call('ZADD', k_pending, offset, now .. ' ' .. ts .. '\\n' .. frame)
+    end
   end
-  if last < 0 or offset == last + 1 then
-    emit(offset, frame, ts)
-    last = offset
-  else
-    redis.call('ZADD', k_pending, offset, now .. ' ' .. ts .. '\\n' .. frame)
-  end
+  local wait = -1
   while true do
     local head = redis.call('ZRANGE', k_pending, 0, 0, 'WITHSCORES')
     if #head == 0 then break end
@@ -87,34 +89,53 @@ local function order(k_offset, k_epoch, k_window, k_pending, topic, offset, epoc
       emit(off, string.sub(head[1], nl + 1), string.sub(head[1], sep + 1, nl - 1))
       last = off
     else
+      wait = math.max(0, queued_at + stale - now)
       break
     end
   end
   redis.call('ZREMRANGEBYRANK', k_window, 0, -(size + 1))
   redis.call('EXPIRE', k_offset, ttl); redis.call('EXPIRE', k_epoch, ttl)
   redis.call('EXPIRE', k_window, ttl); redis.call('EXPIRE', k_pending, ttl)
+  return wait
 end
 """
 
 # Single Redis: no KEYS; the key names are derived from each message's channel (as in `_keys`).
+# Both drivers return the channels (topics on a cluster) left with parked frames.
 _ORDERED_BATCH = _ORDER % {"publish": "PUBLISH"} + """
+local parked = {}
 for i = 7, #ARGV, 4 do
   local base = prefix .. 'h:{' .. ARGV[i] .. '}:'
-  order(base .. 'offset', base .. 'epoch', base .. 'window', base .. 'pending', prefix .. ARGV[i],
-        tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3])
+  if order(base .. 'offset', base .. 'epoch', base .. 'window', base .. 'pending', prefix .. ARGV[i],
+           tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]) >= 0 then
+    parked[#parked + 1] = ARGV[i]
+  end
 end
-return 1
+return parked
 """
 
 # Redis Cluster: KEYS are the four keys of each message in order (all in one slot); each
 # message's first ARGV is its shard channel.
 _ORDERED_BATCH_DECLARED = _ORDER % {"publish": "SPUBLISH"} + """
+local parked = {}
 for i = 7, #ARGV, 4 do
   local k = i - 7
-  order(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[i],
-        tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3])
+  if order(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[i],
+           tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]) >= 0 then
+    parked[#parked + 1] = ARGV[i]
+  end
 end
-return 1
+return parked
+"""
+
+# Release what went stale in one channel, with no new message (ARGV[7]: the channel, or its topic
+# on a cluster with its four KEYS): ms until the next parked frame goes stale, or -1.
+_RELEASE = _ORDER % {"publish": "PUBLISH"} + """
+local base = prefix .. 'h:{' .. ARGV[7] .. '}:'
+return order(base .. 'offset', base .. 'epoch', base .. 'window', base .. 'pending', prefix .. ARGV[7])
+"""
+_RELEASE_DECLARED = _ORDER % {"publish": "SPUBLISH"} + """
+return order(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[7])
 """
 # KEYS: epoch ; ARGV: new_epoch, ttl
 _POSITION_EPOCH = """
@@ -125,6 +146,10 @@ if not epoch then
 end
 return epoch
 """
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def shard_topic(prefix: str, channel: str) -> str:
@@ -164,6 +189,7 @@ class RedisHistory:
         self._ordered = client.register_script(_ORDERED_BATCH_DECLARED if self.cluster else _ORDERED_BATCH)
         self._epoch = client.register_script(_POSITION_EPOCH)
         self._skip_to = client.register_script(_SKIP_TO)
+        self._release = client.register_script(_RELEASE_DECLARED if self.cluster else _RELEASE)
 
     def _keys(self, channel: str) -> list[str]:
         # `_ORDERED_BATCH` builds the same names in Lua (prefix .. 'h:{' .. channel .. '}:'); a test
@@ -182,29 +208,46 @@ class RedisHistory:
         value = result[1]
         return Published(int(result[0]), value.decode() if isinstance(value, bytes) else str(value))
 
-    async def publish_stored(self, stored: Sequence[tuple[str, FrameParts, int, str]]) -> None:
+    async def publish_stored(self, stored: Sequence[tuple[str, FrameParts, int, str]]) -> set[str]:
         """One script call for a committed batch; the script orders each message in its channel.
+        Returns the channels left with messages parked behind a missing offset (`release_stale`).
 
         A script Redis does not know (restarted, flushed) is loaded and run again (by redis-py's
         `Script`, or on a cluster by `_publish_stored_by_slot`); running part of a batch twice is
         harmless: the script skips offsets it has seen.
         """
-        now = time.time()
-        head: list[Any] = [self.prefix, self.size, self.ttl, int(now * 1000), self.stale_ms, b"%.6f" % now]
+        head = self._head()
         if self.cluster:
-            await self._publish_stored_by_slot(stored, head)
-            return
+            return await self._publish_stored_by_slot(stored, head)
         args = list(head)
         for channel, parts, offset, epoch in stored:
             args += (channel, offset, epoch, parts.build(offset, epoch))
-        await self._ordered(keys=(), args=args)
+        parked = await self._ordered(keys=(), args=args)
+        return {_text(channel) for channel in parked or ()}
+
+    async def release_stale(self, channel: str) -> float | None:
+        """Publish the parked messages of `channel` whose missing predecessor is older than
+        `stale_ms`; seconds until the next parked one goes stale, or None when none is left.
+
+        Why: the script otherwise looks at `pending` only when another message of the channel comes.
+        The missing offset can be one Redis lost (a failover promoted a replica that had not yet
+        received the master's last write: replication is asynchronous); on a quiet channel (a DM)
+        the message parked behind it would then reach nobody, though stored and acknowledged."""
+        keys = self._keys(channel) if self.cluster else ()
+        wait = await self._release(keys=keys, args=[*self._head(), self.topic(channel) if self.cluster else channel])
+        return None if int(wait) < 0 else int(wait) / 1000
+
+    def _head(self) -> list[Any]:
+        now = time.time()
+        return [self.prefix, self.size, self.ttl, int(now * 1000), self.stale_ms, b"%.6f" % now]
 
     async def _publish_stored_by_slot(self, stored: Sequence[tuple[str, FrameParts, int, str]],
-                                      head: list[Any]) -> None:
+                                      head: list[Any]) -> set[str]:
         """Cluster: one script call per slot, with its messages' keys declared, in one pipeline
         (redis-py sends each node its calls at once). A message keeps its place among the others
         of its channel, which share its slot."""
         calls: dict[int, tuple[list[str], list[Any]]] = {}
+        channels = {self.topic(channel): channel for channel, _, _, _ in stored}
         for channel, parts, offset, epoch in stored:
             keys = self._keys(channel)
             slot_keys, slot_args = calls.setdefault(key_slot(keys[0].encode()), ([], list(head)))
@@ -215,12 +258,13 @@ class RedisHistory:
                 for keys, args in calls.values():
                     pipe.evalsha(self._ordered.sha, len(keys), *keys, *args)
                 try:
-                    await pipe.execute()
-                    return
+                    replies = await pipe.execute()
+                    return {channels[_text(topic)] for parked in replies for topic in parked or ()}
                 except NoScriptError:
                     if attempt:
                         raise
             self._ordered.sha = await self.client.script_load(self._ordered.script)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def skip_to(self, channel: str, offset: int) -> None:
         """Offsets up to `offset` were stored and delivered while Redis could not be reached: the

@@ -210,3 +210,28 @@ async def test_offsets_delivered_without_redis_do_not_hold_back_the_next_ones(cl
         await _until(lambda: len(received.messages) == 4)
     finally:
         await broker.close()
+
+
+async def test_a_parked_message_is_released_once_stale_without_waiting_for_another(clients: Any) -> None:
+    """`publish_stored` names the channels left with a parked message and `release_stale` publishes
+    it once stale, saying how long until then: the group commit's timer needs no later message."""
+    publisher, subscriber = clients
+    received = Received()
+    broker = await _broker(publisher, subscriber, received)
+    history = RedisHistory(publisher, prefix=broker.prefix, stale_ms=300)
+    try:
+        await broker.subscribe("room:h")
+        assert await history.publish_stored([("room:h", _parts("one"), 1, "e1")]) == set()
+        assert await history.publish_stored([("room:h", _parts("three"), 3, "e1")]) == {"room:h"}
+        due = await history.release_stale("room:h")
+        assert due is not None and 0 < due <= 0.3
+        await asyncio.sleep(0.05)
+        assert len(received.messages) == 1  # not yet stale: still waiting for 2
+        await asyncio.sleep(due)
+        assert await history.release_stale("room:h") is None  # released, nothing left
+        await _until(lambda: len(received.messages) == 2)
+        assert [open_envelope(p)[0] for _, p in received.messages] == [1, 3]
+        assert await history.release_stale("room:quiet") is None  # a channel with nothing at all
+        assert await history.publish_stored([("room:h", _parts("four"), 4, "e1")]) == set()
+    finally:
+        await broker.close()
