@@ -19,6 +19,7 @@ log = get_logger("vonix.lifespan")
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     resources: Resources = app.state.vonix
     settings = resources.settings
+    resources.metrics.watch_loop(asyncio.get_running_loop())
     if settings.should_migrate_on_start:
         await asyncio.to_thread(migrate.upgrade, settings.database)
     if resources.tracing is not None:

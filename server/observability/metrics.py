@@ -8,6 +8,7 @@ statement names chosen in code.
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from prometheus_client import (
@@ -51,6 +52,28 @@ class Metrics:
             "HTTP requests being served now.",
             registry=self.registry,
         )
+
+        # Why: a task that never ends (a timer per channel, a fill per reconnect) is a leak no other
+        # gauge shows until memory does; the soak reads this before and after its clients leave.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        tasks = Gauge("vonix_asyncio_tasks", "Tasks alive on the server's event loop.", registry=self.registry)
+        tasks.set_function(self._count_tasks)
+
+    def watch_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop whose tasks `vonix_asyncio_tasks` counts (the app's, set at start-up)."""
+        self._loop = loop
+
+    def _count_tasks(self) -> float:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return 0.0
+        # all_tasks copies a WeakSet another thread may be changing (a scrape off the loop): retry.
+        for _ in range(3):
+            try:
+                return float(len(asyncio.all_tasks(loop)))
+            except RuntimeError:
+                continue
+        return float("nan")
 
     def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
         return Counter(name, doc, list(labels), registry=self.registry)

@@ -242,6 +242,33 @@ async def test_metrics_families_and_bounded_cardinality(backend: dict[str, Any])
     assert {"not_found", "unauthorized"} <= errors
 
 
+async def test_the_tasks_gauge_rises_with_connections_and_falls_back_when_they_leave(backend: dict[str, Any]) -> None:
+    """`vonix_asyncio_tasks` counts the event loop's tasks: what the soak reads to show no task is
+    left behind once its clients are gone (each websocket holds a few while it is open)."""
+    async def tasks() -> float:
+        text = (await client.get("/metrics")).text
+        return next(sample.value for family in text_string_to_metric_families(text)
+                    if family.name == "vonix_asyncio_tasks" for sample in family.samples)
+
+    settings = make_settings(WS_MAX_CONNECTIONS_PER_USER=20, **backend)
+    async with AppServer(settings) as server, server.client() as client:
+        await register(client, "Tasker")
+        token = (await login(client, "tasker"))["access_token"]
+        before = await tasks()
+        assert before > 0
+        sockets = [await WsClient.connect(server.base_url, token) for _ in range(10)]
+        for ws in sockets:
+            await ws.request("subscribe", channel="room:general")
+        during = await tasks()
+        assert during >= before + 10, (before, during)
+        for ws in sockets:
+            await ws.close()
+        deadline = time.monotonic() + 10
+        while (after := await tasks()) > before + 2:
+            assert time.monotonic() < deadline, (before, during, after)
+            await asyncio.sleep(0.1)
+
+
 async def test_one_trace_per_request_with_child_spans(scaled_backend: dict[str, Any]) -> None:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
