@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCKS) | sha1sum | cut 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 
-.PHONY: run test lint lock bench services-bin clean
+.PHONY: run test lint lock bench soak services-bin clean
 
 # --no-build-isolation: the one sdist in the lock (http-ece) and the project build with the
 # hashed setuptools of build.txt instead of one pip would fetch, unpinned, for each build.
@@ -50,6 +50,12 @@ services-bin:
 ## bench: run every benchmark (real servers, reference measured in the same run) and print tables
 bench: $(STAMP) services-bin
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## soak: chaos soak (issue 19): 3 replicas, PostgreSQL, Redis Cluster, 2,000 clients for 10 minutes
+## while replicas, a Redis master and PostgreSQL are killed and restarted; one-screen report, exit 1
+## on any loss, duplicate or leak (docs/soak.md; knobs SOAK_DURATION, SOAK_CLIENTS, SOAK_RATE, SOAK_DIR)
+soak: $(STAMP) services-bin
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
