@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from realtime.connection import ConnUser
-from realtime.history.base import History
+from realtime.history.base import FrameParts, History
 from realtime.hooks import ChannelHooks, PendingMessage, Persisted
 from realtime.logs import get_logger
 
 log = get_logger("vonix.node")
 
 DeliverLocal = Callable[[str, int, bytes, float], None]
+UNPUBLISHED_MAX = 10_000  # messages kept to publish again after a failed publish (all channels)
 
 
 @dataclass(slots=True)
@@ -64,6 +65,12 @@ class GroupCommit:
         # channel -> the task releasing its messages parked behind a missing offset (one per channel
         # that has any; each ends when none is left).
         self._parked: dict[str, asyncio.Task[None]] = {}
+        # channel -> messages stored and delivered here whose publish failed, in offset order: sent
+        # again until the history takes them (`_republish`), dropped once a later publish of the
+        # channel succeeded (the history then moved past them, and the others fill from the
+        # database). Bounded: past UNPUBLISHED_MAX the others rely on that fill alone.
+        self._unpublished: dict[str, list[tuple[FrameParts, int, str]]] = {}
+        self._republisher: asyncio.Task[None] | None = None
 
     async def store(self, user: ConnUser | None, channel: str, data: Any, nonce: str | None,
                     ts: float) -> Persisted:
@@ -157,19 +164,66 @@ class GroupCommit:
                 del self._skipped[channel]
             parked = await self.history.publish_stored([(r.channel, p.parts, p.offset, p.epoch) for r, p in stored])
         except Exception as exc:
-            # Stored but the broker is unreachable: deliver on this replica now; the others
-            # catch up from the database when their broker reconnects or the next message shows
-            # the gap. The history never saw these offsets: the next publish moves it past them.
+            # Stored but the broker is unreachable: deliver on this replica now, and publish again
+            # until the history takes them. The others would otherwise hear of them only when
+            # their broker reconnects (its catch-up reads the database) or when the channel's
+            # next message shows the gap; after a Redis failover their brokers may be back before
+            # this publish failed, and a quiet DM may have no next message (seen in the soak).
             log.warning("publish_degraded_local_only", messages=len(stored), error=exc.__class__.__name__)
             for request, persisted in stored:
                 self._skipped[request.channel] = max(self._skipped.get(request.channel, -1), persisted.offset)
                 self.deliver_local(request.channel, persisted.offset,
                                    persisted.parts.build(persisted.offset, persisted.epoch), request.ts)
+            self._keep_unpublished([(r.channel, p.parts, p.offset, p.epoch) for r, p in stored])
             return
+        for channel in {request.channel for request, _ in stored}:
+            self._unpublished.pop(channel, None)  # the history is past them now
+        self._watch_parked(parked)
+
+    def _watch_parked(self, parked: set[str]) -> None:
         for channel in parked:
             if channel not in self._parked:
                 self._parked[channel] = asyncio.get_running_loop().create_task(
                     self._release_parked(channel), name="release-parked")
+
+    def _keep_unpublished(self, messages: list[tuple[str, FrameParts, int, str]]) -> None:
+        kept = sum(len(entries) for entries in self._unpublished.values())
+        for channel, parts, offset, epoch in messages:
+            if kept >= UNPUBLISHED_MAX:
+                log.warning("unpublished_dropped", channel=channel, offset=offset)
+                continue
+            self._unpublished.setdefault(channel, []).append((parts, offset, epoch))
+            kept += 1
+        if self._unpublished and self._republisher is None:
+            self._republisher = asyncio.get_running_loop().create_task(self._republish(), name="republish")
+
+    async def _republish(self) -> None:
+        """Publish again what failed to publish, with a backoff (0.5 s to 5 s) while it fails.
+        Safe to repeat: the history script ignores offsets it has seen, and nodes de-duplicate
+        deliveries by offset (this replica delivered them already)."""
+        delay = 0.5
+        try:
+            while self._unpublished:
+                await asyncio.sleep(delay)
+                taken, self._unpublished = self._unpublished, {}
+                try:
+                    parked = await self.history.publish_stored(
+                        [(channel, parts, offset, epoch) for channel, entries in taken.items()
+                         for parts, offset, epoch in entries])
+                except Exception as exc:
+                    log.info("republish_failed", channels=len(taken), error=exc.__class__.__name__)
+                    for channel, entries in taken.items():  # older first, before any added meanwhile
+                        self._unpublished[channel] = entries + self._unpublished.get(channel, [])
+                    delay = min(delay * 2, 5.0)
+                    continue
+                log.info("republished", channels=len(taken), messages=sum(len(e) for e in taken.values()))
+                for channel, entries in taken.items():
+                    if self._skipped.get(channel, -1) <= max(offset for _, offset, _ in entries):  # all in now
+                        self._skipped.pop(channel, None)
+                self._watch_parked(parked)
+                delay = 0.5
+        finally:
+            self._republisher = None
 
     async def _release_parked(self, channel: str) -> None:
         """Until nothing of `channel` waits in the history for a missing offset: release what went
@@ -186,9 +240,11 @@ class GroupCommit:
             self._parked.pop(channel, None)
 
     async def close(self) -> None:
-        """Stop the release timers (shutdown); whatever waits is released by the channel's next
-        message on any replica."""
+        """Stop the release and republish timers (shutdown); whatever waits is released by the
+        channel's next message on any replica, and the others fill from the database."""
         tasks = list(self._parked.values())
+        if self._republisher is not None:
+            tasks.append(self._republisher)
         for task in tasks:
             task.cancel()
         for task in tasks:

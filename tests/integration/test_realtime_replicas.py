@@ -325,3 +325,52 @@ async def test_a_message_behind_an_offset_redis_lost_reaches_members_without_a_l
         await poster.close()
         await reader.close()
         store.close()
+
+
+async def test_a_message_whose_publish_failed_reaches_the_other_replica_without_a_later_message(
+        scaled_backend: dict[str, Any]) -> None:
+    """A's publish to Redis fails while B's broker stays connected, so B sees no gap to fill: the
+    message is stored and delivered on A only. A publishes it again until Redis takes it, and B's
+    member gets it with no later message. (Seen in the soak: after a Redis failover the replicas'
+    brokers were back before one replica's publish hit the dead master; the quiet DM had no next
+    message, and its member never got it.) Here A's Redis user may not run scripts for a moment."""
+    import redis as redis_sync
+
+    own = RedisServer().start()
+    admin = redis_sync.Redis(port=own.port)
+    admin.execute_command("ACL", "SETUSER", "replica_a", "on", ">secret-a", "~*", "&*", "+@all")
+    try:
+        base = {**scaled_backend, "REDIS_URL": own.url, "WS_PUBLISH_BURST": 500, "WS_PUBLISH_RATE": 500,
+                "SECRET_KEY": "one-secret-for-both-replicas-" + "x" * 32}  # tokens valid on either
+        only_a = {**base, "REDIS_URL": f"redis://replica_a:secret-a@127.0.0.1:{own.port}/0"}
+        async with AppServer(make_settings(**only_a)) as a, AppServer(make_settings(**base)) as b:
+            tokens = await make_users(a.base_url, "Lone_Poster", "Lone_Reader")
+            poster = await WsClient.connect(a.base_url, tokens["Lone_Poster"])
+            reader = await WsClient.connect(b.base_url, tokens["Lone_Reader"])
+            try:
+                for client in (poster, reader):
+                    await client.request("subscribe", channel="room:general")
+                assert (await poster.request("publish", channel="room:general", data={"text": "before"}))["ok"]
+                for client in (poster, reader):
+                    assert (await client.push("message"))["data"] == {"text": "before"}
+
+                admin.execute_command("ACL", "SETUSER", "replica_a", "-evalsha", "-eval")
+                reply = await poster.request("publish", channel="room:general", data={"text": "alone"})
+                assert reply["ok"] and reply["offset"] == 2  # stored and acknowledged
+                assert (await poster.push("message"))["data"] == {"text": "alone"}  # A delivered it itself
+                with pytest.raises(TimeoutError):
+                    await reader.push("message", timeout=1.0)  # B has not heard of it
+
+                admin.execute_command("ACL", "SETUSER", "replica_a", "+evalsha", "+eval")
+                message = await reader.push("message", timeout=10)
+                assert (message["offset"], message["data"]) == (2, {"text": "alone"})
+                await asyncio.sleep(0.5)
+                for client in (poster, reader):  # once on each side: no second copy
+                    while not client.pushes.empty():
+                        assert client.pushes.get_nowait().get("op") != "message"
+            finally:
+                await poster.close()
+                await reader.close()
+    finally:
+        admin.close()
+        own.cleanup()
