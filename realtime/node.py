@@ -33,6 +33,9 @@ from realtime.presence.feed import PresenceFeed
 from realtime.transport import Transport
 
 log = get_logger("vonix.node")
+# How long a gap fill keeps retrying the database (a restart, a failover) before it gives up the
+# gap and delivers what came after it.
+FILL_RETRY_SECONDS = 60.0
 REVOCATIONS = "_sys:revocations"
 EVICTIONS = "_sys:evictions"  # a user removed from a channel (kick, room ban) or from the site (ban)
 CATCH_UP_SECONDS = 2.0  # longest a new subscriber waits for this replica's stream to reach its reply
@@ -773,12 +776,27 @@ class Node:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _fill(self, channel: str, after: int) -> None:
-        """Deliver stored messages after `after`, then what arrived live meanwhile, in offset order."""
-        try:
-            stored = await self.hooks.history(channel, after, self.settings.max_recovery)
-        except Exception as exc:
-            log.warning("gap_fill_failed", channel=channel, error=exc.__class__.__name__)
-            stored = []
+        """Deliver stored messages after `after`, then what arrived live meanwhile, in offset order.
+
+        The database read is retried (0.2 s doubling to 2 s, for up to FILL_RETRY_SECONDS) while
+        live frames keep waiting behind it: delivering them after a failed read would move the
+        channel past the gap for good, and a quiet channel would never see the missing message
+        (the soak lost messages so while PostgreSQL restarted)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + FILL_RETRY_SECONDS
+        delay = 0.2
+        while True:
+            try:
+                stored = await self.hooks.history(channel, after, self.settings.max_recovery)
+                break
+            except Exception as exc:
+                if loop.time() + delay > give_up:
+                    log.error("gap_fill_failed", channel=channel, error=exc.__class__.__name__, after=after)
+                    stored = []
+                    break
+                log.warning("gap_fill_retry", channel=channel, error=exc.__class__.__name__, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
         buffered = self._filling.pop(channel, [])
         merged = dict(stored)
         merged.update(buffered)

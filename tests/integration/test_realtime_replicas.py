@@ -374,3 +374,62 @@ async def test_a_message_whose_publish_failed_reaches_the_other_replica_without_
     finally:
         admin.close()
         own.cleanup()
+
+
+async def test_a_gap_fill_waits_out_a_database_restart_instead_of_skipping_the_gap(
+        scaled_backend: dict[str, Any]) -> None:
+    """B's broker missed messages 2 and 3 (Redis ended its subscription); when it is back, B fills
+    the gap from the database, which is restarting at that moment. The fill must retry until the
+    database answers: giving up dropped the gap for good, and on a quiet channel (no later message
+    to show it again) the member never got them (the soak lost messages so, PostgreSQL restart)."""
+    import redis as redis_sync
+
+    from server.db import migrate
+    from server.db.urls import parse_database_url
+    from tests.support.services import PostgresServer
+
+    pg = PostgresServer().init().start()  # this test stops its PostgreSQL: not the shared one
+    own = RedisServer().start()
+    admin = redis_sync.Redis(port=own.port)
+    admin.execute_command("ACL", "SETUSER", "replica_b", "on", ">secret-b", "~*", "&*", "+@all")
+    try:
+        pg.psql("CREATE DATABASE gap")
+        await asyncio.to_thread(migrate.upgrade, parse_database_url(pg.url("gap")))
+        base = {"DATABASE_URL": pg.url("gap"), "REDIS_URL": own.url, "REDIS_HEALTH_INTERVAL": 0.2,
+                "SECRET_KEY": "one-secret-for-both-replicas-" + "y" * 32}
+        only_b = {**base, "REDIS_URL": f"redis://replica_b:secret-b@127.0.0.1:{own.port}/0"}
+        async with AppServer(make_settings(**base)) as a, AppServer(make_settings(**only_b)) as b:
+            tokens = await make_users(a.base_url, "Gap_Poster", "Gap_Reader")
+            poster = await WsClient.connect(a.base_url, tokens["Gap_Poster"])
+            reader = await WsClient.connect(b.base_url, tokens["Gap_Reader"])
+            try:
+                await reader.request("subscribe", channel="room:general")
+                assert (await poster.request("publish", channel="room:general", data={"text": "m1"}))["ok"]
+                assert (await reader.push("message"))["offset"] == 1
+
+                # Redis ends B's subscriber connection, and B may not subscribe again for now.
+                admin.execute_command("ACL", "SETUSER", "replica_b", "resetchannels")
+                await asyncio.sleep(0.5)
+                for n in (2, 3):
+                    assert (await poster.request("publish", channel="room:general", data={"text": f"m{n}"}))["ok"]
+                with pytest.raises(TimeoutError):
+                    await reader.push("message", timeout=0.5)
+
+                await asyncio.to_thread(pg.stop, "fast")
+                admin.execute_command("ACL", "SETUSER", "replica_b", "&*")  # B's broker comes back ...
+                async with b.client() as http:
+                    deadline = time.monotonic() + 20
+                    while "vonix_broker_reconnects_total 1.0" not in (await http.get("/metrics")).text:
+                        assert time.monotonic() < deadline, "B's broker did not come back"
+                        await asyncio.sleep(0.1)
+                await asyncio.sleep(1.5)  # ... and its catch-up finds the database down, more than once
+                await asyncio.to_thread(pg.start)
+                got = await reader.messages(2, timeout=20)  # nothing else is published
+                assert [(m["offset"], m["data"]["text"]) for m in got] == [(2, "m2"), (3, "m3")]
+            finally:
+                await poster.close()
+                await reader.close()
+    finally:
+        admin.close()
+        own.cleanup()
+        pg.cleanup()
