@@ -176,9 +176,11 @@ class GroupCommit:
                                    persisted.parts.build(persisted.offset, persisted.epoch), request.ts)
             self._keep_unpublished([(r.channel, p.parts, p.offset, p.epoch) for r, p in stored])
             return
-        for channel in {request.channel for request, _ in stored}:
-            self._unpublished.pop(channel, None)  # the history is past them now
-        self._watch_parked(parked)
+        if self._unpublished:  # (only after an outage: nothing to do per batch otherwise)
+            for request, _ in stored:
+                self._unpublished.pop(request.channel, None)  # the history is past them now
+        if parked:
+            self._watch_parked(parked)
 
     def _watch_parked(self, parked: set[str]) -> None:
         for channel in parked:
