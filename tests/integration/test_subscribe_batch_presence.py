@@ -184,11 +184,24 @@ async def test_a_join_and_leave_within_one_interval_is_not_announced(backend: di
         while not stayer.pushes.empty():
             stayer.pushes.get_nowait()
         blink = await WsClient.connect(app.base_url, tokens["Blink"])
-        await blink.request("subscribe", channel="room:general")
-        await blink.request("unsubscribe", channel="room:general")
-        await asyncio.sleep(1.0)
-        diffs = [p for p in list(stayer.pushes._queue) if p["op"] == "presence_diff"]  # type: ignore[attr-defined]
-        assert all(not d["joins"] and not d["leaves"] for d in diffs) and diffs == []
+        # Up to three tries: the two requests are two round trips, and on a loaded machine a diff
+        # tick can fall between them (then a join and a leave are announced, correctly). Without
+        # coalescing every try announces them.
+        seen = []
+        for _ in range(3):
+            await blink.request("subscribe", channel="room:general")
+            await blink.request("unsubscribe", channel="room:general")
+            await asyncio.sleep(1.0)
+            diffs = []
+            while not stayer.pushes.empty():
+                push = stayer.pushes.get_nowait()
+                if push["op"] == "presence_diff":
+                    diffs.append(push)
+            if not diffs:
+                break
+            seen.append(diffs)
+        else:
+            raise AssertionError(f"a join and leave within one interval were announced every time: {seen}")
         await blink.close()
         await stayer.close()
 
