@@ -483,7 +483,8 @@ routes = [
     api("/api/rooms/{name}/kick", kick, ["POST"]),
     api("/api/rooms/{name}/slow-mode", slow_mode, ["PUT"], ok={200: SlowModeSet}),
     api("/api/rooms/{name}/members/{username}/role", set_role, ["PUT"], ok={200: RoomRoleSet}),
-    api("/api/reports", create_report, ["POST"], ok={201: ReportFiled}),
+    api("/api/reports", create_report, ["POST"], ok={201: ReportFiled},
+        errors=[(404, "post_not_found"), (404, "comment_not_found")]),  # from Feed.report_target
     api("/api/admin/reports", report_queue, ["GET"], ok={200: ReportQueue}),
     api("/api/admin/reports/{report_id:int}/resolve", resolve_report, ["POST"], ok={200: Report}),
 ]
