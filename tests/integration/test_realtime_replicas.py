@@ -35,6 +35,14 @@ async def make_users(base_url: str, *names: str) -> dict[str, str]:
     return {name: (await login_token(base_url, name))["access_token"] for name in names}
 
 
+def assert_no_message_queued(*clients: WsClient) -> None:
+    """Nothing but non-message pushes left in the clients' queues (no second copy arrived)."""
+    for client in clients:
+        while not client.pushes.empty():
+            push = client.pushes.get_nowait()
+            assert push.get("op") != "message", push
+
+
 @pytest.fixture
 async def pair(scaled_backend: dict[str, Any]) -> Any:
     settings = make_settings(WS_PUBLISH_BURST=500, WS_PUBLISH_RATE=500, WS_MAX_CONNECTIONS_PER_USER=2,
@@ -317,8 +325,7 @@ async def test_a_message_behind_an_offset_redis_lost_reaches_members_without_a_l
         assert (message["offset"], message["data"]) == (3, {"text": "m3"})
         assert time.monotonic() - started < 5
         await asyncio.sleep(0.3)
-        while not reader.pushes.empty():  # once: no second copy
-            assert reader.pushes.get_nowait().get("op") != "message"
+        assert_no_message_queued(reader)  # once: no second copy
         assert int(store.get("vonix:h:{room:general}:offset")) == 3
         assert store.zcard("vonix:h:{room:general}:pending") == 0
     finally:
@@ -365,9 +372,7 @@ async def test_a_message_whose_publish_failed_reaches_the_other_replica_without_
                 message = await reader.push("message", timeout=10)
                 assert (message["offset"], message["data"]) == (2, {"text": "alone"})
                 await asyncio.sleep(0.5)
-                for client in (poster, reader):  # once on each side: no second copy
-                    while not client.pushes.empty():
-                        assert client.pushes.get_nowait().get("op") != "message"
+                assert_no_message_queued(poster, reader)  # once on each side: no second copy
             finally:
                 await poster.close()
                 await reader.close()
