@@ -192,6 +192,11 @@ def storm(stack: Stack, lg: LoadGen, cfg: StormConfig, kind: str) -> StormResult
         progress(f"storm: {kind}: last client back {run['last_back_seconds']} s after the signal "
                  f"({run['not_back']} not back within {cfg.max_wait:g} s), lost {run['lost']}, "
                  f"duplicates {run['duplicates']}")
+        if run.get("open_ms", {}).get("n"):
+            progress(f"storm: {kind}: reconnect -> upgrade answered p50/p99 {run['open_ms']['p50']:,.0f}/"
+                     f"{run['open_ms']['p99']:,.0f} ms; upgrade -> resubscribed p50/p99 "
+                     f"{run['subscribed_ms']['p50']:,.0f}/{run['subscribed_ms']['p99']:,.0f} ms; back per second "
+                     f"{run['back_per_second']}")
         lg.call(cmd="close")
         with contextlib.suppress(subprocess.TimeoutExpired):  # A drains, then exits by itself
             run["a_exit"] = a.process.wait(max(5.0, cfg.drain_seconds))

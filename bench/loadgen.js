@@ -732,6 +732,7 @@ class StormClient {
     this.closedAt = 0;
     this.reconnectAt = 0;
     this.backAt = 0;
+    this.openAt = 0; // the reconnect's upgrade answered (101): the rest of the way back is the subscribe
     this.attempts = 0;
     this.timedOut = false;
     this.ready = null; // resolves the first connect: null or why it failed
@@ -755,6 +756,7 @@ class StormClient {
           clearTimeout(this.attemptTimer);
           this.attemptTimer = null;
         }
+        if (this.subscribedOnce && this.openAt === 0) this.openAt = now();
         this.subscribe(this.channels.map((_, i) => i));
       },
       onMessage: (buf) => { if (ws === this.ws) this.onFrame(buf); },
@@ -1185,6 +1187,9 @@ async function stormRun(cmd) {
 
   const reconnect = [];
   const afterJitter = [];
+  const toOpen = []; // reconnect sent -> upgrade answered: TCP accept and the handshake
+  const toSubscribed = []; // upgrade answered -> resubscribe reply
+  const backPerSecond = []; // clients back in each second after the signal
   let lost = 0;
   let expected = 0;
   let received = 0;
@@ -1199,6 +1204,13 @@ async function stormRun(cmd) {
     if (c.backAt > 0) {
       reconnect.push(c.backAt - c.closedAt);
       afterJitter.push(c.backAt - c.reconnectAt);
+      if (c.openAt > 0) {
+        toOpen.push(c.openAt - c.reconnectAt);
+        toSubscribed.push(c.backAt - c.openAt);
+      }
+      const second = Math.max(0, Math.floor((c.backAt - tKill) / 1000));
+      while (backPerSecond.length <= second) backPerSecond.push(0);
+      backPerSecond[second]++;
     } else {
       neverBack++;
     }
@@ -1234,6 +1246,7 @@ async function stormRun(cmd) {
     closes: storm.closes,
     closed_early: storm.closedEarly, closed_again: storm.closedAgain,
     reconnect_ms: stormLatency(reconnect), after_jitter_ms: stormLatency(afterJitter),
+    open_ms: stormLatency(toOpen), subscribed_ms: stormLatency(toSubscribed), back_per_second: backPerSecond,
     expected: storm.track ? expected : null, received: storm.track ? received : null,
     lost: storm.track ? lost : null, lost_clients: storm.track ? lostClients : null,
     duplicates: storm.track ? dups : null, late, not_recovered: notRecovered, not_recovered_messages: announced,

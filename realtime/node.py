@@ -30,6 +30,7 @@ from realtime.logs import get_logger
 from realtime.nonces import Nonces
 from realtime.presence.base import Presence, PresenceUnavailable, PresenceUser
 from realtime.presence.feed import PresenceFeed
+from realtime.recent import RecentFrames
 from realtime.transport import Transport
 
 log = get_logger("vonix.node")
@@ -58,6 +59,7 @@ class NodeSettings:
     read_burst: float = 20.0
     auth_timeout: float = 10.0
     max_recovery: int = 1000
+    recent_frames: int = 128  # per followed stored channel, for resubscribes (realtime/recent.py)
     presence_interval: float = 0.2  # presence diffs: at most one per channel per interval
     presence_heartbeat: float = 15.0
     presence_sweep: float = 10.0
@@ -95,6 +97,7 @@ class Node:
         self._positioning: dict[str, asyncio.Future[None]] = {}  # a first subscriber reading the position
         self._catching_up: dict[str, list[tuple[Connection, int]]] = {}  # held until the stream reaches an offset
         self._filling: dict[str, list[tuple[int, bytes]]] = {}  # channels whose gap is being filled
+        self._recent = RecentFrames(self.settings.recent_frames)  # what a resubscribe most often missed
         self._broker_was_down = False
         # persisted channels: stored in batches, published after the commit in commit order
         self.commits = GroupCommit(hooks, history, self._deliver_local, window=self.settings.commit_window)
@@ -328,6 +331,7 @@ class Node:
         self._last_seen.pop(channel, None)
         self._epochs.pop(channel, None)
         self._catching_up.pop(channel, None)
+        self._recent.forget(channel)
 
     async def _as_guest(self, conn: Connection, command: protocol.Command) -> None:
         """Before `auth`, a connection may follow public channels (and leave them): a signed-out
@@ -464,15 +468,28 @@ class Node:
         if offset - since.offset > self.settings.max_recovery:
             self._miss()
             return [], False
+        persisted = self.hooks.persisted(channel)
+        if persisted:
+            missed = self._recent.between(channel, epoch, since.offset, offset)
+            if missed is not None:  # delivered here moments ago: no store involved
+                self._recovered("memory")
+                return missed, True
         missed = await self._recoveries((channel, since.offset, self.settings.max_recovery))
-        if self.hooks.persisted(channel) and (missed is None or not _covers(missed, since.offset + 1, offset)):
+        source = "hot_window"
+        if persisted and (missed is None or not _covers(missed, since.offset + 1, offset)):
             # The hot window is behind the database (a commit not yet published to it, or a hole
             # left while Redis was away): the database has every stored message.
             missed = await self.hooks.history(channel, since.offset, self.settings.max_recovery)
+            source = "database"
         if missed is None or not _covers(missed, since.offset + 1, offset):
             self._miss()
             return [], False
+        self._recovered(source)
         return missed, True
+
+    def _recovered(self, source: str) -> None:
+        if self._metrics is not None:
+            self._metrics.recoveries.labels(source).inc()
 
     def _miss(self) -> None:
         if self._metrics is not None:
@@ -738,6 +755,7 @@ class Node:
                     self._spawn_fill(channel, seen)
                     return
             self._last_seen[channel] = offset
+            self._recent.add(channel, self._epochs.get(channel), offset, frame)
         if offset is None and frame.startswith(protocol.PRESENCE_DIFF_PREFIX):
             delivered = self.hub.deliver_presence(channel, frame)
         else:
@@ -804,6 +822,7 @@ class Node:
         for offset in sorted(merged):
             if offset > last:
                 self._last_seen[channel] = last = offset
+                self._recent.add(channel, self._epochs.get(channel), offset, merged[offset])
                 delivered = self.hub.deliver(channel, offset, merged[offset])
                 if self._catching_up:
                     self._release(channel, offset)
@@ -880,6 +899,12 @@ class _Metrics:
                                            "Server-initiated disconnects by close code.", ("code",))
         self.history_misses = metrics.counter("vonix_ws_history_misses_total",
                                               "Recoveries that could not fill the client's gap.")
+        self.recoveries = metrics.counter("vonix_ws_recoveries_total",
+                                          "Resubscribes whose gap was filled, by where the missed messages came "
+                                          "from (memory: this replica's recent frames; hot_window: Redis; "
+                                          "database).", ("source",))
+        recent = metrics.gauge("vonix_ws_recent_frames", "Frames kept in memory for resubscribes.")
+        recent.set_function(lambda: len(node._recent))
         self.rate_limited = metrics.counter("vonix_ws_rate_limited_total", "Publishes refused by the rate limit.")
         connections = metrics.gauge("vonix_ws_connections", "Open websocket connections on this replica.")
         connections.set_function(lambda: len(node.hub.connections))

@@ -276,6 +276,7 @@ def build_node(settings: Settings, redis: RedisClients | None, broker: Broker, h
             publish_burst=settings.ws_publish_burst,
             auth_timeout=settings.ws_auth_timeout,
             max_recovery=settings.ws_max_recovery,
+            recent_frames=settings.ws_recent_frames,
             presence_interval=settings.ws_presence_interval_ms / 1000,
             presence_heartbeat=settings.presence_heartbeat,
             presence_sweep=settings.presence_sweep,

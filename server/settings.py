@@ -161,6 +161,7 @@ class Settings(BaseSettings):
     ws_history_size: int = Field(default=1000, ge=10, validation_alias="WS_HISTORY_SIZE")
     ws_history_ttl: int = Field(default=86400, ge=60, validation_alias="WS_HISTORY_TTL")
     ws_max_recovery: int = Field(default=1000, ge=10, validation_alias="WS_MAX_RECOVERY")
+    ws_recent_frames: int = Field(default=128, ge=0, le=10000, validation_alias="WS_RECENT_FRAMES")
     presence_ttl: float = Field(default=45.0, gt=1, validation_alias="PRESENCE_TTL")
     ws_presence_interval_ms: float = Field(default=200.0, ge=0, validation_alias="WS_PRESENCE_INTERVAL_MS")
     presence_heartbeat: float = Field(default=15.0, gt=0, validation_alias="PRESENCE_HEARTBEAT")

@@ -7,6 +7,7 @@ import hmac
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,10 +46,20 @@ class AccessClaims:
     token_id: str
 
 
+VERIFIED_ACCESS_TOKENS = 4096  # recently verified access tokens kept, least recently used dropped
+
+
 class TokenSigner:
-    def __init__(self, keyring: Keyring, access_ttl: int) -> None:
+    def __init__(self, keyring: Keyring, access_ttl: int, *, verified_cache: int = VERIFIED_ACCESS_TOKENS) -> None:
         self.keyring = keyring
         self.access_ttl = access_ttl
+        # After a deploy every client reconnects presenting the same access token it used a minute
+        # ago, and a member's tabs share one: checking an HMAC signature and the claims again costs
+        # more than the rest of the websocket's admission. A token string verified once stays valid
+        # until its `exp` (the keyring does not change while the process runs); revocation is the
+        # session check's job, which still runs on every use.
+        self._verified: OrderedDict[str, AccessClaims] = OrderedDict()
+        self._verified_max = verified_cache
 
     def _encode(self, claims: dict[str, Any]) -> str:
         header = {"alg": ALGORITHM, "kid": self.keyring.kid}
@@ -73,12 +84,24 @@ class TokenSigner:
         return self._encode(claims), expires
 
     def verify_access(self, token: str) -> AccessClaims:
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at > int(time.time()):  # joserfc's rule: expired once now >= exp
+                self._verified.move_to_end(token)
+                return known
+            del self._verified[token]
+            raise InvalidToken("ExpiredTokenError")
         claims = self._decode(token, "access")
         try:
-            return AccessClaims(int(claims["sub"]), str(claims["sid"]), str(claims["role"]),
-                                int(claims["exp"]), str(claims["jti"]))
+            verified = AccessClaims(int(claims["sub"]), str(claims["sid"]), str(claims["role"]),
+                                    int(claims["exp"]), str(claims["jti"]))
         except (KeyError, ValueError):
             raise InvalidToken("malformed claims") from None
+        if self._verified_max:
+            self._verified[token] = verified
+            if len(self._verified) > self._verified_max:
+                self._verified.popitem(last=False)
+        return verified
 
     def issue_ticket(self, purpose: str, subject: str, ttl: int, **extra: Any) -> str:
         """A short-lived signed ticket (MFA step, OAuth state, linking) bound to one purpose."""

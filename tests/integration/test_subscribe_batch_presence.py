@@ -230,3 +230,49 @@ async def test_recovery_reads_the_database_when_the_hot_window_is_behind(scaled_
         assert again["recovered"] is True and again["offset"] == 6
         assert [m["data"]["text"] for m in again["missed"]] == ["d2", "d3", "d4", "d5"]
         await client.close()
+
+
+def _recoveries(app: AppServer, source: str) -> float:
+    return float(app.resources.node._metrics.recoveries.labels(source)._value.get())
+
+
+@THREE_MODES
+async def test_a_resubscribe_within_the_replicas_recent_frames_needs_no_store(backend: dict[str, Any]) -> None:
+    """A room this replica follows: a member who was away for a few messages gets them from the
+    replica's memory (after a deploy, most resubscribes are that), even with the Redis hot window
+    gone; a gap older than the frames kept goes to the stores as before, and is still whole."""
+    async with AppServer(make_settings(WS_RECENT_FRAMES=4, WS_PUBLISH_BURST=500, WS_PUBLISH_RATE=500,
+                                       **backend)) as app:
+        tokens = await tokens_for(app, "Stayer", "Mover")
+        await create_rooms(app, tokens["Stayer"], "near")
+        stayer = await WsClient.connect(app.base_url, tokens["Stayer"])
+        await stayer.request("subscribe", channel="room:near")  # keeps the replica following the room
+        mover = await WsClient.connect(app.base_url, tokens["Mover"])
+        first = await mover.request("subscribe", channel="room:near")
+        await mover.request("unsubscribe", channel="room:near")
+        for i in range(3):
+            assert (await stayer.request("publish", channel="room:near", data={"text": f"n{i}"}))["ok"]
+        await stayer.messages(3)
+        if app.resources.redis is not None:  # the hot window is not where the answer comes from
+            history = app.resources.node.history
+            await app.resources.redis.commands.delete(history._keys("room:near")[2])
+        before = {s: _recoveries(app, s) for s in ("memory", "hot_window", "database")}
+        again = await mover.request("subscribe", channel="room:near", since={"offset": first["offset"],
+                                                                              "epoch": first["epoch"]})
+        assert again["recovered"] is True
+        assert [m["data"]["text"] for m in again["missed"]] == ["n0", "n1", "n2"]
+        assert [m["offset"] for m in again["missed"]] == [first["offset"] + i for i in (1, 2, 3)]
+        assert _recoveries(app, "memory") == before["memory"] + 1
+        stores = _recoveries(app, "hot_window") + _recoveries(app, "database")
+        assert stores == before["hot_window"] + before["database"]
+        await mover.request("unsubscribe", channel="room:near")
+        for i in range(3, 9):  # 6 more: the replica keeps only the last 4
+            assert (await stayer.request("publish", channel="room:near", data={"text": f"n{i}"}))["ok"]
+        await stayer.messages(6)
+        late = await mover.request("subscribe", channel="room:near", since={"offset": again["offset"],
+                                                                             "epoch": first["epoch"]})
+        assert late["recovered"] is True
+        assert [m["data"]["text"] for m in late["missed"]] == [f"n{i}" for i in range(3, 9)]
+        assert _recoveries(app, "memory") == before["memory"] + 1  # not from memory this time
+        await mover.close()
+        await stayer.close()
