@@ -754,8 +754,7 @@ class Node:
                     self._filling[channel] = [(offset, frame)]
                     self._spawn_fill(channel, seen)
                     return
-            self._last_seen[channel] = offset
-            self._recent.add(channel, self._epochs.get(channel), offset, frame)
+            self._advance(channel, offset, frame)
         if offset is None and frame.startswith(protocol.PRESENCE_DIFF_PREFIX):
             delivered = self.hub.deliver_presence(channel, frame)
         else:
@@ -767,6 +766,12 @@ class Node:
             metrics.delivered.inc(delivered)
             if ts:
                 metrics.latency.observe(max(0.0, time.time() - ts))
+
+    def _advance(self, channel: str, offset: int, frame: bytes) -> None:
+        """The stored channel's stream moved to `offset` here: the one place that records it, so the
+        live path and a gap fill keep the position and the recent frames in step."""
+        self._last_seen[channel] = offset
+        self._recent.add(channel, self._epochs.get(channel), offset, frame)
 
     async def _on_broker_state(self, connected: bool) -> None:
         if not connected:
@@ -821,8 +826,8 @@ class Node:
         last = self._last_seen.get(channel, after)
         for offset in sorted(merged):
             if offset > last:
-                self._last_seen[channel] = last = offset
-                self._recent.add(channel, self._epochs.get(channel), offset, merged[offset])
+                self._advance(channel, offset, merged[offset])
+                last = offset
                 delivered = self.hub.deliver(channel, offset, merged[offset])
                 if self._catching_up:
                     self._release(channel, offset)
