@@ -38,6 +38,25 @@ class Batcher(Generic[Item, Result]):
             loop.call_soon(self._start)
         return await future
 
+    async def many(self, items: Sequence[Item]) -> list[Result]:
+        """Several calls from one caller (a connection's rooms when it leaves): queued together,
+        awaited in place, with no task or gather per item."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Result]] = [loop.create_future() for _ in items]
+        self._pending.extend(zip(items, futures, strict=True))
+        if futures and not self._scheduled and not self._running:
+            self._scheduled = True
+            loop.call_soon(self._start)
+        try:
+            return [await future for future in futures]
+        except BaseException:
+            for future in futures:  # one failure is enough to hear: mark the others' as heard
+                if future.done() and not future.cancelled():
+                    future.exception()
+                else:
+                    future.cancel()
+            raise
+
     def _start(self) -> None:
         self._scheduled = False
         if self._running or not self._pending:

@@ -147,7 +147,7 @@ def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any,
 class Connection:
     __slots__ = ("_closed", "_flusher", "_queue", "_queued_bytes", "_scheduled", "_sending", "_transport_done",
                  "close_task", "coalesce", "conn_id", "inflight", "last_publish", "limiter", "max_queue_bytes",
-                 "on_closed", "presence_muted", "read_limiter", "recovering", "rejections", "subscriptions",
+                 "on_closed", "presence_muted", "read_limiter", "recovering", "rejections", "released", "subscriptions",
                  "transport", "typing_at", "user")
 
     def __init__(
@@ -175,6 +175,7 @@ class Connection:
         self.inflight = 0  # pipelined publishes not yet stored (realtime/node.py)
         self.last_publish: asyncio.Future[Any] | None = None
         self.rejections = 0
+        self.released = False  # its slot under the per-user connection cap is given back (node cleanup)
         self.on_closed = on_closed
         self._flusher = flusher if flusher is not None else Flusher(coalesce)
         self._queue: list[bytes] = []
@@ -284,8 +285,11 @@ class Connection:
         self.close_task = asyncio.get_running_loop().create_task(self._shutdown(reason))
 
     async def _shutdown(self, reason: Disconnect) -> None:
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
-            await asyncio.wait_for(self._drain(), timeout=1.0)
+        if self._sending is None and self._queue:
+            self._flush()  # most often the transport takes it at once: nothing to wait for
+        if self._sending is not None or (self._queue and not self._transport_done):
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._drain(), timeout=1.0)
         sending = self._sending
         if sending is not None and not sending.done():
             sending.cancel()
@@ -303,13 +307,6 @@ class Connection:
                 await self.transport.send(self._take())
             else:
                 return
-
-    async def flush_and_close(self, reason: Disconnect, wait: float = 1.0) -> None:
-        """Used by the graceful drain: queued frames go out (bounded), then the close code."""
-        self.disconnect(reason)
-        if self.close_task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self.close_task), timeout=wait + 1)
 
     def _mark_closed(self, reason: Disconnect | None) -> None:
         if self._closed:

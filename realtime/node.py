@@ -141,12 +141,20 @@ class Node:
         conns = list(self.hub.connections.values())
         if not conns:
             return
-
-        async def close_later(conn: Connection) -> None:
-            await asyncio.sleep(random.uniform(0, window))
-            await conn.flush_and_close(errors.SERVICE_RESTART)
-
-        await asyncio.gather(*(close_later(c) for c in conns), return_exceptions=True)
+        # A timer per connection, not a task: draining 10,000 connections shares the core with the
+        # replicas they reconnect to, so the drain itself must cost next to nothing.
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        timers = [loop.call_at(start + random.uniform(0, window), conn.disconnect, errors.SERVICE_RESTART)
+                  for conn in conns]
+        try:
+            await asyncio.sleep(window)
+            closing = [c.close_task for c in conns if c.close_task is not None and not c.close_task.done()]
+            if closing:  # queued frames and close frames still going out (each bounded to ~1 s)
+                await asyncio.wait(closing, timeout=2.0)
+        finally:
+            for timer in timers:
+                timer.cancel()
 
     # --- connections -----------------------------------------------------------------------------
     def open(self, transport: Transport) -> Connection:
@@ -217,10 +225,12 @@ class Node:
                 self._forget_channel(channel)
                 await self.broker.unsubscribe(channel)
             if conn.user is not None:
-                await asyncio.gather(*(self._leave_presence(conn, channel) for channel in channels))
-                await self._unregistrations((conn.user.user_id, conn.conn_id))
-                if not self.hub.by_user.get(conn.user.user_id):
-                    self.hooks.user_offline(conn.user)
+                await self._leave_presence(conn, channels)
+                if not conn.released:  # the read loop's own cleanup comes after this one
+                    await self._unregistrations((conn.user.user_id, conn.conn_id))
+                    conn.released = True
+                    if not self.hub.by_user.get(conn.user.user_id):
+                        self.hooks.user_offline(conn.user)
         except Exception as exc:  # Redis down: expiry and sweeps tidy up later
             log.warning("ws_cleanup_incomplete", conn_id=conn.conn_id, error=exc.__class__.__name__)
         finally:
@@ -357,7 +367,7 @@ class Node:
             # Nothing awaits between these lines: the reply, then the live frames that arrived meanwhile.
             conn.push(b'{"id":%d,"ok":true,%s}' % (command.id, result[0]))
             self._end_recovery(conn, command.channel, result[1])
-            await self._join_presence(conn, command.channel)
+            await self._join_presence(conn, [command.channel])
             return
         parts: list[bytes] = []
         subscribed: list[tuple[str, int]] = []
@@ -373,7 +383,7 @@ class Node:
         conn.push(b'{"id":%d,"ok":true,"results":[%s]}' % (command.id, b",".join(parts)))
         for channel, last in subscribed:
             self._end_recovery(conn, channel, last)
-        await asyncio.gather(*(self._join_presence(conn, channel) for channel, _ in subscribed))
+        await self._join_presence(conn, [channel for channel, _ in subscribed])
 
     async def _subscribe_one(self, conn: Connection, channel: str, since: protocol.Since | None,
                              listen: bool) -> tuple[bytes, int] | ReplyError:
@@ -504,7 +514,7 @@ class Node:
             self._forget_channel(channel)
             await self.broker.unsubscribe(channel)
         conn.push(protocol.reply(command.id))
-        await self._leave_presence(conn, channel)
+        await self._leave_presence(conn, [channel])
 
     def _take_publish_token(self, conn: Connection) -> bool:
         """The connection's publish rate (publishes and message edits, deletes, reactions alike):
@@ -693,16 +703,19 @@ class Node:
         conn.push(protocol.reply(command.id, expires_at=fresh.expires_at))
 
     # --- presence ----------------------------------------------------------------------------------
-    async def _join_presence(self, conn: Connection, channel: str) -> None:
+    async def _join_presence(self, conn: Connection, channels: list[str]) -> None:
+        """A connection's channels join presence together (a batch subscribe): one batch item list,
+        no task per channel."""
         user = conn.user
-        if user is not None and channel.startswith(PRESENCE_NAMESPACES):  # guests follow no presence channel
-            await self.presence_feed.join(channel, conn.conn_id, PresenceUser(user.user_id, user.username))
+        if user is not None:  # guests follow no presence channel
+            await self.presence_feed.join([c for c in channels if c.startswith(PRESENCE_NAMESPACES)],
+                                          conn.conn_id, PresenceUser(user.user_id, user.username))
 
-    async def _leave_presence(self, conn: Connection, channel: str) -> None:
+    async def _leave_presence(self, conn: Connection, channels: list[str]) -> None:
         user = conn.user
-        if user is None or not channel.startswith(PRESENCE_NAMESPACES):
-            return
-        await self.presence_feed.leave(channel, conn.conn_id, PresenceUser(user.user_id, user.username))
+        if user is not None:
+            await self.presence_feed.leave([c for c in channels if c.startswith(PRESENCE_NAMESPACES)],
+                                           conn.conn_id, PresenceUser(user.user_id, user.username))
 
     async def _presence_heartbeat(self) -> None:
         while True:
@@ -717,7 +730,7 @@ class Node:
                     for channel, conn_id in lost:  # swept while we were late: join again
                         conn = self.hub.connections.get(conn_id)
                         if conn is not None and channel in conn.subscriptions:
-                            await self._join_presence(conn, channel)
+                            await self._join_presence(conn, [channel])
                 if users:
                     await self.presence.heartbeat_connections(users)
             except Exception as exc:
@@ -854,7 +867,7 @@ class Node:
                     self._forget_channel(channel)
                     self._spawn_quietly(self.broker.unsubscribe(channel))
                 conn.push(protocol.removed_push(channel, reason))
-                self._spawn_quietly(self._leave_presence(conn, channel))
+                self._spawn_quietly(self._leave_presence(conn, [channel]))
 
     def _spawn_quietly(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -208,8 +208,8 @@ async def websocket_app(scope: Scope, receive: Receive, send: Send) -> None:
     finally:
         if slot is not None:
             slot.release()
-        if conn.close_task is not None:  # let the close frame with our code go out before returning
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(conn.close_task), timeout=2.0)
+        closing = conn.close_task
+        if closing is not None and not closing.done():  # let the close frame with our code go out first
+            await asyncio.wait((closing,), timeout=2.0)
         await node.cleanup(conn)
         log.info("ws_disconnected", conn_id=conn.conn_id, user_id=conn.user.user_id if conn.user else None)

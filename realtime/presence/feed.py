@@ -58,24 +58,31 @@ class PresenceFeed:
         self._metric = metrics.counter("vonix_ws_presence_diffs_total",
                                        "presence_diff pushes published by this replica.") if metrics else None
 
-    async def join(self, channel: str, conn_id: str, user: PresenceUser) -> None:
-        await self._change(PresenceChange(True, channel, conn_id, user))
+    async def join(self, channels: list[str], conn_id: str, user: PresenceUser) -> None:
+        """A connection joins its channels' presence: all of them in the same batch."""
+        await self._change([PresenceChange(True, channel, conn_id, user) for channel in channels])
 
-    async def leave(self, channel: str, conn_id: str, user: PresenceUser) -> None:
-        await self._change(PresenceChange(False, channel, conn_id, user))
+    async def leave(self, channels: list[str], conn_id: str, user: PresenceUser) -> None:
+        await self._change([PresenceChange(False, channel, conn_id, user) for channel in channels])
 
     def report(self, channel: str, user: PresenceUser, *, join: bool) -> None:
         """An edge the store reported by itself (a sweep found an expired user)."""
         self._note(channel, user, join)
 
-    async def _change(self, change: PresenceChange) -> None:
-        try:
-            edge = await self._changes(change)
-        except PresenceUnavailable as exc:  # the heartbeat re-joins; expiry and the sweep tidy up
-            log.warning("presence_change_failed", join=change.join, channel=change.channel, error=str(exc))
+    async def _change(self, changes: list[PresenceChange]) -> None:
+        if not changes:
             return
-        if edge:
-            self._note(change.channel, change.user, change.join)
+        try:
+            edges = await (self._changes.many(changes) if len(changes) > 1 else self._one(changes[0]))
+        except PresenceUnavailable as exc:  # the heartbeat re-joins; expiry and the sweep tidy up
+            log.warning("presence_change_failed", join=changes[0].join, channels=len(changes), error=str(exc))
+            return
+        for change, edge in zip(changes, edges, strict=True):
+            if edge:
+                self._note(change.channel, change.user, change.join)
+
+    async def _one(self, change: PresenceChange) -> list[bool]:
+        return [await self._changes(change)]
 
     async def _apply(self, changes: Sequence[PresenceChange]) -> list[bool]:
         return await self.presence.apply(changes)

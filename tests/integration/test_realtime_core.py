@@ -300,3 +300,51 @@ async def test_the_cluster_mode_runs_on_the_cluster(app_server: AppServer,
     shard_channels = [node.command("pubsub", "shardchannels").split() for node in redis_cluster_service.masters_now()]
     assert sum("room:general" in channel for listed in shard_channels for channel in listed) == 1, shard_channels
     await client.close()
+
+
+async def test_a_drain_closes_every_connection_with_1012_spread_over_its_window(app_server: AppServer) -> None:
+    """The drain schedules each close on a jittered timer (no task per connection): every client
+    hears 1012 within the window, not all at the same instant, and each leaves presence and gives
+    its slot under the per-user cap back (Dora may open her whole allowance again)."""
+    tokens = await tokens_for(app_server, "Dora", "Eli", "Watch")
+    async with app_server.client() as http:
+        created = await http.post("/api/rooms", json={"name": "help"}, headers=bearer(tokens["Watch"]))
+        assert created.status_code == 201, created.text
+    clients = [await WsClient.connect(app_server.base_url, tokens["Dora" if i % 2 else "Eli"]) for i in range(24)]
+    for client in clients:
+        reply = await client.request("subscribe", channels=[{"channel": "room:general"}, {"channel": "room:help"}])
+        assert [r["ok"] for r in reply["results"]] == [True, True]
+    node = app_server.resources.node
+    assert node is not None
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    closed_at: list[float] = []
+
+    async def close_time(client: WsClient) -> int | None:
+        code = await client.close_code(timeout=5)
+        closed_at.append(loop.time() - started)
+        return code
+
+    waiting = [asyncio.create_task(close_time(c)) for c in clients]
+    await node.drain(0.6)
+    drained_in = loop.time() - started
+    codes = await asyncio.gather(*waiting)
+    assert codes == [1012] * len(clients)
+    assert drained_in < 3.0 and max(closed_at) < 1.5, (drained_in, max(closed_at))
+    assert max(closed_at) - min(closed_at) > 0.1, "every connection closed at the same instant"
+    for _ in range(100):  # the cleanups run as the closes finish
+        if not node.hub.connections and not node.hub.by_user:
+            break
+        await asyncio.sleep(0.02)
+    assert not node.hub.connections and not node.hub.by_user and not node.hub.channels
+    node.draining = False  # a replica stays up after a drain only in this test: members may come back
+    watcher = await WsClient.connect(app_server.base_url, tokens["Watch"])
+    for room in ("room:general", "room:help"):
+        await watcher.request("subscribe", channel=room)
+        listed = await watcher.request("presence", channel=room)
+        assert [u["username"] for u in listed["users"]] == ["Watch"], "a drained member is still shown present"
+    again = [await WsClient.connect(app_server.base_url, tokens["Dora"]) for _ in range(20)]  # the cap is 20
+    for client in again:
+        assert (await client.request("ping"))["ok"]
+    for client in (*again, watcher):
+        await client.close()
