@@ -282,7 +282,14 @@ class Connection:
             self._queue.clear()
             self._queued_bytes = 0
         self._mark_closed(reason)
-        self.close_task = asyncio.get_running_loop().create_task(self._shutdown(reason))
+        # Run the close in place: with nothing left to wait for (the usual case, and every one of
+        # a drain's thousands) it finishes here, with no task; otherwise a task finishes it.
+        shutdown = self._shutdown(reason)
+        try:
+            waiting = shutdown.send(None)
+        except StopIteration:
+            return
+        self.close_task = asyncio.ensure_future(_resume(shutdown, waiting))
 
     async def _shutdown(self, reason: Disconnect) -> None:
         if self._sending is None and self._queue:

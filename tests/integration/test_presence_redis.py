@@ -264,6 +264,24 @@ async def test_killed_replicas_connections_stop_counting_after_ttl(
     assert await b.register_connection(7, "b-more", 2) is False, "B's heartbeated record still counts"
 
 
+async def test_heartbeats_and_releases_of_many_connections_per_user_keep_each_one(
+    replicas: tuple[RedisPresence, RedisPresence], clock: FakeClock
+) -> None:
+    """Heartbeats and releases go one command per user for all their connections: each
+    connection must still be renewed, and released, on its own."""
+    a, b = replicas
+    for user_id in (7, 8):
+        assert await a.register_connections([(user_id, f"{user_id}-{i}") for i in range(4)], 5) == [True] * 4
+    clock.advance(TTL - 1)
+    await a.heartbeat_connections([(7, "7-0"), (8, "8-0"), (7, "7-1"), (7, "7-2"), (8, "8-1")])
+    clock.advance(2)  # 7-3 and 8-2, 8-3 were not renewed: expired
+    assert await b.connection_count(7) == 3 and await b.connection_count(8) == 2
+    await a.unregister_connections([(7, "7-0"), (8, "8-1"), (7, "7-2")])
+    assert await b.connection_count(7) == 1 and await b.connection_count(8) == 1
+    assert await b.register_connections([(7, "n1"), (7, "n2"), (7, "n3"), (7, "n4"), (7, "n5")], 5) == [
+        True, True, True, True, False], "the released slots are free again, the cap still holds"
+
+
 async def _timed(call: Callable[[], Awaitable[object]]) -> tuple[float, Exception | None]:
     started = time.monotonic()
     try:
@@ -305,3 +323,35 @@ async def test_unreachable_redis_fails_fast_with_presence_unavailable(kind: str)
     for elapsed, error in outcomes:
         assert isinstance(error, PresenceUnavailable), error
         assert elapsed < 2.0, elapsed
+
+
+async def test_a_batch_answers_each_change_as_if_applied_one_by_one(
+    replicas: tuple[RedisPresence, RedisPresence], clock: FakeClock
+) -> None:
+    """`apply` sends one script call per channel (its changes in their order): every edge, and what
+    is left, must be what the same changes one at a time give (the memory store is the model)."""
+    from realtime.presence.base import PresenceChange
+    from realtime.presence.memory import MemoryPresence
+
+    a, b = replicas
+    model = MemoryPresence(ttl=TTL, clock=clock)
+    changes = [
+        PresenceChange(True, "room:a", "a1", ALICE), PresenceChange(True, "room:b", "a1", ALICE),
+        PresenceChange(True, "room:a", "a2", ALICE),  # a second tab: no edge
+        PresenceChange(True, "room:a", "b1", BOB), PresenceChange(False, "room:a", "a1", ALICE),  # a2 still in
+        PresenceChange(False, "room:a", "b1", BOB),  # joined and left in one batch: two edges
+        PresenceChange(False, "room:c", "ghost", CAROL),  # never joined
+        PresenceChange(True, "room:a", "a1", ALICE),  # back again, same connection id
+        PresenceChange(True, "room:a", "a1", ALICE),  # twice: the second is no edge
+        PresenceChange(False, "room:b", "a1", ALICE), PresenceChange(True, "room:c", "c1", CAROL),
+    ]
+    expected = await model.apply(changes)
+    assert expected == [True, True, False, True, False, True, False, False, False, True, True]
+    assert await a.apply(changes) == expected
+    for channel in ("room:a", "room:b", "room:c"):
+        assert await b.users(channel) == await model.users(channel), channel
+    assert await b.leave("room:a", "a2", ALICE.user_id) is False and await b.leave("room:a", "a1", ALICE.user_id)
+    assert await b.apply([PresenceChange(False, "room:c", "c1", CAROL)]) == [True]
+    clock.advance(TTL + 1)
+    assert await b.sweep() == []
+    assert await keys(a.redis, "vonix:presence:*") == [], "an emptied channel left keys or the sweep index behind"
