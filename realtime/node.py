@@ -486,6 +486,13 @@ class Node:
                 return missed, True
         missed = await self._recoveries((channel, since.offset, self.settings.max_recovery))
         source = "hot_window"
+        if persisted and missed and missed[-1][0] < offset and missed[0][0] == since.offset + 1:
+            # The hot window lags what this replica delivered (a commit reaches Redis a moment
+            # after its local delivery; under load, more than a moment): the newest frames are in
+            # memory. Without this, a storm sent most resubscribes to the database.
+            newest = self._recent.between(channel, epoch, missed[-1][0], offset)
+            if newest is not None:
+                missed = missed + newest
         if persisted and (missed is None or not _covers(missed, since.offset + 1, offset)):
             # The hot window is behind the database (a commit not yet published to it, or a hole
             # left while Redis was away): the database has every stored message.

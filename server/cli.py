@@ -94,6 +94,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # After a deploy every member reconnects at once: uvicorn's 2048 overflowed the accept
         # queue, and a dropped SYN is retried after 1, 3, 7, 15 s. The kernel caps it at somaxconn.
         backlog=_somaxconn(),
+        # uvloop, but accepting every queued connection each time the listening socket is
+        # readable, not one per loop turn (server/eager_accept.py).
+        loop="server.eager_accept:new_event_loop",
         ws=VonixWebSocketProtocol,  # uvicorn's websockets-sansio, lighter per idle connection
         ws_max_size=1024 * 1024,  # the app refuses frames over 64 KiB itself, with its own close code
         ws_ping_interval=settings.ws_ping_interval,

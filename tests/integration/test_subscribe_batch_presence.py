@@ -232,6 +232,41 @@ async def test_recovery_reads_the_database_when_the_hot_window_is_behind(scaled_
         await client.close()
 
 
+@SCALED_AND_CLUSTER
+async def test_a_hot_window_behind_the_replica_is_completed_from_its_recent_frames(
+        scaled_backend: dict[str, Any]) -> None:
+    """Under load the hot window lags this replica's own deliveries: the older part of a gap comes
+    from Redis and the newest from the replica's memory, with no database read; neither alone
+    holds it all."""
+    async with AppServer(make_settings(WS_RECENT_FRAMES=3, **scaled_backend)) as app:
+        tokens = await tokens_for(app, "Keeper", "Lagger")
+        await create_rooms(app, tokens["Keeper"], "lag")
+        keeper = await WsClient.connect(app.base_url, tokens["Keeper"])
+        await keeper.request("subscribe", channel="room:lag")  # keeps the replica following the room
+        mover = await WsClient.connect(app.base_url, tokens["Lagger"])
+        first = await mover.request("subscribe", channel="room:lag")
+        await mover.request("unsubscribe", channel="room:lag")
+        for i in range(6):
+            assert (await keeper.request("publish", channel="room:lag", data={"text": f"l{i}"}))["ok"]
+        await keeper.messages(6)
+        history = app.resources.node.history
+        offset_key, _, window_key, _ = history._keys("room:lag")
+        base = first["offset"]
+        await app.resources.redis.commands.set(offset_key, base + 4)  # 5 and 6 not in the window yet
+        await app.resources.redis.commands.zremrangebyscore(window_key, base + 5, "+inf")
+        before = {s: _recoveries(app, s) for s in ("memory", "hot_window", "database")}
+        again = await mover.request("subscribe", channel="room:lag", since={"offset": base + 1,
+                                                                            "epoch": first["epoch"]})
+        assert again["recovered"] is True and again["offset"] == base + 6
+        assert [m["data"]["text"] for m in again["missed"]] == ["l1", "l2", "l3", "l4", "l5"]
+        assert [m["offset"] for m in again["missed"]] == [base + i for i in range(2, 7)]
+        assert _recoveries(app, "hot_window") == before["hot_window"] + 1
+        assert _recoveries(app, "database") == before["database"], "the database was read"
+        assert _recoveries(app, "memory") == before["memory"]
+        await mover.close()
+        await keeper.close()
+
+
 def _recoveries(app: AppServer, source: str) -> float:
     return float(app.resources.node._metrics.recoveries.labels(source)._value.get())
 

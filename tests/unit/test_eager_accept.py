@@ -1,0 +1,113 @@
+"""The serving loop takes every queued connection each time it looks (server/eager_accept.py).
+
+uvloop on its own takes one per loop turn: on a busy replica the kernel's accept queue filled and
+clients were dropped and retried seconds later. These run a real loop with real sockets, the loop
+kept busy by callbacks, and count loop turns, not seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+
+import uvloop
+
+from server.eager_accept import EagerServer, new_event_loop
+
+BURST = 300
+
+
+class Echo(asyncio.Protocol):
+    made: list[asyncio.Transport] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        Echo.made.append(self.transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data.upper())
+
+
+def _busy_turns(loop: asyncio.AbstractEventLoop, turns: list[int]) -> Callable[[], None]:
+    """Keep the loop busy (a millisecond of work per turn) and count its turns."""
+    def turn() -> None:
+        turns[0] += 1
+        started = time.perf_counter()
+        while time.perf_counter() - started < 0.001:
+            pass
+        loop.call_soon(turn)
+    return turn
+
+
+async def _burst_accepted_within(turn_limit: int, port: int, loop: asyncio.AbstractEventLoop) -> tuple[int, int]:
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(BURST)]  # queued by the kernel
+    turns = [0]
+    loop.call_soon(_busy_turns(loop, turns))
+    while turns[0] < turn_limit and len(Echo.made) < BURST:
+        await asyncio.sleep(0)
+    made = len(Echo.made)
+    if made == BURST:  # a connection taken this way is a normal transport
+        clients[0].setblocking(False)
+        await loop.sock_sendall(clients[0], b"ping")
+        assert await asyncio.wait_for(loop.sock_recv(clients[0], 4), 5) == b"PING"
+    for client in clients:
+        client.close()
+    for transport in Echo.made:
+        transport.close()
+    await asyncio.sleep(0.01)
+    return made, turns[0]
+
+
+def test_a_busy_loop_takes_the_whole_accept_queue_at_once() -> None:
+    Echo.made = []
+    loop = new_event_loop()
+
+    async def main() -> None:
+        server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=1024)
+        assert isinstance(server, EagerServer) and server.is_serving()
+        made, turns = await _burst_accepted_within(20, server.sockets[0].getsockname()[1], loop)
+        assert made == BURST, f"{made} of {BURST} connections accepted in {turns} loop turns"
+        server.close()
+        await server.wait_closed()
+        assert not server.is_serving() and server.sockets == ()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def test_plain_uvloop_takes_one_per_turn_which_is_why_this_exists() -> None:
+    """The reference: if uvloop ever accepts eagerly itself, this fails and the module can go."""
+    Echo.made = []
+    loop = uvloop.new_event_loop()
+
+    async def main() -> None:
+        server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=1024)
+        made, turns = await _burst_accepted_within(20, server.sockets[0].getsockname()[1], loop)
+        assert made <= turns + 1 < BURST, (made, turns)
+        server.close()
+        await server.wait_closed()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def test_servers_it_does_not_handle_go_to_uvloop_unchanged() -> None:
+    loop = new_event_loop()
+
+    async def main() -> None:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        server = await loop.create_server(Echo, sock=listener)  # a given socket: uvloop's own server
+        assert not isinstance(server, EagerServer)
+        server.close()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
