@@ -1,6 +1,6 @@
 """Dependency bounds and locks (issue 20, "Reproducible installs").
 
-- uvicorn, websockets, redis-py and hiredis are bounded above in pyproject.toml (Vonix builds on
+- uvicorn, websockets, redis-py, hiredis and uvloop are bounded above in pyproject.toml (Vonix builds on
   their internals), the installed versions are inside every declared range, and a version outside
   one is refused with a message naming the package, the version and the range, by the comparison
   itself and by `vonix serve`, which exits 2 before importing anything that builds on them.
@@ -29,8 +29,9 @@ from server.dependency_check import Mismatch, check, mismatches, runtime_require
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-# Packages whose internals server/ws_protocol.py and realtime/broker/subscriber.py build on.
-BUILT_ON_INTERNALS = ("uvicorn", "websockets", "redis", "hiredis")
+# Packages whose internals server/ws_protocol.py, realtime/broker/subscriber.py and
+# server/eager_accept.py build on.
+BUILT_ON_INTERNALS = ("uvicorn", "websockets", "redis", "hiredis", "uvloop")
 
 
 def declared() -> dict[str, Requirement]:
