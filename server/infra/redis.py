@@ -138,6 +138,7 @@ class RedisClients:
         self.last_error: str | None = None
         self.last_ping_seconds: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._up = metrics.gauge("vonix_redis_up", "1 when the last Redis health ping succeeded.")
         self._ping = metrics.histogram(
             "vonix_redis_ping_seconds", "Redis health ping round trip.",
@@ -183,10 +184,12 @@ class RedisClients:
         self._task = asyncio.create_task(self._health_loop(), name="redis-health")
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
+            # Bounded: on Python 3.11 a cancel that lands as the health ping's `wait_for` completes
+            # is lost (the loop goes on), and an unbounded await here then never returned.
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=2.0)
         for client in (self.commands, self.publisher, self.subscriber):
             # Bounded: a connection stuck after an outage must not hold up a shutdown.
             with contextlib.suppress(Exception):
@@ -227,9 +230,10 @@ class RedisClients:
         self._up.set(1 if healthy else 0)
 
     async def _health_loop(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.health_interval)
-            await self.check()
+            if not self._closing:
+                await self.check()
 
 
 def _safe(url: str) -> str:
