@@ -59,7 +59,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from server.app import create_app
     from server.db import migrate
     from server.db.database import DatabaseUnavailable
-    from server.ws_protocol import VonixWebSocketProtocol
+    from server.ws_protocol import VonixHttpProtocol, VonixWebSocketProtocol
 
     try:
         _preflight(settings)
@@ -98,6 +98,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # readable, not one per loop turn (server/eager_accept.py).
         loop="server.eager_accept:new_event_loop",
         ws=VonixWebSocketProtocol,  # uvicorn's websockets-sansio, lighter per idle connection
+        http=VonixHttpProtocol,  # uvicorn's httptools, telling the accept loop when a request was read
         ws_max_size=1024 * 1024,  # the app refuses frames over 64 KiB itself, with its own close code
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_interval,

@@ -14,6 +14,13 @@ the queue is empty (at most `backlog` per turn), and each accepted socket handed
 work per connection is unchanged; the clients wait in order in the server's queue instead of
 being dropped, and arrivals accepted together share the server's batched round trips.
 
+Taking everyone at once has a cost of its own: a replica then serves thousands of new connections
+side by side, each a little at a time, and the first to arrive is back no sooner than the last.
+So at most `OPENING_LIMIT` connections are opening at once (accepted, not yet through their first
+exchange: a websocket's first frame handled, an HTTP request read); the others wait, accepted and
+untouched, first come first served. A connection that says nothing stops counting after
+`OPENING_SECONDS`.
+
 Only plain TCP servers on a host and port go this way (what `vonix serve` runs); TLS, Unix
 sockets and servers on a given socket use uvloop's `create_server` unchanged.
 """
@@ -23,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -35,19 +43,29 @@ log = get_logger("vonix.accept")
 # Out of file descriptors or buffers: stop accepting for a moment instead of spinning on an error.
 _RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 RETRY_AFTER_SECONDS = 1.0
+OPENING_LIMIT = 256  # connections between accept and their first exchange, at once
+OPENING_SECONDS = 2.0  # after that a connection stops counting as opening, whatever it does
 
 
 class EagerServer:
     """The part of `asyncio.Server` uvicorn uses: `sockets`, `close`, `wait_closed`."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, protocol_factory: Callable[[], asyncio.Protocol],
-                 listeners: list[socket.socket], backlog: int) -> None:
+                 listeners: list[socket.socket], backlog: int, *, opening_limit: int = OPENING_LIMIT,
+                 opening_seconds: float = OPENING_SECONDS) -> None:
         self._loop = loop
         self._factory = protocol_factory
         self._listeners = listeners
         self._backlog = backlog
         self._serving = False
+        self.opening_limit = opening_limit
+        self.opening_seconds = opening_seconds
+        self._opening = 0  # handed to uvloop, first exchange not done yet
+        self._timers: dict[object, asyncio.TimerHandle] = {}  # transport -> its opening deadline
+        self._waiting: deque[socket.socket] = deque()  # accepted, waiting for an opening slot
+        self._told_early: set[object] = set()  # said `opened` before uvloop handed the transport back
         self.accepted = 0  # connections taken off the queue (tests, stats)
+        self.most_opening = 0  # the most opening at once (tests, stats)
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
@@ -72,6 +90,35 @@ class EagerServer:
             self._loop.remove_reader(listener.fileno())
             listener.close()
         self._listeners = []
+        while self._waiting:  # accepted, never served: the client reconnects elsewhere
+            self._waiting.popleft().close()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._told_early.clear()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def opening(self) -> int:
+        return self._opening
+
+    def opened(self, transport: object) -> None:
+        """The connection on `transport` is through its first exchange: the next may open."""
+        timer = self._timers.pop(transport, None)
+        if timer is None:
+            if self._opening > len(self._timers):  # one still being handed over: it may be this
+                self._told_early.add(transport)
+            return
+        timer.cancel()
+        self._release()
+
+    def _release(self) -> None:
+        self._opening -= 1
+        while self._waiting and self._opening < self.opening_limit:
+            self._hand_over(self._waiting.popleft())
 
     async def wait_closed(self) -> None:
         """Connections already accepted are uvicorn's to close (as with uvloop's own server)."""
@@ -91,7 +138,10 @@ class EagerServer:
                     return
                 continue  # the peer gave up before we took it (ECONNABORTED and the like)
             self.accepted += 1
-            self._hand_over(conn)
+            if self._opening >= self.opening_limit:
+                self._waiting.append(conn)
+            else:
+                self._hand_over(conn)
 
     def _resume(self, listener: socket.socket) -> None:
         if self._serving and listener in self._listeners:
@@ -106,21 +156,33 @@ class EagerServer:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+        self._opening += 1
+        self.most_opening = max(self.most_opening, self._opening)
         handing = self._loop.connect_accepted_socket(self._factory, conn)
-        _step(handing, conn)
+        self._step(handing, conn)
 
+    def _step(self, handing: Coroutine[Any, Any, Any], conn: socket.socket, *, first: bool = True) -> None:
+        try:
+            waiting = handing.send(None)
+        except StopIteration as done:
+            transport = done.value[0]  # (transport, protocol): opening until its first exchange
+            if transport in self._told_early:
+                self._told_early.discard(transport)
+                self._release()
+            else:
+                self._timers[transport] = self._loop.call_later(self.opening_seconds, self._expire, transport)
+            return
+        except Exception as exc:
+            log.debug("accept_handover_failed", error=exc.__class__.__name__)
+            if first:  # uvloop never took the socket: it is still ours to close
+                conn.close()
+            self._release()  # later, the transport closed it itself
+            return
+        waiting.add_done_callback(lambda _done: self._step(handing, conn, first=False))
 
-def _step(handing: Coroutine[Any, Any, Any], conn: socket.socket, *, first: bool = True) -> None:
-    try:
-        waiting = handing.send(None)
-    except StopIteration:
-        return
-    except Exception as exc:
-        log.debug("accept_handover_failed", error=exc.__class__.__name__)
-        if first:  # uvloop never took the socket: it is still ours to close
-            conn.close()
-        return  # later, the transport closed it itself
-    waiting.add_done_callback(lambda _done: _step(handing, conn, first=False))
+    def _expire(self, transport: object) -> None:
+        if self._timers.pop(transport, None) is not None:
+            self._release()
 
 
 def bind(host: str | None, port: int, backlog: int) -> list[socket.socket]:
@@ -145,6 +207,15 @@ def bind(host: str | None, port: int, backlog: int) -> list[socket.socket]:
 
 
 class EagerAcceptLoop(uvloop.Loop):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self.eager_servers: list[EagerServer] = []
+
+    def opened(self, transport: object) -> None:
+        """A connection is through its first exchange (`server/ws_protocol.py` tells)."""
+        for server in self.eager_servers:
+            server.opened(transport)
+
     async def create_server(  # type: ignore[override]
             self, protocol_factory: Callable[[], asyncio.Protocol], host: Any = None, port: Any = None,
             **options: Any) -> Any:
@@ -154,6 +225,7 @@ class EagerAcceptLoop(uvloop.Loop):  # type: ignore[misc]
         backlog = int(options.get("backlog", 100))
         server = EagerServer(self, protocol_factory, bind(host, port, backlog), backlog)
         server.start()
+        self.eager_servers.append(server)
         return server
 
 

@@ -35,7 +35,7 @@ from server.auth.principal import ACCESS_COOKIE, bearer_token
 from server.guest_limit import GuestSlot
 from server.observability.logging import get_logger
 from server.resources import Resources
-from server.ws_protocol import WRITE_TEXT
+from server.ws_protocol import OPENED, WRITE_TEXT
 
 log = get_logger("vonix.ws")
 PATH = "/ws"
@@ -165,12 +165,19 @@ async def _answer_error(scope: Scope, receive: Receive, send: Send, exc: Excepti
 async def websocket_app(scope: Scope, receive: Receive, send: Send) -> None:
     """One websocket connection, from the upgrade to the cleanup (`scope["app"]` is the app)."""
     resources: Resources = scope["app"].state.vonix
+    # Told once the connection is through its first exchange (its first frame handled, or refused),
+    # so the accept loop opens the next waiting connection (server/eager_accept.py).
+    opened: Callable[[], None] | None = scope.get("extensions", {}).pop(OPENED, None)
     try:
         admitted = await _admit(scope, receive, send, resources)
     except Exception as exc:
+        if opened is not None:
+            opened()
         await _answer_error(scope, receive, send, exc)
         return
     if admitted is None:
+        if opened is not None:
+            opened()
         return
     conn, slot = admitted
     del admitted
@@ -198,6 +205,9 @@ async def websocket_app(scope: Scope, receive: Receive, send: Send) -> None:
                 conn.disconnect(errors.FRAME_TOO_LARGE)
                 break
             await node.handle(conn, data)
+            if opened is not None:
+                opened()
+                opened = None
             # Only an `auth` frame sets the user (node.identify, before handle returns and with no
             # await between): from here on the connection is a member's, under the per-user cap.
             if slot is not None and conn.user is not None:
@@ -206,6 +216,8 @@ async def websocket_app(scope: Scope, receive: Receive, send: Send) -> None:
     except Exception as exc:  # the peer vanished mid-receive
         log.debug("ws_receive_ended", conn_id=conn.conn_id, error=exc.__class__.__name__)
     finally:
+        if opened is not None:
+            opened()
         if slot is not None:
             slot.release()
         closing = conn.close_task

@@ -19,14 +19,18 @@ Selected in `server/cli.py` (`uvicorn.Config(ws=...)`); the test server uses it 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 from websockets.protocol import State
 
 # ASGI scope extension: the protocol's `write_text`, for the ASGI app that knows it (server/ws.py).
 WRITE_TEXT = "vonix.websocket.write_text"
+# A callable: the connection is through its first exchange (server/eager_accept.py admits the next).
+OPENED = "vonix.opened"
 _SHORT_TEXT_HEADERS = tuple(bytes((0x81, size)) for size in range(126))  # FIN + text opcode, 7-bit length
 
 
@@ -119,6 +123,9 @@ class VonixWebSocketProtocol(WebSocketsSansIOProtocol):
         # The scope holds the headers now. websockets' parser generator keeps the Request for the
         # connection's life (a local of `ServerProtocol.parse`) but never reads it again.
         event.headers.clear()
+        opened = getattr(self.loop, "opened", None)  # the accept loop's, when serving on it
+        if opened is not None:
+            self.scope["extensions"][OPENED] = functools.partial(opened, self.transport)  # type: ignore[assignment]
         if self.response is not None and self.response.status_code == 101:
             # uvicorn types extension values as dicts (the ASGI spec's shape); ours is a callable.
             self.scope["extensions"][WRITE_TEXT] = self.write_text  # type: ignore[assignment]
@@ -146,3 +153,17 @@ class VonixWebSocketProtocol(WebSocketsSansIOProtocol):
         # Called once, right after the 101 response went out: the response is not needed again.
         self.response = None  # type: ignore[assignment]
         super().start_keepalive()
+
+
+class VonixHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, telling the accept loop when a plain HTTP connection has had its
+    first request read (a websocket upgrade hands the transport on and tells later, after its
+    first frame: `server/ws.py`)."""
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not getattr(self, "_told_opened", False):
+            self._told_opened = True
+            opened = getattr(self.loop, "opened", None)
+            if opened is not None and self.transport.get_protocol() is self:
+                opened(self.transport)

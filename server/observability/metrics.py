@@ -58,10 +58,19 @@ class Metrics:
         self._loop: asyncio.AbstractEventLoop | None = None
         tasks = Gauge("vonix_asyncio_tasks", "Tasks alive on the server's event loop.", registry=self.registry)
         tasks.set_function(self._count_tasks)
+        # The accept loop (server/eager_accept.py): a reconnect wave shows here as waiting, not as
+        # the kernel's listen overflows.
+        Gauge("vonix_accept_waiting", "Connections accepted and waiting their turn to open.",
+              registry=self.registry).set_function(lambda: self._accepting("waiting"))
+        Gauge("vonix_accept_opening", "Connections between accept and their first exchange.",
+              registry=self.registry).set_function(lambda: self._accepting("opening"))
 
     def watch_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop whose tasks `vonix_asyncio_tasks` counts (the app's, set at start-up)."""
         self._loop = loop
+
+    def _accepting(self, what: str) -> float:
+        return float(sum(getattr(server, what) for server in getattr(self._loop, "eager_servers", ())))
 
     def _count_tasks(self) -> float:
         loop = self._loop

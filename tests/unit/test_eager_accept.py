@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import uvloop
 
@@ -28,6 +29,13 @@ class Echo(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.transport.write(data.upper())
+
+
+def run(loop: asyncio.AbstractEventLoop, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
 
 
 def _busy_turns(loop: asyncio.AbstractEventLoop, turns: list[int]) -> Callable[[], None]:
@@ -67,16 +75,14 @@ def test_a_busy_loop_takes_the_whole_accept_queue_at_once() -> None:
     async def main() -> None:
         server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=1024)
         assert isinstance(server, EagerServer) and server.is_serving()
+        server.opening_limit = BURST  # the limit has its own test below
         made, turns = await _burst_accepted_within(20, server.sockets[0].getsockname()[1], loop)
         assert made == BURST, f"{made} of {BURST} connections accepted in {turns} loop turns"
         server.close()
         await server.wait_closed()
         assert not server.is_serving() and server.sockets == ()
 
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
+    run(loop, main)
 
 
 def test_plain_uvloop_takes_one_per_turn_which_is_why_this_exists() -> None:
@@ -91,10 +97,7 @@ def test_plain_uvloop_takes_one_per_turn_which_is_why_this_exists() -> None:
         server.close()
         await server.wait_closed()
 
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
+    run(loop, main)
 
 
 def test_servers_it_does_not_handle_go_to_uvloop_unchanged() -> None:
@@ -107,7 +110,44 @@ def test_servers_it_does_not_handle_go_to_uvloop_unchanged() -> None:
         assert not isinstance(server, EagerServer)
         server.close()
 
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
+    run(loop, main)
+
+
+def test_connections_open_a_bounded_number_at_a_time_first_come_first_served() -> None:
+    """Accepted at once, but at most `opening_limit` between accept and their first exchange:
+    the rest wait untouched, in arrival order, and each `opened` (or a silent connection's
+    deadline) lets the next one in."""
+    Echo.made = []
+    loop = new_event_loop()
+
+    async def main() -> None:
+        server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=1024)
+        assert isinstance(server, EagerServer)
+        server.opening_limit, server.opening_seconds = 10, 0.3
+        port = server.sockets[0].getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+        arrival = [client.getsockname()[1] for client in clients]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert server.accepted == 40 and len(Echo.made) == 10 and server.waiting == 30
+
+        def served() -> list[int]:
+            return [transport.get_extra_info("peername")[1] for transport in Echo.made]
+
+        assert served() == arrival[:10], "not first come, first served"
+        for transport in Echo.made[:4]:
+            loop.opened(transport)  # type: ignore[attr-defined]
+            loop.opened(transport)  # told twice: counts once
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert served() == arrival[:14] and server.waiting == 26 and server.most_opening == 10
+        await asyncio.sleep(1.2)  # the silent ones stop counting after opening_seconds
+        assert served() == arrival and server.waiting == 0 and server.most_opening == 10
+        for client in clients:
+            client.close()
+        for transport in Echo.made:
+            transport.close()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main)
