@@ -232,6 +232,23 @@ async def test_recovery_reads_the_database_when_the_hot_window_is_behind(scaled_
         await client.close()
 
 
+async def _away_while_published(app: AppServer, room: str, prefix: str,
+                                count: int) -> tuple[WsClient, WsClient, dict[str, Any]]:
+    """A member who stays (the replica keeps following the room) publishes `count` messages while
+    another, who subscribed once (`first`, the reply), is away; both clients are returned."""
+    tokens = await tokens_for(app, "Stayer", "Mover")
+    await create_rooms(app, tokens["Stayer"], room)
+    stayer = await WsClient.connect(app.base_url, tokens["Stayer"])
+    await stayer.request("subscribe", channel=f"room:{room}")
+    mover = await WsClient.connect(app.base_url, tokens["Mover"])
+    first = await mover.request("subscribe", channel=f"room:{room}")
+    await mover.request("unsubscribe", channel=f"room:{room}")
+    for i in range(count):
+        assert (await stayer.request("publish", channel=f"room:{room}", data={"text": f"{prefix}{i}"}))["ok"]
+    await stayer.messages(count)
+    return stayer, mover, first
+
+
 @SCALED_AND_CLUSTER
 async def test_a_hot_window_behind_the_replica_is_completed_from_its_recent_frames(
         scaled_backend: dict[str, Any]) -> None:
@@ -239,16 +256,7 @@ async def test_a_hot_window_behind_the_replica_is_completed_from_its_recent_fram
     from Redis and the newest from the replica's memory, with no database read; neither alone
     holds it all."""
     async with AppServer(make_settings(WS_RECENT_FRAMES=3, **scaled_backend)) as app:
-        tokens = await tokens_for(app, "Keeper", "Lagger")
-        await create_rooms(app, tokens["Keeper"], "lag")
-        keeper = await WsClient.connect(app.base_url, tokens["Keeper"])
-        await keeper.request("subscribe", channel="room:lag")  # keeps the replica following the room
-        mover = await WsClient.connect(app.base_url, tokens["Lagger"])
-        first = await mover.request("subscribe", channel="room:lag")
-        await mover.request("unsubscribe", channel="room:lag")
-        for i in range(6):
-            assert (await keeper.request("publish", channel="room:lag", data={"text": f"l{i}"}))["ok"]
-        await keeper.messages(6)
+        keeper, mover, first = await _away_while_published(app, "lag", "l", 6)
         history = app.resources.node.history
         offset_key, _, window_key, _ = history._keys("room:lag")
         base = first["offset"]
@@ -278,16 +286,7 @@ async def test_a_resubscribe_within_the_replicas_recent_frames_needs_no_store(ba
     gone; a gap older than the frames kept goes to the stores as before, and is still whole."""
     async with AppServer(make_settings(WS_RECENT_FRAMES=4, WS_PUBLISH_BURST=500, WS_PUBLISH_RATE=500,
                                        **backend)) as app:
-        tokens = await tokens_for(app, "Stayer", "Mover")
-        await create_rooms(app, tokens["Stayer"], "near")
-        stayer = await WsClient.connect(app.base_url, tokens["Stayer"])
-        await stayer.request("subscribe", channel="room:near")  # keeps the replica following the room
-        mover = await WsClient.connect(app.base_url, tokens["Mover"])
-        first = await mover.request("subscribe", channel="room:near")
-        await mover.request("unsubscribe", channel="room:near")
-        for i in range(3):
-            assert (await stayer.request("publish", channel="room:near", data={"text": f"n{i}"}))["ok"]
-        await stayer.messages(3)
+        stayer, mover, first = await _away_while_published(app, "near", "n", 3)
         if app.resources.redis is not None:  # the hot window is not where the answer comes from
             history = app.resources.node.history
             await app.resources.redis.commands.delete(history._keys("room:near")[2])
