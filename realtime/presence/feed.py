@@ -73,16 +73,13 @@ class PresenceFeed:
         if not changes:
             return
         try:
-            edges = await (self._changes.many(changes) if len(changes) > 1 else self._one(changes[0]))
+            edges = await self._changes.many(changes)
         except PresenceUnavailable as exc:  # the heartbeat re-joins; expiry and the sweep tidy up
             log.warning("presence_change_failed", join=changes[0].join, channels=len(changes), error=str(exc))
             return
         for change, edge in zip(changes, edges, strict=True):
             if edge:
                 self._note(change.channel, change.user, change.join)
-
-    async def _one(self, change: PresenceChange) -> list[bool]:
-        return [await self._changes(change)]
 
     async def _apply(self, changes: Sequence[PresenceChange]) -> list[bool]:
         return await self.presence.apply(changes)

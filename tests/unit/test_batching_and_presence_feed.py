@@ -4,7 +4,7 @@ coalescing (one diff per channel per interval; a join and leave in one interval 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 import pytest
@@ -15,13 +15,25 @@ from realtime.presence.feed import PresenceFeed
 from realtime.presence.memory import MemoryPresence
 
 
-async def test_calls_made_together_share_one_bulk_call_in_order() -> None:
-    calls: list[list[int]] = []
-
+def doubling(calls: list[list[int]]) -> Callable[[Sequence[int]], Awaitable[list[int]]]:
+    """A bulk call that takes a moment, doubles each item and records every batch it was given."""
     async def double(items: Sequence[int]) -> list[int]:
         calls.append(list(items))
         await asyncio.sleep(0.01)
         return [2 * i for i in items]
+    return double
+
+
+async def flaky(items: Sequence[int]) -> list[int]:
+    """A bulk call that fails for any batch holding 13."""
+    if 13 in items:
+        raise ConnectionError("down")
+    return list(items)
+
+
+async def test_calls_made_together_share_one_bulk_call_in_order() -> None:
+    calls: list[list[int]] = []
+    double = doubling(calls)
 
     batcher: Batcher[int, int] = Batcher(double)
     first = await asyncio.gather(*(batcher(i) for i in range(5)))
@@ -35,11 +47,6 @@ async def test_calls_made_together_share_one_bulk_call_in_order() -> None:
 
 
 async def test_a_failed_bulk_call_fails_its_callers_and_the_next_batch_runs() -> None:
-    async def flaky(items: Sequence[int]) -> list[int]:
-        if 13 in items:
-            raise ConnectionError("down")
-        return list(items)
-
     batcher: Batcher[int, int] = Batcher(flaky)
     results = await asyncio.gather(batcher(1), batcher(13), return_exceptions=True)
     assert all(isinstance(r, ConnectionError) for r in results)
@@ -48,11 +55,7 @@ async def test_a_failed_bulk_call_fails_its_callers_and_the_next_batch_runs() ->
 
 async def test_many_queues_one_callers_items_with_the_crowd_in_one_bulk_call() -> None:
     calls: list[list[int]] = []
-
-    async def double(items: Sequence[int]) -> list[int]:
-        calls.append(list(items))
-        await asyncio.sleep(0.01)
-        return [2 * i for i in items]
+    double = doubling(calls)
 
     batcher: Batcher[int, int] = Batcher(double, max_batch=4)
     single, several = await asyncio.gather(batcher(1), batcher.many([2, 3, 4, 5, 6]))
@@ -65,11 +68,6 @@ async def test_many_fails_as_a_whole_and_leaves_no_unheard_failure() -> None:
     loop = asyncio.get_running_loop()
     unheard: list[dict[str, object]] = []
     loop.set_exception_handler(lambda _loop, context: unheard.append(context))
-
-    async def flaky(items: Sequence[int]) -> list[int]:
-        if 13 in items:
-            raise ConnectionError("down")
-        return list(items)
 
     batcher: Batcher[int, int] = Batcher(flaky, max_batch=2)
     with pytest.raises(ConnectionError):
