@@ -16,10 +16,10 @@ being dropped, and arrivals accepted together share the server's batched round t
 
 Taking everyone at once has a cost of its own: a replica then serves thousands of new connections
 side by side, each a little at a time, and the first to arrive is back no sooner than the last.
-So at most `OPENING_LIMIT` connections are opening at once (accepted, not yet through their first
-exchange: a websocket's first frame handled, an HTTP request read); the others wait, accepted and
-untouched, first come first served. A connection that says nothing stops counting after
-`OPENING_SECONDS`.
+So at most `ACCEPT_OPENING_LIMIT` connections are opening at once (accepted, not yet through
+their first exchange: a websocket's first frame handled, an HTTP request read); the others wait,
+accepted and untouched, first come first served. A connection that says nothing stops counting
+after `ACCEPT_OPENING_SECONDS`.
 
 Only plain TCP servers on a host and port go this way (what `vonix serve` runs); TLS, Unix
 sockets and servers on a given socket use uvloop's `create_server` unchanged.
@@ -43,6 +43,7 @@ log = get_logger("vonix.accept")
 # Out of file descriptors or buffers: stop accepting for a moment instead of spinning on an error.
 _RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 RETRY_AFTER_SECONDS = 1.0
+# The settings' defaults (ACCEPT_OPENING_LIMIT, ACCEPT_OPENING_SECONDS), for a loop nobody configured.
 OPENING_LIMIT = 256  # connections between accept and their first exchange, at once
 OPENING_SECONDS = 2.0  # after that a connection stops counting as opening, whatever it does
 
@@ -210,6 +211,15 @@ class EagerAcceptLoop(uvloop.Loop):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self.eager_servers: list[EagerServer] = []
+        self.opening_limit = OPENING_LIMIT
+        self.opening_seconds = OPENING_SECONDS
+
+    def limit_opening(self, limit: int, seconds: float) -> None:
+        """The settings' limits. uvicorn makes the loop from an import path, so they are given to
+        the running loop before its servers exist (`server/ops/drain.py`), and to any already made."""
+        self.opening_limit, self.opening_seconds = limit, seconds
+        for server in self.eager_servers:
+            server.opening_limit, server.opening_seconds = limit, seconds
 
     def opened(self, transport: object) -> None:
         """A connection is through its first exchange (`server/ws_protocol.py` tells)."""
@@ -223,7 +233,8 @@ class EagerAcceptLoop(uvloop.Loop):  # type: ignore[misc]
         if not plain or not (host is None or isinstance(host, str)):
             return await super().create_server(protocol_factory, host, port, **options)
         backlog = int(options.get("backlog", 100))
-        server = EagerServer(self, protocol_factory, bind(host, port, backlog), backlog)
+        server = EagerServer(self, protocol_factory, bind(host, port, backlog), backlog,
+                             opening_limit=self.opening_limit, opening_seconds=self.opening_seconds)
         server.start()
         self.eager_servers.append(server)
         return server

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
                                        validation_alias="TRUSTED_PROXIES")
     allowed_origins: CommaList = Field(default_factory=list, validation_alias="ALLOWED_ORIGINS")
     drain_seconds: float = Field(default=10.0, ge=0, validation_alias="DRAIN_SECONDS")
+    # After a deploy everyone reconnects at once: at most this many connections are served their
+    # first exchange side by side; the rest wait in arrival order (server/eager_accept.py).
+    accept_opening_limit: int = Field(default=256, ge=1, validation_alias="ACCEPT_OPENING_LIMIT")
+    accept_opening_seconds: float = Field(default=2.0, gt=0, validation_alias="ACCEPT_OPENING_SECONDS")
     static_dir: str | None = Field(default=None, validation_alias="STATIC_DIR")
     # --- people (issue 16) ---
     media_dir: str = Field(default="./media", validation_alias="MEDIA_DIR")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from types import FrameType
 from typing import Any
 
@@ -26,6 +27,15 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.resources = resources
         self._drain_task: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        # Not drain work, but this is where the running loop first exists: the accept loop's
+        # limits come from the settings (server/eager_accept.py; other loops have none).
+        limit_opening = getattr(asyncio.get_running_loop(), "limit_opening", None)
+        if limit_opening is not None:
+            settings = self.resources.settings
+            limit_opening(settings.accept_opening_limit, settings.accept_opening_seconds)
+        await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._drain_task is not None or self.should_exit or not self.started:

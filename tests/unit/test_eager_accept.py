@@ -75,7 +75,8 @@ def test_a_busy_loop_takes_the_whole_accept_queue_at_once() -> None:
     async def main() -> None:
         server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=1024)
         assert isinstance(server, EagerServer) and server.is_serving()
-        server.opening_limit = BURST  # the limit has its own test below
+        loop.limit_opening(BURST, 2.0)  # type: ignore[attr-defined]  # the limit has its own test below
+        assert (server.opening_limit, server.opening_seconds) == (BURST, 2.0)  # a server already made
         made, turns = await _burst_accepted_within(20, server.sockets[0].getsockname()[1], loop)
         assert made == BURST, f"{made} of {BURST} connections accepted in {turns} loop turns"
         server.close()
@@ -121,9 +122,9 @@ def test_connections_open_a_bounded_number_at_a_time_first_come_first_served() -
     loop = new_event_loop()
 
     async def main() -> None:
+        loop.limit_opening(10, 0.3)  # type: ignore[attr-defined]  # the settings, before uvicorn's servers
         server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=1024)
         assert isinstance(server, EagerServer)
-        server.opening_limit, server.opening_seconds = 10, 0.3
         port = server.sockets[0].getsockname()[1]
         clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
         arrival = [client.getsockname()[1] for client in clients]
