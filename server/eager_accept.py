@@ -64,7 +64,11 @@ class EagerServer:
         self._opening = 0  # handed to uvloop, first exchange not done yet
         self._timers: dict[object, asyncio.TimerHandle] = {}  # transport -> its opening deadline
         self._waiting: deque[socket.socket] = deque()  # accepted, waiting for an opening slot
-        self._told_early: set[object] = set()  # said `opened` before uvloop handed the transport back
+        # Sockets (by fd) being handed to uvloop, and those of them that said `opened` already: a
+        # connection can speak before its handover finishes. Keyed by fd, not by transport, so a
+        # connection telling after its deadline is simply ignored (nothing kept for it).
+        self._handing: set[int] = set()
+        self._told_early: set[int] = set()
         self.accepted = 0  # connections taken off the queue (tests, stats)
         self.most_opening = 0  # the most opening at once (tests, stats)
 
@@ -96,6 +100,7 @@ class EagerServer:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        self._handing.clear()
         self._told_early.clear()
 
     @property
@@ -109,12 +114,14 @@ class EagerServer:
     def opened(self, transport: object) -> None:
         """The connection on `transport` is through its first exchange: the next may open."""
         timer = self._timers.pop(transport, None)
-        if timer is None:
-            if self._opening > len(self._timers):  # one still being handed over: it may be this
-                self._told_early.add(transport)
+        if timer is not None:
+            timer.cancel()
+            self._release()
             return
-        timer.cancel()
-        self._release()
+        fd = _fileno(transport)
+        if fd in self._handing:  # its handover has not finished: released when it does
+            self._told_early.add(fd)
+        # otherwise its deadline already released it (or it was told before): nothing to do
 
     def _release(self) -> None:
         self._opening -= 1
@@ -159,31 +166,42 @@ class EagerServer:
             pass
         self._opening += 1
         self.most_opening = max(self.most_opening, self._opening)
+        fd = conn.fileno()  # the transport's too: uvloop wraps this socket, it does not dup it
+        self._handing.add(fd)
         handing = self._loop.connect_accepted_socket(self._factory, conn)
-        self._step(handing, conn)
+        self._step(handing, conn, fd)
 
-    def _step(self, handing: Coroutine[Any, Any, Any], conn: socket.socket, *, first: bool = True) -> None:
+    def _step(self, handing: Coroutine[Any, Any, Any], conn: socket.socket, fd: int, *,
+              first: bool = True) -> None:
         try:
             waiting = handing.send(None)
         except StopIteration as done:
+            self._handing.discard(fd)
             transport = done.value[0]  # (transport, protocol): opening until its first exchange
-            if transport in self._told_early:
-                self._told_early.discard(transport)
+            if fd in self._told_early:
+                self._told_early.discard(fd)
                 self._release()
             else:
                 self._timers[transport] = self._loop.call_later(self.opening_seconds, self._expire, transport)
             return
         except Exception as exc:
             log.debug("accept_handover_failed", error=exc.__class__.__name__)
+            self._handing.discard(fd)
+            self._told_early.discard(fd)
             if first:  # uvloop never took the socket: it is still ours to close
                 conn.close()
             self._release()  # later, the transport closed it itself
             return
-        waiting.add_done_callback(lambda _done: self._step(handing, conn, first=False))
+        waiting.add_done_callback(lambda _done: self._step(handing, conn, fd, first=False))
 
     def _expire(self, transport: object) -> None:
         if self._timers.pop(transport, None) is not None:
             self._release()
+
+
+def _fileno(transport: Any) -> int:
+    sock = transport.get_extra_info("socket")
+    return sock.fileno() if sock is not None else -1
 
 
 def bind(host: str | None, port: int, backlog: int) -> list[socket.socket]:

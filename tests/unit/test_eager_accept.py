@@ -152,3 +152,44 @@ def test_connections_open_a_bounded_number_at_a_time_first_come_first_served() -
         await server.wait_closed()
 
     run(loop, main)
+
+
+def test_a_connection_speaking_after_its_deadline_leaves_nothing_behind() -> None:
+    """Its slot went at the deadline; told later, while another connection is being handed over,
+    the server must neither count it again nor keep it (it used to keep it for good)."""
+    Echo.made = []
+    loop = new_event_loop()
+
+    async def main() -> None:
+        loop.limit_opening(10, 0.1)  # type: ignore[attr-defined]
+        server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=16)
+        assert isinstance(server, EagerServer)
+        port = server.sockets[0].getsockname()[1]
+        first = socket.create_connection(("127.0.0.1", port))
+        await asyncio.sleep(0.3)  # accepted, silent, its deadline passed
+        assert len(Echo.made) == 1 and server.opening == 0
+        late = Echo.made[0]
+        hand_over = server._hand_over
+
+        def hand_over_then_the_late_one_speaks(conn: socket.socket) -> None:
+            hand_over(conn)  # this one's handover is under way now
+            loop.opened(late)  # type: ignore[attr-defined]
+
+        server._hand_over = hand_over_then_the_late_one_speaks  # type: ignore[method-assign]
+        second = socket.create_connection(("127.0.0.1", port))
+        try:
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert len(Echo.made) == 2 and server.opening == 1  # the second, until its first exchange
+            assert not server._told_early, "kept a connection that had already stopped counting"
+            loop.opened(Echo.made[1])  # type: ignore[attr-defined]
+            assert server.opening == 0
+        finally:
+            for client in (first, second):
+                client.close()
+            for transport in Echo.made:
+                transport.close()
+            server.close()
+            await server.wait_closed()
+
+    run(loop, main)
